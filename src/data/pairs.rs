@@ -1,0 +1,75 @@
+//! The pair-set protocol: the seeded equivalent of the course's `generate_pair_sets(N)`.
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use super::{PIXELS, Pool};
+use crate::error::{Error, Result};
+
+/// `n` pairs of 14x14 digits with their target and both classes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairSet {
+    /// `n x 2 x 14 x 14` raw pixel values (0..255), pair after pair, first digit first.
+    pub input: Vec<f32>,
+    /// `1` when the first digit is lesser than or equal to the second.
+    pub target: Vec<u8>,
+    /// The two digit classes of each pair.
+    pub classes: Vec<[u8; 2]>,
+}
+
+impl PairSet {
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.target.len()
+    }
+
+    /// True when the set holds no pair.
+    pub fn is_empty(&self) -> bool {
+        self.target.is_empty()
+    }
+}
+
+/// Draws `n` pairs from `pool` with the RNG stream `stream` of `seed`: one random permutation,
+/// its first `2n` images paired in order, so no image is used twice within the set.
+pub fn pair_set(pool: &Pool, n: usize, seed: u64, stream: u64, what: &str) -> Result<PairSet> {
+    if 2 * n > pool.len() {
+        return Err(Error::Protocol(format!(
+            "{n} {what} pairs need {} images, the {what} pool holds {}",
+            2 * n,
+            pool.len()
+        )));
+    }
+    // ChaCha is portable: the same seed gives the same pairs on every machine.
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    let mut order: Vec<usize> = (0..pool.len()).collect();
+    order.shuffle(&mut rng);
+    let mut set = PairSet {
+        input: Vec::with_capacity(n * 2 * PIXELS),
+        target: Vec::with_capacity(n),
+        classes: Vec::with_capacity(n),
+    };
+    for pair in order[..2 * n].chunks_exact(2) {
+        let (a, b) = (pair[0], pair[1]);
+        set.input.extend_from_slice(pool.image(a));
+        set.input.extend_from_slice(pool.image(b));
+        let classes = [pool.labels[a], pool.labels[b]];
+        set.target.push(u8::from(classes[0] <= classes[1]));
+        set.classes.push(classes);
+    }
+    Ok(set)
+}
+
+/// The train set (from the train pool) and the test set (from the test pool) of one round.
+pub fn generate_pair_sets(
+    train: &Pool,
+    test: &Pool,
+    n: usize,
+    seed: u64,
+) -> Result<(PairSet, PairSet)> {
+    Ok((
+        pair_set(train, n, seed, 0, "train")?,
+        pair_set(test, n, seed, 1, "test")?,
+    ))
+}

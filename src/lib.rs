@@ -1,0 +1,12 @@
+//! `lesser`: run seeded, repeated experiments on small networks that compare pairs of MNIST
+//! digits, and report honest statistics.
+//!
+//! Modules, in the order data flows: [`data`] (IDX files, pair sets), [`ops`] (CNN operations
+//! on dfdx), [`spec`] (TOML variants), [`compile`] (specs into networks), [`train`] (one
+//! round), [`run`] (the parallel sweep), [`report`] (CSV and Markdown), [`cli`] (commands).
+
+pub mod data;
+pub mod error;
+pub mod ops;
+
+pub use error::{Error, Result};

@@ -1,0 +1,112 @@
+//! 2-D convolution (PyTorch's `Conv2d`, square kernel, zero padding).
+
+use dfdx::prelude::HasShape;
+use super::kernels::{MatRef, Window, col2im_add, im2col, matmul, transpose_blocks};
+use super::{Act, OpTape, Param, add_param_grad, check_len, unary_op, values};
+use crate::error::{Error, Result};
+
+/// What a convolution computes, apart from its batch and image size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dGeometry {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl Conv2dGeometry {
+    /// Values in the weight (`out x in x k x k`).
+    pub fn weight_len(&self) -> usize {
+        self.out_channels * self.in_channels * self.kernel * self.kernel
+    }
+
+    /// The window over an `in_channels x height x width` input, or an error saying why not.
+    pub fn window(&self, channels: usize, height: usize, width: usize) -> Result<Window> {
+        if channels != self.in_channels {
+            return Err(Error::Shape(format!(
+                "conv2d expects {} input channels, got {channels}",
+                self.in_channels
+            )));
+        }
+        Window::new(
+            channels,
+            height,
+            width,
+            self.kernel,
+            self.stride,
+            self.padding,
+        )
+        .ok_or_else(|| {
+            Error::Shape(format!(
+                "conv2d kernel {} (stride {}, padding {}) does not fit a {height}x{width} input",
+                self.kernel, self.stride, self.padding
+            ))
+        })
+    }
+}
+
+/// Convolves `x` `(N, in, H, W)` with `weight` `(out, in, k, k)` and adds `bias` `(out)`,
+/// giving `(N, out, H', W')`. With `input_grad` false the backward pass skips `x`'s gradient
+/// (for a network's first layer, whose input is data).
+pub fn conv2d<T: OpTape>(
+    x: Act<T>,
+    weight: &Param,
+    bias: &Param,
+    geom: Conv2dGeometry,
+    input_grad: bool,
+) -> Result<Act<T>> {
+    let (n, c, h, w) = *x.shape();
+    let win = geom.window(c, h, w)?;
+    check_len("conv2d weight", weight, geom.weight_len())?;
+    check_len("conv2d bias", bias, geom.out_channels)?;
+    let (out_c, positions, patch) = (geom.out_channels, win.positions(), win.patch());
+
+    // Forward: one gemm for the whole batch, (N*P x patch) . (patch x out), then into NCHW.
+    let mut cols = Vec::new();
+    im2col(&values(&x), n, &win, &mut cols);
+    let wv = values(weight);
+    let mut tmp = vec![0.0; n * positions * out_c];
+    matmul(
+        &mut tmp,
+        MatRef::new(&cols, n * positions, patch),
+        MatRef::new(&wv, out_c, patch).t(),
+        false,
+    );
+    let mut out = vec![0.0; n * out_c * positions];
+    transpose_blocks(&tmp, n, positions, out_c, Some(&values(bias)), &mut out);
+    drop(tmp);
+
+    let (weight, bias) = (weight.clone(), bias.clone());
+    let dims = (n, out_c, win.out_h, win.out_w);
+    Ok(unary_op(x, out, dims, move |gy, grads| {
+        // gy is NCHW; bring it to (N*P x out) rows to match `cols`.
+        let mut gyt = vec![0.0; gy.len()];
+        transpose_blocks(gy, n, out_c, positions, None, &mut gyt);
+        let gyt = MatRef::new(&gyt, n * positions, out_c);
+
+        let mut gb = vec![0.0; out_c];
+        for (i, v) in gy.iter().enumerate() {
+            gb[(i / positions) % out_c] += v;
+        }
+        add_param_grad(grads, &bias, &gb)?;
+
+        let mut gw = vec![0.0; out_c * patch];
+        matmul(
+            &mut gw,
+            gyt.t(),
+            MatRef::new(&cols, n * positions, patch),
+            false,
+        );
+        add_param_grad(grads, &weight, &gw)?;
+
+        if !input_grad {
+            return Ok(None);
+        }
+        let mut gcols = cols; // reuse the buffer: cols is not needed any more
+        matmul(&mut gcols, gyt, MatRef::new(&wv, out_c, patch), false);
+        let mut gx = vec![0.0; n * win.image()];
+        col2im_add(&gcols, n, &win, &mut gx);
+        Ok(Some(gx))
+    }))
+}

@@ -1,0 +1,129 @@
+//! 2-D transposed convolution (PyTorch's `ConvTranspose2d`, square kernel, no output padding).
+
+use dfdx::prelude::HasShape;
+use super::kernels::{MatRef, Window, col2im_add, im2col, matmul, transpose_blocks};
+use super::{Act, OpTape, Param, add_param_grad, check_len, unary_op, values};
+use crate::error::{Error, Result};
+
+/// What a transposed convolution computes, apart from its batch and image size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvTranspose2dGeometry {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl ConvTranspose2dGeometry {
+    /// Values in the weight (`in x out x k x k`, PyTorch's layout).
+    pub fn weight_len(&self) -> usize {
+        self.in_channels * self.out_channels * self.kernel * self.kernel
+    }
+
+    /// Output side for an input side: `(side - 1) * stride - 2 * padding + kernel`.
+    pub fn out_side(&self, side: usize) -> Option<usize> {
+        ((side.max(1) - 1) * self.stride + self.kernel).checked_sub(2 * self.padding)
+    }
+
+    /// The window of the equivalent convolution over the output image, whose positions are
+    /// the input pixels.
+    pub fn window(&self, channels: usize, height: usize, width: usize) -> Result<Window> {
+        if channels != self.in_channels {
+            return Err(Error::Shape(format!(
+                "conv_transpose2d expects {} input channels, got {channels}",
+                self.in_channels
+            )));
+        }
+        let bad = || {
+            Error::Shape(format!(
+                "conv_transpose2d kernel {} (stride {}, padding {}) gives no output for a \
+                 {height}x{width} input",
+                self.kernel, self.stride, self.padding
+            ))
+        };
+        let (oh, ow) = (
+            self.out_side(height).ok_or_else(bad)?,
+            self.out_side(width).ok_or_else(bad)?,
+        );
+        let win = Window::new(
+            self.out_channels,
+            oh,
+            ow,
+            self.kernel,
+            self.stride,
+            self.padding,
+        )
+        .ok_or_else(bad)?;
+        if height == 0 || width == 0 || win.out_h != height || win.out_w != width {
+            return Err(bad());
+        }
+        Ok(win)
+    }
+}
+
+/// Transposed convolution of `x` `(N, in, H, W)` with `weight` `(in, out, k, k)` plus `bias`
+/// `(out)`, giving `(N, out, (H-1)s-2p+k, (W-1)s-2p+k)`.
+pub fn conv_transpose2d<T: OpTape>(
+    x: Act<T>,
+    weight: &Param,
+    bias: &Param,
+    geom: ConvTranspose2dGeometry,
+    input_grad: bool,
+) -> Result<Act<T>> {
+    let (n, c, h, w) = *x.shape();
+    let win = geom.window(c, h, w)?;
+    check_len("conv_transpose2d weight", weight, geom.weight_len())?;
+    check_len("conv_transpose2d bias", bias, geom.out_channels)?;
+    let (out_c, positions, patch) = (geom.out_channels, h * w, win.patch());
+
+    // Forward: x as (N*H*W x in) rows, times weight (in x out*k*k), scattered by col2im.
+    let mut xt = vec![0.0; n * c * positions];
+    transpose_blocks(&values(&x), n, c, positions, None, &mut xt);
+    let wv = values(weight);
+    let mut cols = vec![0.0; n * positions * patch];
+    matmul(
+        &mut cols,
+        MatRef::new(&xt, n * positions, c),
+        MatRef::new(&wv, c, patch),
+        false,
+    );
+    let mut out = vec![0.0; n * win.image()];
+    col2im_add(&cols, n, &win, &mut out);
+    let bv = values(bias);
+    let plane = win.height * win.width;
+    for (i, v) in out.iter_mut().enumerate() {
+        *v += bv[(i / plane) % out_c];
+    }
+
+    let (weight, bias) = (weight.clone(), bias.clone());
+    let dims = (n, out_c, win.height, win.width);
+    Ok(unary_op(x, out, dims, move |gy, grads| {
+        let mut gb = vec![0.0; out_c];
+        for (i, v) in gy.iter().enumerate() {
+            gb[(i / plane) % out_c] += v;
+        }
+        add_param_grad(grads, &bias, &gb)?;
+
+        let mut gcols = cols; // reuse the forward buffer
+        im2col(gy, n, &win, &mut gcols);
+        let gcols_m = MatRef::new(&gcols, n * positions, patch);
+        let mut gw = vec![0.0; c * patch];
+        matmul(
+            &mut gw,
+            MatRef::new(&xt, n * positions, c).t(),
+            gcols_m,
+            false,
+        );
+        add_param_grad(grads, &weight, &gw)?;
+
+        if !input_grad {
+            return Ok(None);
+        }
+        let mut gxt = xt; // reuse
+        matmul(&mut gxt, gcols_m, MatRef::new(&wv, c, patch).t(), false);
+        let mut gx = vec![0.0; n * c * positions];
+        transpose_blocks(&gxt, n, positions, c, None, &mut gx);
+        Ok(Some(gx))
+    }))
+}

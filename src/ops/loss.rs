@@ -1,0 +1,67 @@
+//! Softmax cross-entropy on integer class targets, and argmax predictions.
+
+use dfdx::prelude::HasShape;
+use dfdx::prelude::{SplitTape, Tensor, TensorFromVec};
+use dfdx::tensor::PutTape;
+
+use super::{Act, OpTape, add_into, values};
+
+/// Mean over the batch of `-log softmax(logits)[target]`, for `logits` `(B, K, 1, 1)` and one
+/// target class per row (numerically stable: max-shifted log-sum-exp).
+pub fn cross_entropy<T: OpTape>(logits: Act<T>, targets: &[u8]) -> Tensor<(), f32, Cpu, T> {
+    let (b, c, h, w) = *logits.shape();
+    let k = c * h * w;
+    assert_eq!(b, targets.len(), "cross_entropy: one target per row");
+    let lv = values(&logits);
+    let mut probs = vec![0.0; lv.len()];
+    let mut total = 0.0f64;
+    for ((row, p), &t) in lv.chunks_exact(k).zip(probs.chunks_exact_mut(k)).zip(targets) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0;
+        for (pi, &v) in p.iter_mut().zip(row) {
+            *pi = (v - max).exp();
+            sum += *pi;
+        }
+        for pi in p.iter_mut() {
+            *pi /= sum;
+        }
+        total += f64::from(max + sum.ln() - row[t as usize]);
+    }
+    let loss = (total / b as f64) as f32;
+    let targets = targets.to_vec();
+    let (logits, mut tape) = logits.split_tape();
+    let y = logits.device().tensor_from_vec(vec![loss], ());
+    if T::OWNS_TAPE {
+        let (xg, yg) = (logits.ghost(), y.ghost());
+        tape.add_backward_op(move |grads| {
+            let gy = grads.get_or_alloc_mut(&yg)?[0] / b as f32;
+            for (p, &t) in probs.chunks_exact_mut(k).zip(&targets) {
+                p[t as usize] -= 1.0;
+                for v in p.iter_mut() {
+                    *v *= gy;
+                }
+            }
+            add_into(grads.get_or_alloc_mut(&xg)?, &probs);
+            Ok(())
+        });
+    }
+    y.put_tape(tape)
+}
+
+use dfdx::prelude::Cpu;
+
+/// The index of the largest logit of each row of `logits` `(B, K, ..)` (first one on ties).
+pub fn logits_argmax<T>(logits: &Act<T>) -> Vec<usize> {
+    let (_, c, h, w) = *logits.shape();
+    values(logits)
+        .chunks_exact(c * h * w)
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                    if v > best.1 { (i, v) } else { best }
+                })
+                .0
+        })
+        .collect()
+}

@@ -1,0 +1,518 @@
+//! The CNN ops: forward values against direct-loop references and hand-checked cases, and
+//! every gradient against central finite differences.
+
+use dfdx::prelude::*;
+use lesser::ops::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn dev() -> Cpu {
+    Cpu::default()
+}
+
+fn rand_vec(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
+}
+
+fn act(v: Vec<f32>, dims: Dims4) -> Act<NoneTape> {
+    dev().tensor_from_vec(v, dims)
+}
+
+fn param(v: Vec<f32>) -> Param {
+    let n = v.len();
+    dev().tensor_from_vec(v, (n,))
+}
+
+/// Direct 7-loop convolution, the definition (PyTorch's cross-correlation).
+#[allow(clippy::too_many_arguments)]
+fn conv_reference(
+    x: &[f32],
+    (n, c, h, w): Dims4,
+    wt: &[f32],
+    b: &[f32],
+    o: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+) -> (Vec<f32>, Dims4) {
+    let oh = (h + 2 * p - k) / s + 1;
+    let ow = (w + 2 * p - k) / s + 1;
+    let mut out = vec![0.0; n * o * oh * ow];
+    for ni in 0..n {
+        for oc in 0..o {
+            for y in 0..oh {
+                for xx in 0..ow {
+                    let mut acc = b[oc];
+                    for ic in 0..c {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let iy = (y * s + ky) as isize - p as isize;
+                                let ix = (xx * s + kx) as isize - p as isize;
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                    continue;
+                                }
+                                acc += x[((ni * c + ic) * h + iy as usize) * w + ix as usize]
+                                    * wt[((oc * c + ic) * k + ky) * k + kx];
+                            }
+                        }
+                    }
+                    out[((ni * o + oc) * oh + y) * ow + xx] = acc;
+                }
+            }
+        }
+    }
+    (out, (n, o, oh, ow))
+}
+
+/// Direct transposed convolution: every input pixel scatters `weight * x` into the output.
+#[allow(clippy::too_many_arguments)]
+fn conv_transpose_reference(
+    x: &[f32],
+    (n, c, h, w): Dims4,
+    wt: &[f32],
+    b: &[f32],
+    o: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+) -> (Vec<f32>, Dims4) {
+    let oh = (h - 1) * s + k - 2 * p;
+    let ow = (w - 1) * s + k - 2 * p;
+    let mut out = vec![0.0; n * o * oh * ow];
+    for ni in 0..n {
+        for oc in 0..o {
+            for v in &mut out[(ni * o + oc) * oh * ow..(ni * o + oc + 1) * oh * ow] {
+                *v = b[oc];
+            }
+            for ic in 0..c {
+                for y in 0..h {
+                    for xx in 0..w {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let oy = (y * s + ky) as isize - p as isize;
+                                let ox = (xx * s + kx) as isize - p as isize;
+                                if oy < 0 || ox < 0 || oy >= oh as isize || ox >= ow as isize {
+                                    continue;
+                                }
+                                out[((ni * o + oc) * oh + oy as usize) * ow + ox as usize] += x
+                                    [((ni * c + ic) * h + y) * w + xx]
+                                    * wt[((ic * o + oc) * k + ky) * k + kx];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (out, (n, o, oh, ow))
+}
+
+fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths differ");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= tol * (1.0 + y.abs()),
+            "{what}[{i}]: {x} vs {y}"
+        );
+    }
+}
+
+/// An op under test: input activation and parameters in, output out, for any tape.
+type OpFn = dyn Fn(Act<OwnedTape<f32, Cpu>>, &[Param]) -> Act<OwnedTape<f32, Cpu>>;
+type EvalFn = dyn Fn(Act<NoneTape>, &[Param]) -> Act<NoneTape>;
+
+/// Checks the gradients of `L = sum(op(x) * r)` for `x` and every parameter against central
+/// finite differences.
+fn grad_check(x: Vec<f32>, dims: Dims4, params: Vec<Vec<f32>>, op: &OpFn, eval: &EvalFn) {
+    let mut rng = ChaCha8Rng::seed_from_u64(99);
+    let ps: Vec<Param> = params.iter().cloned().map(param).collect();
+    let xt = act(x.clone(), dims);
+    let y = op(xt.leaky_trace(), &ps);
+    let ydims = *y.shape();
+    let r = rand_vec(&mut rng, ydims.0 * ydims.1 * ydims.2 * ydims.3);
+    let rt = act(r.clone(), ydims);
+    let grads = (y * rt).sum::<(), _>().backward();
+    let loss = |x: &[f32], ps: &[Param]| -> f64 {
+        let y = values(&eval(act(x.to_vec(), dims), ps));
+        y.iter().zip(&r).map(|(a, b)| f64::from(*a * *b)).sum()
+    };
+    let eps = 1e-2f32;
+    // Input gradient.
+    let gx = grads.get(&xt).as_vec();
+    let mut num = Vec::new();
+    for i in 0..x.len() {
+        let (mut xp, mut xm) = (x.clone(), x.clone());
+        xp[i] += eps;
+        xm[i] -= eps;
+        num.push(((loss(&xp, &ps) - loss(&xm, &ps)) / (2.0 * f64::from(eps))) as f32);
+    }
+    assert_close(&gx, &num, 2e-2, "input grad");
+    // Parameter gradients.
+    for (pi, pv) in params.iter().enumerate() {
+        let g = grads.get(&ps[pi]).as_vec();
+        let mut num = Vec::new();
+        for i in 0..pv.len() {
+            let with = |d: f32| {
+                let mut ps2 = ps.clone();
+                let mut v = pv.clone();
+                v[i] += d;
+                ps2[pi] = param(v);
+                loss(&x, &ps2)
+            };
+            num.push(((with(eps) - with(-eps)) / (2.0 * f64::from(eps))) as f32);
+        }
+        assert_close(&g, &num, 2e-2, &format!("param {pi} grad"));
+    }
+}
+
+#[test]
+fn conv2d_forward_matches_reference() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for &(n, c, h, w, o, k, s, p) in &[
+        (2, 1, 5, 5, 3, 3, 1, 0),
+        (3, 2, 6, 7, 4, 3, 2, 1),
+        (1, 3, 8, 8, 2, 5, 1, 2),
+        (2, 6, 6, 6, 16, 3, 1, 0),
+        (1, 1, 4, 4, 1, 4, 3, 1),
+    ] {
+        let x = rand_vec(&mut rng, n * c * h * w);
+        let wt = rand_vec(&mut rng, o * c * k * k);
+        let b = rand_vec(&mut rng, o);
+        let geom = Conv2dGeometry {
+            in_channels: c,
+            out_channels: o,
+            kernel: k,
+            stride: s,
+            padding: p,
+        };
+        let y = conv2d(
+            act(x.clone(), (n, c, h, w)),
+            &param(wt.clone()),
+            &param(b.clone()),
+            geom,
+            true,
+        )
+        .unwrap();
+        let (r, rd) = conv_reference(&x, (n, c, h, w), &wt, &b, o, k, s, p);
+        assert_eq!(*y.shape(), rd);
+        assert_close(&values(&y), &r, 1e-5, "conv2d");
+    }
+}
+
+#[test]
+fn conv2d_hand_checked() {
+    // 1x1x3x3 input 1..9, 2x2 kernel of ones, bias 0.5: sums of each 2x2 block plus 0.5.
+    let x = act((1..=9).map(|v| v as f32).collect(), (1, 1, 3, 3));
+    let geom = Conv2dGeometry {
+        in_channels: 1,
+        out_channels: 1,
+        kernel: 2,
+        stride: 1,
+        padding: 0,
+    };
+    let y = conv2d(x, &param(vec![1.0; 4]), &param(vec![0.5]), geom, true).unwrap();
+    assert_eq!(values(&y), vec![12.5, 16.5, 24.5, 28.5]);
+}
+
+#[test]
+fn conv2d_gradients() {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    for &(n, c, h, w, o, k, s, p) in &[(2, 2, 5, 5, 3, 3, 1, 0), (2, 2, 6, 5, 2, 3, 2, 1)] {
+        let geom = Conv2dGeometry {
+            in_channels: c,
+            out_channels: o,
+            kernel: k,
+            stride: s,
+            padding: p,
+        };
+        let x = rand_vec(&mut rng, n * c * h * w);
+        let params = vec![rand_vec(&mut rng, o * c * k * k), rand_vec(&mut rng, o)];
+        grad_check(
+            x,
+            (n, c, h, w),
+            params,
+            &move |x, ps| conv2d(x, &ps[0], &ps[1], geom, true).unwrap(),
+            &move |x, ps| conv2d(x, &ps[0], &ps[1], geom, true).unwrap(),
+        );
+    }
+}
+
+#[test]
+fn conv_transpose2d_forward_matches_reference() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for &(n, c, h, w, o, k, s, p) in &[
+        (2, 1, 4, 4, 2, 3, 1, 0),
+        (1, 2, 3, 5, 3, 4, 2, 1),
+        (2, 1, 14, 14, 1, 2, 2, 0),
+        (1, 3, 5, 5, 1, 3, 2, 1),
+    ] {
+        let x = rand_vec(&mut rng, n * c * h * w);
+        let wt = rand_vec(&mut rng, c * o * k * k);
+        let b = rand_vec(&mut rng, o);
+        let geom = ConvTranspose2dGeometry {
+            in_channels: c,
+            out_channels: o,
+            kernel: k,
+            stride: s,
+            padding: p,
+        };
+        let y = conv_transpose2d(
+            act(x.clone(), (n, c, h, w)),
+            &param(wt.clone()),
+            &param(b.clone()),
+            geom,
+            true,
+        )
+        .unwrap();
+        let (r, rd) = conv_transpose_reference(&x, (n, c, h, w), &wt, &b, o, k, s, p);
+        assert_eq!(*y.shape(), rd);
+        assert_close(&values(&y), &r, 1e-5, "conv_transpose2d");
+    }
+}
+
+#[test]
+fn conv_transpose2d_gradients() {
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    for &(n, c, h, w, o, k, s, p) in &[(2, 2, 3, 3, 2, 3, 1, 0), (1, 2, 3, 4, 2, 4, 2, 1)] {
+        let geom = ConvTranspose2dGeometry {
+            in_channels: c,
+            out_channels: o,
+            kernel: k,
+            stride: s,
+            padding: p,
+        };
+        let x = rand_vec(&mut rng, n * c * h * w);
+        let params = vec![rand_vec(&mut rng, c * o * k * k), rand_vec(&mut rng, o)];
+        grad_check(
+            x,
+            (n, c, h, w),
+            params,
+            &move |x, ps| conv_transpose2d(x, &ps[0], &ps[1], geom, true).unwrap(),
+            &move |x, ps| conv_transpose2d(x, &ps[0], &ps[1], geom, true).unwrap(),
+        );
+    }
+}
+
+#[test]
+fn pools_hand_checked() {
+    let x: Vec<f32> = (0..16).map(|v| v as f32).collect();
+    let max = pool2d(act(x.clone(), (1, 1, 4, 4)), PoolKind::Max, 2, 2).unwrap();
+    assert_eq!(values(&max), vec![5.0, 7.0, 13.0, 15.0]);
+    let avg = pool2d(act(x.clone(), (1, 1, 4, 4)), PoolKind::Avg, 2, 2).unwrap();
+    assert_eq!(values(&avg), vec![2.5, 4.5, 10.5, 12.5]);
+    // Overlapping windows, stride 1, and an odd side (floor mode drops the last column).
+    let max = pool2d(act(x[..12].to_vec(), (1, 1, 3, 4)), PoolKind::Max, 3, 1).unwrap();
+    assert_eq!(*max.shape(), (1, 1, 1, 2));
+    assert_eq!(values(&max), vec![10.0, 11.0]);
+}
+
+#[test]
+fn pool_gradients() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for kind in [PoolKind::Max, PoolKind::Avg] {
+        for &(k, s) in &[(2, 2), (3, 1), (2, 3)] {
+            // Distinct values spaced apart, so a small nudge never changes a max.
+            let mut x: Vec<f32> = (0..2 * 3 * 7 * 7).map(|v| v as f32 * 0.05).collect();
+            for i in (1..x.len()).rev() {
+                x.swap(i, rng.gen_range(0..=i));
+            }
+            grad_check(
+                x,
+                (2, 3, 7, 7),
+                vec![],
+                &move |x, _| pool2d(x, kind, k, s).unwrap(),
+                &move |x, _| pool2d(x, kind, k, s).unwrap(),
+            );
+        }
+    }
+}
+
+#[test]
+fn linear_forward_and_gradients() {
+    // x = [1, 2], W = [[1, 0], [0.5, -1], [2, 3]], b = [0, 1, -1]
+    let y = linear(
+        act(vec![1.0, 2.0], (1, 2, 1, 1)),
+        &param(vec![1.0, 0.0, 0.5, -1.0, 2.0, 3.0]),
+        &param(vec![0.0, 1.0, -1.0]),
+        3,
+        true,
+    )
+    .unwrap();
+    assert_eq!(values(&y), vec![1.0, -0.5, 7.0]);
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let x = rand_vec(&mut rng, 3 * 2 * 2 * 2);
+    let params = vec![rand_vec(&mut rng, 4 * 8), rand_vec(&mut rng, 4)];
+    grad_check(
+        x,
+        (3, 2, 2, 2),
+        params,
+        &|x, ps| linear(x, &ps[0], &ps[1], 4, true).unwrap(),
+        &|x, ps| linear(x, &ps[0], &ps[1], 4, true).unwrap(),
+    );
+}
+
+#[test]
+fn threshold_and_upsample() {
+    let x = act(vec![-1.0, 0.2, 0.7, 3.0], (1, 1, 2, 2));
+    assert_eq!(values(&threshold(x, 0.5, -2.0)), vec![-2.0, -2.0, 0.7, 3.0]);
+    let up = upsample_nearest(act(vec![1.0, 2.0, 3.0, 4.0], (1, 1, 2, 2)), 2).unwrap();
+    assert_eq!(*up.shape(), (1, 1, 4, 4));
+    assert_eq!(
+        values(&up),
+        vec![
+            1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0, 3.0, 3.0, 4.0, 4.0
+        ]
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let x = rand_vec(&mut rng, 2 * 2 * 3 * 3);
+    grad_check(
+        x.clone(),
+        (2, 2, 3, 3),
+        vec![],
+        &|x, _| upsample_nearest(x, 3).unwrap(),
+        &|x, _| upsample_nearest(x, 3).unwrap(),
+    );
+    // Keep every value at least 0.05 from the threshold, so nudges never cross it.
+    let x: Vec<f32> = x
+        .iter()
+        .map(|v| if v.abs() < 0.05 { 0.3 } else { *v })
+        .collect();
+    grad_check(
+        x,
+        (2, 2, 3, 3),
+        vec![],
+        &|x, _| threshold(x, 0.0, 0.1),
+        &|x, _| threshold(x, 0.0, 0.1),
+    );
+}
+
+#[test]
+fn batch_norm_normalizes_and_gradients() {
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let x: Vec<f32> = rand_vec(&mut rng, 4 * 3 * 2 * 2)
+        .iter()
+        .map(|v| 3.0 * v + 1.0)
+        .collect();
+    let state = BatchNormState::new(3, 0.1, 1e-5);
+    let y = batch_norm2d(
+        act(x.clone(), (4, 3, 2, 2)),
+        &param(vec![1.0; 3]),
+        &param(vec![0.0; 3]),
+        &state,
+        true,
+    )
+    .unwrap();
+    let yv = values(&y);
+    for ch in 0..3 {
+        let vals: Vec<f32> = (0..4)
+            .flat_map(|n| yv[(n * 3 + ch) * 4..(n * 3 + ch + 1) * 4].to_vec())
+            .collect();
+        let mean = vals.iter().sum::<f32>() / 16.0;
+        let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 16.0;
+        assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-3, "{mean} {var}");
+    }
+    // Running mean moved 10% of the way from 0 to the batch mean.
+    assert!(state.mean.borrow().iter().all(|m| m.abs() > 0.0));
+    let params = vec![rand_vec(&mut rng, 3), rand_vec(&mut rng, 3)];
+    for training in [true, false] {
+        let st = BatchNormState::new(3, 0.1, 1e-5);
+        grad_check(
+            x.clone(),
+            (4, 3, 2, 2),
+            params.clone(),
+            &move |x, ps| batch_norm2d(x, &ps[0], &ps[1], &st, training).unwrap(),
+            &move |x, ps| {
+                let fresh = BatchNormState::new(3, 0.1, 1e-5);
+                batch_norm2d(x, &ps[0], &ps[1], &fresh, training).unwrap()
+            },
+        );
+    }
+}
+
+#[test]
+fn pair_ops_and_concat() {
+    // Two pairs of 2-feature digits: rows d00 d01 d10 d11.
+    let d = act(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], (4, 2, 1, 1));
+    assert_eq!(
+        values(&pair_features(d.clone(), false)),
+        vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    );
+    assert_eq!(
+        values(&pair_features(d.clone(), true)),
+        vec![3.0, 4.0, 1.0, 2.0, 7.0, 8.0, 5.0, 6.0]
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    grad_check(
+        rand_vec(&mut rng, 8),
+        (4, 2, 1, 1),
+        vec![],
+        &|x, _| pair_features(x, true),
+        &|x, _| pair_features(x, true),
+    );
+    // concat: gradients split back to both inputs.
+    let a = act(vec![1.0, 2.0], (2, 1, 1, 1));
+    let b = act(vec![3.0, 4.0, 5.0, 6.0], (2, 2, 1, 1));
+    let y = concat_features(a.leaky_trace(), b.leaky_trace());
+    assert_eq!(values(&y), vec![1.0, 3.0, 4.0, 2.0, 5.0, 6.0]);
+    let r = act(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], (2, 3, 1, 1));
+    let g = (y * r).sum::<(), _>().backward();
+    assert_eq!(g.get(&a).as_vec(), vec![1.0, 4.0]);
+    assert_eq!(g.get(&b).as_vec(), vec![2.0, 3.0, 5.0, 6.0]);
+}
+
+#[test]
+fn cross_entropy_value_and_gradient() {
+    // Row 0: logits [0, ln 3] target 1: p = 3/4, loss ln(4/3). Row 1: [2, 2] target 0: ln 2.
+    let logits = act(vec![0.0, 3f32.ln(), 2.0, 2.0], (2, 2, 1, 1));
+    let loss = cross_entropy(logits.leaky_trace(), &[1, 0]);
+    let expected = ((4.0f64 / 3.0).ln() + 2f64.ln()) / 2.0;
+    assert!((f64::from(loss.array()) - expected).abs() < 1e-6);
+    let g = loss.backward().get(&logits).as_vec();
+    // (softmax - onehot) / B
+    assert_close(&g, &[0.125, -0.125, -0.25, 0.25], 1e-6, "ce grad");
+    assert_eq!(logits_argmax(&logits), vec![1, 0]);
+}
+
+#[test]
+fn shape_errors_are_reported() {
+    let geom = Conv2dGeometry {
+        in_channels: 2,
+        out_channels: 1,
+        kernel: 3,
+        stride: 1,
+        padding: 0,
+    };
+    let err = conv2d(
+        act(vec![0.0; 9], (1, 1, 3, 3)),
+        &param(vec![0.0; 18]),
+        &param(vec![0.0]),
+        geom,
+        true,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("2 input channels, got 1"), "{err}");
+    let geom = Conv2dGeometry {
+        in_channels: 1,
+        ..geom
+    };
+    let err = conv2d(
+        act(vec![0.0; 4], (1, 1, 2, 2)),
+        &param(vec![0.0; 9]),
+        &param(vec![0.0]),
+        geom,
+        true,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("does not fit a 2x2 input"), "{err}");
+    let err = pool2d(act(vec![0.0; 4], (1, 1, 2, 2)), PoolKind::Max, 3, 1).unwrap_err();
+    assert!(err.to_string().contains("does not fit"), "{err}");
+    let err = linear(
+        act(vec![0.0; 4], (1, 4, 1, 1)),
+        &param(vec![0.0; 6]),
+        &param(vec![0.0; 2]),
+        2,
+        true,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("expected 8"), "{err}");
+}
