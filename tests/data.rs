@@ -1,0 +1,237 @@
+//! The shipped data, the IDX loader's errors, and the pair-set protocol.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use lesser::data::{Mnist, PIXELS, generate_pair_sets, idx};
+use sha2::{Digest, Sha256};
+
+fn shipped() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist")
+}
+
+#[test]
+fn shipped_files_match_the_sums_in_data_readme() {
+    let readme = std::fs::read_to_string(shipped().join("../README.md")).unwrap();
+    let mut checked = 0;
+    for line in readme.lines().filter(|l| l.contains("-ubyte.gz`")) {
+        let cells: Vec<&str> = line.split('|').map(|c| c.trim().trim_matches('`')).collect();
+        let (name, sum) = (cells[1], cells[3]);
+        let bytes = std::fs::read(shipped().join(name)).unwrap();
+        let got: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(got, sum, "{name}");
+        checked += 1;
+    }
+    assert_eq!(checked, 4);
+}
+
+#[test]
+fn shipped_data_loads_with_the_split_sizes() {
+    let m = Mnist::load(&shipped()).unwrap();
+    assert_eq!((m.train.len(), m.test.len()), (6006, 3994));
+    assert_eq!(m.train.images.len(), 6006 * PIXELS);
+    // Pooled values stay raw bytes' means: 0..255 in steps of 0.25, and digits have ink.
+    assert!(
+        m.train
+            .images
+            .iter()
+            .all(|&v| (0.0..=255.0).contains(&v) && (v * 4.0).fract() == 0.0)
+    );
+    assert!(m.test.image(0).iter().any(|&v| v > 200.0));
+    // Files are written digit by digit: labels are sorted, and every digit is present.
+    assert!(m.train.labels.windows(2).all(|w| w[0] <= w[1]));
+    assert_eq!(*m.test.labels.last().unwrap(), 9);
+}
+
+fn idx_bytes(magic: u32, dims: &[u32], payload: &[u8]) -> Vec<u8> {
+    let mut v = magic.to_be_bytes().to_vec();
+    for d in dims {
+        v.extend(d.to_be_bytes());
+    }
+    v.extend(payload);
+    v
+}
+
+/// Writes a data directory with `n` 28x28 images and the given labels (plain, not gzipped).
+fn write_dir(dir: &Path, images: &[u8], n_images: u32, labels: &[u8]) {
+    for split in ["train", "t10k"] {
+        std::fs::write(
+            dir.join(format!("{split}-images-idx3-ubyte")),
+            idx_bytes(0x803, &[n_images, 28, 28], images),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{split}-labels-idx1-ubyte")),
+            idx_bytes(0x801, &[labels.len() as u32], labels),
+        )
+        .unwrap();
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("lesser-data-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn plain_and_gzipped_files_load_alike() {
+    let d = temp_dir("plain");
+    let pixels: Vec<u8> = (0..3 * 784).map(|i| (i % 256) as u8).collect();
+    write_dir(&d, &pixels, 3, &[1, 2, 3]);
+    let plain = Mnist::load(&d).unwrap();
+    // Gzip the train images under the .gz name.
+    let raw = std::fs::read(d.join("train-images-idx3-ubyte")).unwrap();
+    std::fs::remove_file(d.join("train-images-idx3-ubyte")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&raw).unwrap();
+    std::fs::write(d.join("train-images-idx3-ubyte.gz"), gz.finish().unwrap()).unwrap();
+    let zipped = Mnist::load(&d).unwrap();
+    assert_eq!(plain.train.images, zipped.train.images);
+    // First pooled pixel: mean of bytes 0, 1, 28, 29.
+    assert_eq!(plain.train.images[0], (0.0 + 1.0 + 28.0 + 29.0) / 4.0);
+}
+
+fn load_err(d: &Path) -> String {
+    Mnist::load(d).unwrap_err().to_string()
+}
+
+#[test]
+fn bad_files_give_clear_errors() {
+    let pixels = vec![0u8; 2 * 784];
+    // Bad magic number.
+    let d = temp_dir("magic");
+    write_dir(&d, &pixels, 2, &[1, 2]);
+    std::fs::write(
+        d.join("train-labels-idx1-ubyte"),
+        idx_bytes(0x803, &[2], &[1, 2]),
+    )
+    .unwrap();
+    let e = load_err(&d);
+    assert!(
+        e.contains("train-labels-idx1-ubyte") && e.contains("bad magic number 0x00000803"),
+        "{e}"
+    );
+    // Truncated data.
+    let d = temp_dir("trunc");
+    write_dir(&d, &pixels[..784 + 100], 2, &[1, 2]);
+    let e = load_err(&d);
+    assert!(
+        e.contains("train-images-idx3-ubyte") && e.contains("truncated data"),
+        "{e}"
+    );
+    // Truncated header.
+    std::fs::write(d.join("train-images-idx3-ubyte"), [0, 0, 8]).unwrap();
+    assert!(load_err(&d).contains("truncated header"));
+    // Truncated gzip stream.
+    let d = temp_dir("gz");
+    write_dir(&d, &pixels, 2, &[1, 2]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&std::fs::read(d.join("t10k-images-idx3-ubyte")).unwrap())
+        .unwrap();
+    let bytes = gz.finish().unwrap();
+    std::fs::remove_file(d.join("t10k-images-idx3-ubyte")).unwrap();
+    std::fs::write(
+        d.join("t10k-images-idx3-ubyte.gz"),
+        &bytes[..bytes.len() / 2],
+    )
+    .unwrap();
+    let e = load_err(&d);
+    assert!(e.contains("t10k-images-idx3-ubyte.gz") && e.contains("gzip"), "{e}");
+    // Image/label count mismatch.
+    let d = temp_dir("count");
+    write_dir(&d, &pixels, 2, &[1, 2, 3]);
+    let e = load_err(&d);
+    assert!(e.contains("2 images, 3 labels"), "{e}");
+    // A label above 9.
+    let d = temp_dir("label");
+    write_dir(&d, &pixels, 2, &[1, 12]);
+    let e = load_err(&d);
+    assert!(e.contains("label 12 at index 1 is above 9"), "{e}");
+    // Missing file and missing directory.
+    let d = temp_dir("missing");
+    write_dir(&d, &pixels, 2, &[1, 2]);
+    std::fs::remove_file(d.join("t10k-labels-idx1-ubyte")).unwrap();
+    let e = load_err(&d);
+    assert!(e.contains("t10k-labels-idx1-ubyte") && e.contains("missing"), "{e}");
+    let e = load_err(&d.join("nope"));
+    assert!(e.contains("nope") && e.contains("not found"), "{e}");
+    // A reader error, not a panic, for an empty file too.
+    std::fs::write(d.join("x"), []).unwrap();
+    assert!(idx::read_labels(&d.join("x")).is_err());
+}
+
+#[test]
+fn pair_sets_follow_the_protocol() {
+    let m = Mnist::load(&shipped()).unwrap();
+    let (train, test) = generate_pair_sets(&m.train, &m.test, 1000, 7).unwrap();
+    for set in [&train, &test] {
+        assert_eq!(set.len(), 1000);
+        assert_eq!(set.input.len(), 1000 * 2 * PIXELS);
+        for (i, (&t, c)) in set.target.iter().zip(&set.classes).enumerate() {
+            assert_eq!(t, u8::from(c[0] <= c[1]), "pair {i}");
+        }
+    }
+    // No image twice within a set: every 196-value image is distinct (the pools hold no
+    // exact duplicates, so equal images would mean reuse).
+    let mut seen = std::collections::HashSet::new();
+    for img in train.input.chunks_exact(PIXELS) {
+        let key: Vec<u32> = img.iter().map(|v| v.to_bits()).collect();
+        assert!(seen.insert(key), "an image is used twice");
+    }
+    // Train and test images come from disjoint pools.
+    for img in test.input.chunks_exact(PIXELS).take(200) {
+        let key: Vec<u32> = img.iter().map(|v| v.to_bits()).collect();
+        assert!(!seen.contains(&key), "a test image is in the train set");
+    }
+    // Classes match the pools' labels: the first digit of the first pair is found in the pool.
+    let first = &train.input[..PIXELS];
+    let at = (0..m.train.len())
+        .find(|&i| m.train.image(i) == first)
+        .unwrap();
+    assert_eq!(m.train.labels[at], train.classes[0][0]);
+}
+
+#[test]
+fn pair_sets_are_deterministic_and_seed_dependent() {
+    let m = Mnist::load(&shipped()).unwrap();
+    let a = generate_pair_sets(&m.train, &m.test, 300, 11).unwrap();
+    let b = generate_pair_sets(&m.train, &m.test, 300, 11).unwrap();
+    let c = generate_pair_sets(&m.train, &m.test, 300, 12).unwrap();
+    assert_eq!(a, b);
+    assert_ne!(a.0, c.0);
+    // Pinned values: the same seed gives these classes on every machine.
+    let classes: Vec<[u8; 2]> = a.0.classes[..3].to_vec();
+    assert_eq!(classes, PINNED_SEED_11);
+}
+
+const PINNED_SEED_11: [[u8; 2]; 3] = [[7, 5], [8, 2], [0, 9]];
+
+#[test]
+fn target_rate_is_near_055() {
+    // P(c0 <= c1) for uniform classes is 55/100.
+    let m = Mnist::load(&shipped()).unwrap();
+    let (mut ones, mut total) = (0usize, 0usize);
+    for seed in 0..40 {
+        let (train, test) = generate_pair_sets(&m.train, &m.test, 1000, seed).unwrap();
+        for set in [train, test] {
+            ones += set.target.iter().map(|&t| t as usize).sum::<usize>();
+            total += set.len();
+        }
+    }
+    let rate = ones as f64 / total as f64;
+    assert!((rate - 0.55).abs() < 0.01, "rate {rate}");
+}
+
+#[test]
+fn too_many_pairs_is_an_error() {
+    let m = Mnist::load(&shipped()).unwrap();
+    let e = generate_pair_sets(&m.train, &m.test, 2000, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("2000 test pairs need 4000 images"), "{e}");
+}
