@@ -5,8 +5,11 @@
 //! on dfdx), [`spec`] (TOML variants), [`compile`] (specs into networks), [`train`] (one
 //! round), [`run`] (the parallel sweep), [`report`] (CSV and Markdown), [`cli`] (commands).
 
+pub mod compile;
 pub mod data;
 pub mod error;
 pub mod ops;
+pub mod spec;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -15,7 +15,10 @@ fn shipped_files_match_the_sums_in_data_readme() {
     let readme = std::fs::read_to_string(shipped().join("../README.md")).unwrap();
     let mut checked = 0;
     for line in readme.lines().filter(|l| l.contains("-ubyte.gz`")) {
-        let cells: Vec<&str> = line.split('|').map(|c| c.trim().trim_matches('`')).collect();
+        let cells: Vec<&str> = line
+            .split('|')
+            .map(|c| c.trim().trim_matches('`'))
+            .collect();
         let (name, sum) = (cells[1], cells[3]);
         let bytes = std::fs::read(shipped().join(name)).unwrap();
         let got: String = Sha256::digest(&bytes)
@@ -141,7 +144,10 @@ fn bad_files_give_clear_errors() {
     )
     .unwrap();
     let e = load_err(&d);
-    assert!(e.contains("t10k-images-idx3-ubyte.gz") && e.contains("gzip"), "{e}");
+    assert!(
+        e.contains("t10k-images-idx3-ubyte.gz") && e.contains("gzip"),
+        "{e}"
+    );
     // Image/label count mismatch.
     let d = temp_dir("count");
     write_dir(&d, &pixels, 2, &[1, 2, 3]);
@@ -157,7 +163,10 @@ fn bad_files_give_clear_errors() {
     write_dir(&d, &pixels, 2, &[1, 2]);
     std::fs::remove_file(d.join("t10k-labels-idx1-ubyte")).unwrap();
     let e = load_err(&d);
-    assert!(e.contains("t10k-labels-idx1-ubyte") && e.contains("missing"), "{e}");
+    assert!(
+        e.contains("t10k-labels-idx1-ubyte") && e.contains("missing"),
+        "{e}"
+    );
     let e = load_err(&d.join("nope"));
     assert!(e.contains("nope") && e.contains("not found"), "{e}");
     // A reader error, not a panic, for an empty file too.

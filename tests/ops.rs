@@ -409,7 +409,10 @@ fn batch_norm_normalizes_and_gradients() {
             .collect();
         let mean = vals.iter().sum::<f32>() / 16.0;
         let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 16.0;
-        assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-3, "{mean} {var}");
+        assert!(
+            mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-3,
+            "{mean} {var}"
+        );
     }
     // Running mean moved 10% of the way from 0 to the batch mean.
     assert!(state.mean.borrow().iter().all(|m| m.abs() > 0.0));
@@ -503,7 +506,10 @@ fn shape_errors_are_reported() {
         true,
     )
     .unwrap_err();
-    assert!(err.to_string().contains("does not fit a 2x2 input"), "{err}");
+    assert!(
+        err.to_string().contains("does not fit a 2x2 input"),
+        "{err}"
+    );
     let err = pool2d(act(vec![0.0; 4], (1, 1, 2, 2)), PoolKind::Max, 3, 1).unwrap_err();
     assert!(err.to_string().contains("does not fit"), "{err}");
     let err = linear(

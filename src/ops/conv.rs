@@ -1,9 +1,9 @@
 //! 2-D convolution (PyTorch's `Conv2d`, square kernel, zero padding).
 
-use dfdx::prelude::HasShape;
 use super::kernels::{MatRef, Window, col2im_add, im2col, matmul, transpose_blocks};
 use super::{Act, OpTape, Param, add_param_grad, check_len, unary_op, values};
 use crate::error::{Error, Result};
+use dfdx::prelude::HasShape;
 
 /// What a convolution computes, apart from its batch and image size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

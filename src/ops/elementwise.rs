@@ -1,8 +1,8 @@
 //! Shape-preserving and resampling ops that dfdx lacks: threshold and nearest upsampling.
 
-use dfdx::prelude::HasShape;
 use super::{Act, OpTape, unary_op, values};
 use crate::error::{Error, Result};
+use dfdx::prelude::HasShape;
 
 /// PyTorch's `Threshold`: `y = x` where `x > threshold`, else `value`. The gradient passes
 /// where `x > threshold`.

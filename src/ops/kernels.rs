@@ -52,7 +52,10 @@ impl<'a> MatRef<'a> {
 pub fn matmul(dst: &mut [f32], a: MatRef, b: MatRef, accumulate: bool) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(k, b.rows, "matmul: inner dimensions differ");
-    assert!(dst.len() >= m * n && a.fits() && b.fits(), "matmul: view out of bounds");
+    assert!(
+        dst.len() >= m * n && a.fits() && b.fits(),
+        "matmul: view out of bounds"
+    );
     if m == 0 || n == 0 {
         return;
     }

@@ -15,7 +15,11 @@ pub fn cross_entropy<T: OpTape>(logits: Act<T>, targets: &[u8]) -> Tensor<(), f3
     let lv = values(&logits);
     let mut probs = vec![0.0; lv.len()];
     let mut total = 0.0f64;
-    for ((row, p), &t) in lv.chunks_exact(k).zip(probs.chunks_exact_mut(k)).zip(targets) {
+    for ((row, p), &t) in lv
+        .chunks_exact(k)
+        .zip(probs.chunks_exact_mut(k))
+        .zip(targets)
+    {
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0.0;
         for (pi, &v) in p.iter_mut().zip(row) {

@@ -24,9 +24,11 @@ pub use linear::linear;
 pub use loss::{cross_entropy, logits_argmax};
 pub use norm::{BatchNormState, batch_norm2d};
 pub use pairs::{concat_features, pair_features};
-pub use pool::{PoolKind, pool2d};
+pub use pool::{PoolKind, pool_out_side, pool2d};
 
-use dfdx::prelude::{Cpu, CpuError, Gradients, HasShape, Shape, SplitTape, Tape, Tensor, TensorFromVec};
+use dfdx::prelude::{
+    Cpu, CpuError, Gradients, HasShape, Shape, SplitTape, Tape, Tensor, TensorFromVec,
+};
 use dfdx::tensor::PutTape;
 
 /// Shape of every activation: `(batch, channels, height, width)`.

@@ -87,7 +87,11 @@ pub fn batch_norm2d<T: OpTape>(
     let (gamma, beta) = (gamma.clone(), beta.clone());
     Ok(unary_op(x, out, dims, move |gy, grads| {
         let (mut gg, mut gb) = (vec![0.0f32; c], vec![0.0f32; c]);
-        for (i, (g, xh)) in gy.chunks_exact(plane).zip(xhat.chunks_exact(plane)).enumerate() {
+        for (i, (g, xh)) in gy
+            .chunks_exact(plane)
+            .zip(xhat.chunks_exact(plane))
+            .enumerate()
+        {
             for (&g, &xh) in g.iter().zip(xh) {
                 gb[i % c] += g;
                 gg[i % c] += g * xh;

@@ -1,8 +1,8 @@
 //! 2-D max and average pooling (square kernel, no padding, floor mode, like PyTorch's defaults).
 
-use dfdx::prelude::HasShape;
 use super::{Act, OpTape, unary_op, values};
 use crate::error::{Error, Result};
+use dfdx::prelude::HasShape;
 
 /// Which reduction a pooling window applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,50 @@
+//! Specs into networks: [`plan`] checks every shape and counts parameters before anything
+//! runs; [`Network::new`] builds the dfdx network a plan describes.
+
+mod network;
+mod sequential;
+mod shape;
+
+pub use network::{DigitLogits, Input, Network, Outputs};
+pub use shape::{LayerPlan, Shape3, infer_layer, plan_stack, show};
+
+use crate::error::Result;
+use crate::spec::{Compare, Spec, Topology};
+
+/// Number of digit classes, and so of a digit network's outputs.
+pub const DIGIT_CLASSES: usize = 10;
+
+/// A spec's stacks, checked, with their layers' shapes and parameter counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// `(key, layers)` per stack, e.g. `("model.digit", ..)`.
+    pub stacks: Vec<(&'static str, Vec<LayerPlan>)>,
+    /// Trainable parameters, shared weights counted once.
+    pub params: usize,
+}
+
+/// Checks `spec`'s shapes and counts its parameters.
+pub fn plan(spec: &Spec) -> Result<Plan> {
+    let m = &spec.model;
+    let mut stacks = Vec::new();
+    let mut params = 0;
+    match m.topology {
+        Topology::Joint => {
+            let p = plan_stack(spec, "model.joint", &m.joint, (2, 14, 14), 2)?;
+            params += p.iter().map(|l| l.params).sum::<usize>();
+            stacks.push(("model.joint", p));
+        }
+        Topology::Digits => {
+            let p = plan_stack(spec, "model.digit", &m.digit, (1, 14, 14), DIGIT_CLASSES)?;
+            let copies = if m.weight_sharing { 1 } else { 2 };
+            params += copies * p.iter().map(|l| l.params).sum::<usize>();
+            stacks.push(("model.digit", p));
+            if m.compare == Compare::Learned {
+                let p = plan_stack(spec, "model.head", &m.head, (2 * DIGIT_CLASSES, 1, 1), 2)?;
+                params += p.iter().map(|l| l.params).sum::<usize>();
+                stacks.push(("model.head", p));
+            }
+        }
+    }
+    Ok(Plan { stacks, params })
+}

@@ -1,0 +1,230 @@
+//! The network a spec compiles to: a digit network (shared or two copies) and a comparison
+//! head, or one joint stack; its forward pass yields every output the losses need.
+
+use dfdx::prelude::*;
+use dfdx::tensor::PutTape;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::sequential::Sequential;
+use super::{DIGIT_CLASSES, Plan, plan};
+use crate::data::PIXELS;
+use crate::error::Result;
+use crate::ops::{Act, OpTape, Param, concat_features, pair_features};
+use crate::spec::{Compare, Spec, Topology};
+
+#[derive(Debug, Clone)]
+enum Body {
+    Joint(Sequential),
+    Digits {
+        first: Sequential,
+        /// The second digit's own network; `None` when weights are shared.
+        second: Option<Sequential>,
+        head: Option<Sequential>,
+    },
+}
+
+/// A compiled variant: its layers, and its parameters in one flat store.
+#[derive(Debug, Clone)]
+pub struct Network {
+    body: Body,
+    /// Every trainable parameter, in a stable order; shared weights appear once.
+    pub params: Vec<Param>,
+    /// Whether to compute the reversed-pair output.
+    reversed: bool,
+    /// The device, seeded per round: its RNG drives dropout.
+    dev: Cpu,
+    pub plan: Plan,
+}
+
+/// A batch of pairs as the network reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    /// `batch x 2 x 14 x 14` values, normalized.
+    pub pairs: &'a [f32],
+    pub batch: usize,
+}
+
+/// Digit logits, laid out as the network produced them.
+pub enum DigitLogits<T> {
+    /// `(2B, 10)`: rows `2i` and `2i+1` are pair `i`'s digits (shared network).
+    Interleaved(Act<T>),
+    /// `(B, 10)` each: first digits, second digits (two networks).
+    Split(Act<T>, Act<T>),
+}
+
+/// What one forward pass yields.
+pub struct Outputs<T> {
+    /// `(B, 2)` comparison logits; `None` with the `argmax` rule.
+    pub compare: Option<Act<T>>,
+    /// `(B, 2)` logits for the reversed pair, when the spec has an asymmetry loss.
+    pub reversed: Option<Act<T>>,
+    /// The digit logits, for digits topologies.
+    pub digits: Option<DigitLogits<T>>,
+}
+
+impl Network {
+    /// Compiles `spec` (checking it first) with parameters drawn from `seed`.
+    pub fn new(spec: &Spec, seed: u64) -> Result<Self> {
+        let plan = plan(spec)?;
+        let dev = Cpu::seed_from_u64(seed);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut params = Vec::new();
+        let m = &spec.model;
+        let layers = |s: &crate::spec::Stack| -> Vec<_> {
+            s.layers.iter().map(|l| l.spec.clone()).collect()
+        };
+        let body = match m.topology {
+            Topology::Joint => Body::Joint(Sequential::new(
+                &layers(&m.joint),
+                (2, 14, 14),
+                &mut params,
+                &dev,
+                &mut rng,
+            )),
+            Topology::Digits => {
+                let digit = layers(&m.digit);
+                let first = Sequential::new(&digit, (1, 14, 14), &mut params, &dev, &mut rng);
+                let second = (!m.weight_sharing)
+                    .then(|| Sequential::new(&digit, (1, 14, 14), &mut params, &dev, &mut rng));
+                let head = (m.compare == Compare::Learned).then(|| {
+                    Sequential::new(
+                        &layers(&m.head),
+                        (2 * DIGIT_CLASSES, 1, 1),
+                        &mut params,
+                        &dev,
+                        &mut rng,
+                    )
+                });
+                Body::Digits {
+                    first,
+                    second,
+                    head,
+                }
+            }
+        };
+        Ok(Network {
+            body,
+            params,
+            reversed: m.asymmetry > 0.0,
+            dev,
+            plan,
+        })
+    }
+
+    /// Trainable values, counted from the store (equals `plan.params`).
+    pub fn param_count(&self) -> usize {
+        self.params.iter().map(|p| p.shape().0).sum()
+    }
+
+    fn tensor<T: OpTape>(&self, v: Vec<f32>, dims: (usize, usize, usize, usize)) -> Act<T> {
+        self.dev.tensor_from_vec(v, dims).put_tape(T::default())
+    }
+
+    /// Runs the network on a batch. With `T = OwnedTape` every output carries what its loss
+    /// needs for the backward pass; the digit network's tape rides on the comparison path
+    /// when there is a head, so it is never lost when the auxiliary loss is off.
+    pub fn forward<T: OpTape>(&self, input: Input, training: bool) -> Result<Outputs<T>> {
+        let b = input.batch;
+        let p = &self.params;
+        match &self.body {
+            Body::Joint(stack) => {
+                let compare = stack.forward(
+                    self.tensor::<T>(input.pairs.to_vec(), (b, 2, 14, 14)),
+                    p,
+                    training,
+                    true,
+                )?;
+                let reversed = if self.reversed {
+                    let mut swapped = input.pairs.to_vec();
+                    for pair in swapped.chunks_exact_mut(2 * PIXELS) {
+                        pair.rotate_left(PIXELS);
+                    }
+                    Some(stack.forward(
+                        self.tensor::<T>(swapped, (b, 2, 14, 14)),
+                        p,
+                        training,
+                        true,
+                    )?)
+                } else {
+                    None
+                };
+                Ok(Outputs {
+                    compare: Some(compare),
+                    reversed,
+                    digits: None,
+                })
+            }
+            Body::Digits {
+                first,
+                second,
+                head,
+            } => {
+                let (pairs, digits) = match second {
+                    None => {
+                        // Both digits of every pair through one network, as a batch of 2B.
+                        let x = self.tensor::<T>(input.pairs.to_vec(), (2 * b, 1, 14, 14));
+                        let d = first.forward(x, p, training, true)?;
+                        if head.is_some() {
+                            let digits = DigitLogits::Interleaved(d.with_empty_tape());
+                            (Some(pair_features(d, false)), digits)
+                        } else {
+                            (None, DigitLogits::Interleaved(d))
+                        }
+                    }
+                    Some(second) => {
+                        let (mut x0, mut x1) = (Vec::with_capacity(b * PIXELS), Vec::new());
+                        for pair in input.pairs.chunks_exact(2 * PIXELS) {
+                            x0.extend_from_slice(&pair[..PIXELS]);
+                            x1.extend_from_slice(&pair[PIXELS..]);
+                        }
+                        let d0 = first.forward(
+                            self.tensor::<T>(x0, (b, 1, 14, 14)),
+                            p,
+                            training,
+                            true,
+                        )?;
+                        let d1 = second.forward(
+                            self.tensor::<T>(x1, (b, 1, 14, 14)),
+                            p,
+                            training,
+                            true,
+                        )?;
+                        if head.is_some() {
+                            let digits =
+                                DigitLogits::Split(d0.with_empty_tape(), d1.with_empty_tape());
+                            (Some(concat_features(d0, d1)), digits)
+                        } else {
+                            (None, DigitLogits::Split(d0, d1))
+                        }
+                    }
+                };
+                let Some(head) = head else {
+                    // argmax rule: the digits carry the tape.
+                    return Ok(Outputs {
+                        compare: None,
+                        reversed: None,
+                        digits: Some(digits),
+                    });
+                };
+                let reversed = if self.reversed {
+                    let r = match &digits {
+                        DigitLogits::Interleaved(d) => pair_features(d.with_empty_tape(), true),
+                        DigitLogits::Split(d0, d1) => {
+                            concat_features(d1.with_empty_tape(), d0.with_empty_tape())
+                        }
+                    };
+                    Some(head.forward(r, p, training, false)?)
+                } else {
+                    None
+                };
+                let compare = head.forward(pairs.expect("a head has pairs"), p, training, false)?;
+                Ok(Outputs {
+                    compare: Some(compare),
+                    reversed,
+                    digits: Some(digits),
+                })
+            }
+        }
+    }
+}

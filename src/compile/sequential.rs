@@ -1,0 +1,183 @@
+//! A runtime stack of layers whose parameters live in the network's flat store.
+
+use dfdx::prelude::*;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::Result;
+use crate::ops::{
+    self, Act, BatchNormState, Conv2dGeometry, ConvTranspose2dGeometry, OpTape, Param, PoolKind,
+};
+use crate::spec::LayerSpec;
+
+use super::shape::{Shape3, infer_layer};
+
+/// One layer, referring to its parameters by index in the store.
+#[derive(Debug, Clone)]
+enum Layer {
+    Conv2d(Conv2dGeometry, usize, usize),
+    ConvTranspose2d(ConvTranspose2dGeometry, usize, usize),
+    Pool(PoolKind, usize, usize),
+    Upsample(usize),
+    Relu,
+    Tanh,
+    Sigmoid,
+    Threshold(f32, f32),
+    Dropout(f32),
+    BatchNorm(usize, usize, BatchNormState),
+    Flatten,
+    Linear(usize, usize, usize),
+}
+
+/// A stack of layers.
+#[derive(Debug, Clone)]
+pub struct Sequential {
+    layers: Vec<Layer>,
+}
+
+/// Adds a parameter of `len` values drawn uniformly from `(-bound, bound)` to the store.
+fn uniform(
+    store: &mut Vec<Param>,
+    dev: &Cpu,
+    rng: &mut ChaCha8Rng,
+    len: usize,
+    bound: f32,
+) -> usize {
+    let v: Vec<f32> = (0..len).map(|_| rng.gen_range(-bound..bound)).collect();
+    store.push(dev.tensor_from_vec(v, (len,)));
+    store.len() - 1
+}
+
+/// Adds a parameter filled with `value`.
+fn constant(store: &mut Vec<Param>, dev: &Cpu, len: usize, value: f32) -> usize {
+    store.push(dev.tensor_from_vec(vec![value; len], (len,)));
+    store.len() - 1
+}
+
+impl Sequential {
+    /// Builds `specs` on inputs of shape `input`, initializing parameters like PyTorch's
+    /// defaults (weights and biases uniform in `±1/sqrt(fan_in)`) from `rng`. The specs must
+    /// already have passed [`super::plan`].
+    pub fn new(
+        specs: &[LayerSpec],
+        input: Shape3,
+        store: &mut Vec<Param>,
+        dev: &Cpu,
+        rng: &mut ChaCha8Rng,
+    ) -> Self {
+        let mut shape = input;
+        let mut layers = Vec::new();
+        for spec in specs {
+            let (c, _, _) = shape;
+            let layer = match *spec {
+                LayerSpec::Conv2d {
+                    out,
+                    kernel,
+                    stride,
+                    padding,
+                    ..
+                } => {
+                    let geom = Conv2dGeometry {
+                        in_channels: c,
+                        out_channels: out,
+                        kernel,
+                        stride,
+                        padding,
+                    };
+                    let bound = 1.0 / ((c * kernel * kernel) as f32).sqrt();
+                    let w = uniform(store, dev, rng, geom.weight_len(), bound);
+                    let b = uniform(store, dev, rng, out, bound);
+                    Layer::Conv2d(geom, w, b)
+                }
+                LayerSpec::ConvTranspose2d {
+                    out,
+                    kernel,
+                    stride,
+                    padding,
+                } => {
+                    let geom = ConvTranspose2dGeometry {
+                        in_channels: c,
+                        out_channels: out,
+                        kernel,
+                        stride,
+                        padding,
+                    };
+                    // PyTorch takes fan_in from weight dim 1, which is `out` here.
+                    let bound = 1.0 / ((out * kernel * kernel) as f32).sqrt();
+                    let w = uniform(store, dev, rng, geom.weight_len(), bound);
+                    let b = uniform(store, dev, rng, out, bound);
+                    Layer::ConvTranspose2d(geom, w, b)
+                }
+                LayerSpec::MaxPool2d { kernel, stride } => {
+                    Layer::Pool(PoolKind::Max, kernel, stride.unwrap_or(kernel))
+                }
+                LayerSpec::AvgPool2d { kernel, stride } => {
+                    Layer::Pool(PoolKind::Avg, kernel, stride.unwrap_or(kernel))
+                }
+                LayerSpec::Upsample { scale } => Layer::Upsample(scale),
+                LayerSpec::Relu => Layer::Relu,
+                LayerSpec::Tanh => Layer::Tanh,
+                LayerSpec::Sigmoid => Layer::Sigmoid,
+                LayerSpec::Threshold { threshold, value } => Layer::Threshold(threshold, value),
+                LayerSpec::Dropout { p } => Layer::Dropout(p),
+                LayerSpec::BatchNorm { momentum, eps } => Layer::BatchNorm(
+                    constant(store, dev, c, 1.0),
+                    constant(store, dev, c, 0.0),
+                    BatchNormState::new(c, momentum, eps),
+                ),
+                LayerSpec::Flatten => Layer::Flatten,
+                LayerSpec::Linear { out, .. } => {
+                    let bound = 1.0 / (c as f32).sqrt();
+                    let w = uniform(store, dev, rng, out * c, bound);
+                    let b = uniform(store, dev, rng, out, bound);
+                    Layer::Linear(out, w, b)
+                }
+            };
+            layers.push(layer);
+            shape = infer_layer(spec, shape)
+                .expect("the compiler plans a spec before building it")
+                .0;
+        }
+        Sequential { layers }
+    }
+
+    /// Runs the stack on `x` `(N, C, H, W)`. `training` turns dropout on and makes batch norm
+    /// use (and update) batch statistics. When `x` is data (`from_data`), the first layer skips
+    /// computing a gradient nobody reads.
+    pub fn forward<T: OpTape>(
+        &self,
+        mut x: Act<T>,
+        params: &[Param],
+        training: bool,
+        from_data: bool,
+    ) -> Result<Act<T>> {
+        for (i, layer) in self.layers.iter().enumerate() {
+            let input_grad = i > 0 || !from_data;
+            x = match layer {
+                Layer::Conv2d(g, w, b) => ops::conv2d(x, &params[*w], &params[*b], *g, input_grad)?,
+                Layer::ConvTranspose2d(g, w, b) => {
+                    ops::conv_transpose2d(x, &params[*w], &params[*b], *g, input_grad)?
+                }
+                Layer::Pool(kind, k, s) => ops::pool2d(x, *kind, *k, *s)?,
+                Layer::Upsample(s) => ops::upsample_nearest(x, *s)?,
+                Layer::Relu => x.relu(),
+                Layer::Tanh => x.tanh(),
+                Layer::Sigmoid => x.sigmoid(),
+                Layer::Threshold(t, v) => ops::threshold(x, *t, *v),
+                Layer::Dropout(p) if training => x.dropout(*p),
+                Layer::Dropout(_) => x,
+                Layer::BatchNorm(g, b, state) => {
+                    ops::batch_norm2d(x, &params[*g], &params[*b], state, training)?
+                }
+                Layer::Flatten => {
+                    let (n, c, h, w) = *x.shape();
+                    x.reshape_like(&(n, c * h * w, 1, 1))
+                }
+                Layer::Linear(out, w, b) => {
+                    ops::linear(x, &params[*w], &params[*b], *out, input_grad)?
+                }
+            };
+        }
+        Ok(x)
+    }
+}

@@ -1,0 +1,176 @@
+//! One spec file as written: every key optional, so a child can override its parent's.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{Compare, LayerSpec, Normalize, Optimizer, PlacedLayer, Stack, Topology};
+use crate::error::{Error, Result};
+
+pub(super) fn adam_lr() -> f32 {
+    1e-3
+}
+pub(super) fn adam_betas() -> [f32; 2] {
+    [0.9, 0.999]
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    description: Option<String>,
+    extends: Option<Spanned<String>>,
+    #[serde(rename = "abstract")]
+    is_abstract: Option<bool>,
+    model: Option<RawModel>,
+    train: Option<TrainFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    topology: Option<Topology>,
+    weight_sharing: Option<bool>,
+    aux_loss: Option<f32>,
+    asymmetry: Option<f32>,
+    compare: Option<Compare>,
+    digit: Option<Vec<Spanned<LayerSpec>>>,
+    head: Option<Vec<Spanned<LayerSpec>>>,
+    joint: Option<Vec<Spanned<LayerSpec>>>,
+}
+
+/// The model section of one file, stacks placed.
+#[derive(Debug, Clone, Default)]
+pub(super) struct ModelFile {
+    pub topology: Option<Topology>,
+    pub weight_sharing: Option<bool>,
+    pub aux_loss: Option<f32>,
+    pub asymmetry: Option<f32>,
+    pub compare: Option<Compare>,
+    pub digit: Option<Stack>,
+    pub head: Option<Stack>,
+    pub joint: Option<Stack>,
+}
+
+/// The train section of one file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TrainFile {
+    pub epochs: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub optimizer: Option<Optimizer>,
+    pub normalize: Option<Normalize>,
+    pub repeats: Option<usize>,
+    pub seed: Option<u64>,
+}
+
+/// One parsed file.
+#[derive(Debug, Clone, Default)]
+pub(super) struct SpecFile {
+    pub description: Option<String>,
+    pub extends: Option<String>,
+    /// `line:col` of the `extends` value.
+    pub extends_place: String,
+    pub is_abstract: bool,
+    pub model: Option<ModelFile>,
+    pub train: Option<TrainFile>,
+}
+
+/// `line:col` (1-based) of byte `offset` in `text`.
+pub fn line_col(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("{line}:{col}")
+}
+
+impl SpecFile {
+    /// Parses `path`; unknown keys and wrong types are errors with line and column.
+    pub fn parse(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let raw: RawFile = toml::from_str(&text).map_err(|e| {
+            let place = e
+                .span()
+                .map_or_else(String::new, |s| line_col(&text, s.start));
+            // toml's message spans several lines (it quotes the source); keep the first.
+            let msg = e
+                .message()
+                .lines()
+                .next()
+                .unwrap_or("invalid TOML")
+                .to_string();
+            Error::spec(path, place, msg)
+        })?;
+        let stack = |layers: Option<Vec<Spanned<LayerSpec>>>| {
+            layers.map(|ls| Stack {
+                file: path.to_path_buf(),
+                layers: ls
+                    .into_iter()
+                    .map(|l| PlacedLayer {
+                        place: line_col(&text, l.span().start),
+                        spec: l.into_inner(),
+                    })
+                    .collect(),
+            })
+        };
+        let model = raw.model.map(|m| ModelFile {
+            topology: m.topology,
+            weight_sharing: m.weight_sharing,
+            aux_loss: m.aux_loss,
+            asymmetry: m.asymmetry,
+            compare: m.compare,
+            digit: stack(m.digit),
+            head: stack(m.head),
+            joint: stack(m.joint),
+        });
+        let extends_place = raw
+            .extends
+            .as_ref()
+            .map_or_else(String::new, |e| line_col(&text, e.span().start));
+        Ok(SpecFile {
+            description: raw.description,
+            extends: raw.extends.map(Spanned::into_inner),
+            extends_place,
+            is_abstract: raw.is_abstract.unwrap_or(false),
+            model,
+            train: raw.train,
+        })
+    }
+
+    /// `self` with every key `child` sets replaced by the child's value. `abstract` is not
+    /// inherited: a file is abstract only if it says so.
+    pub fn overridden_by(self, child: SpecFile) -> SpecFile {
+        let model = match (self.model, child.model) {
+            (Some(p), Some(c)) => Some(ModelFile {
+                topology: c.topology.or(p.topology),
+                weight_sharing: c.weight_sharing.or(p.weight_sharing),
+                aux_loss: c.aux_loss.or(p.aux_loss),
+                asymmetry: c.asymmetry.or(p.asymmetry),
+                compare: c.compare.or(p.compare),
+                digit: c.digit.or(p.digit),
+                head: c.head.or(p.head),
+                joint: c.joint.or(p.joint),
+            }),
+            (p, c) => c.or(p),
+        };
+        let train = match (self.train, child.train) {
+            (Some(p), Some(c)) => Some(TrainFile {
+                epochs: c.epochs.or(p.epochs),
+                batch_size: c.batch_size.or(p.batch_size),
+                optimizer: c.optimizer.or(p.optimizer),
+                normalize: c.normalize.or(p.normalize),
+                repeats: c.repeats.or(p.repeats),
+                seed: c.seed.or(p.seed),
+            }),
+            (p, c) => c.or(p),
+        };
+        SpecFile {
+            description: child.description.or(self.description),
+            extends: child.extends,
+            extends_place: child.extends_place,
+            is_abstract: child.is_abstract,
+            model,
+            train,
+        }
+    }
+}

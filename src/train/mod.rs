@@ -1,0 +1,240 @@
+//! One round: draw the pairs, build the network from the round's seed, train it, measure it.
+
+mod optim;
+
+pub use optim::Optim;
+
+use dfdx::prelude::*;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::compile::{DigitLogits, Input, Network, Outputs};
+use crate::data::{Mnist, PIXELS, PairSet, generate_pair_sets};
+use crate::error::Result;
+use crate::ops::{cross_entropy, logits_argmax};
+use crate::spec::{Normalize, Spec};
+
+/// How a round ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    /// The training loss became NaN or infinite during this epoch (1-based).
+    Diverged {
+        epoch: usize,
+    },
+}
+
+/// What one round measured. Errors are fractions in `[0, 1]`; `None` for a diverged round.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundResult {
+    /// Mean training loss over the last epoch.
+    pub final_train_loss: f64,
+    pub train_error: Option<f64>,
+    pub test_error: Option<f64>,
+    /// Digit classification error on the test pairs' digits, for networks with digit outputs.
+    pub digit_test_error: Option<f64>,
+    pub status: Status,
+}
+
+/// The knobs of one round that do not come from the spec.
+#[derive(Debug, Clone, Copy)]
+pub struct RoundConfig {
+    pub pairs: usize,
+    pub epochs: usize,
+    pub data_seed: u64,
+    pub init_seed: u64,
+}
+
+/// Scales `set`'s pixels in place by the spec's normalization, using the train set's stats.
+fn normalize(kind: Normalize, train: &mut PairSet, test: &mut PairSet) {
+    let (shift, scale) = match kind {
+        Normalize::None => return,
+        Normalize::Scale => (0.0, 1.0 / 255.0),
+        Normalize::Standardize => {
+            let n = train.input.len() as f64;
+            let mean = train.input.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+            let var = train
+                .input
+                .iter()
+                .map(|&v| (f64::from(v) - mean).powi(2))
+                .sum::<f64>()
+                / n;
+            (mean as f32, 1.0 / (var.sqrt().max(1e-12) as f32))
+        }
+    };
+    for v in train.input.iter_mut().chain(test.input.iter_mut()) {
+        *v = (*v - shift) * scale;
+    }
+}
+
+/// The rows of `set` at `idx`, gathered into one batch.
+struct Batch {
+    pairs: Vec<f32>,
+    target: Vec<u8>,
+    reversed_target: Vec<u8>,
+    /// Digit classes in network order: `c0, c1` of pair 0, then pair 1, ...
+    classes: Vec<u8>,
+}
+
+fn gather(set: &PairSet, idx: &[usize]) -> Batch {
+    let mut b = Batch {
+        pairs: Vec::with_capacity(idx.len() * 2 * PIXELS),
+        target: Vec::with_capacity(idx.len()),
+        reversed_target: Vec::with_capacity(idx.len()),
+        classes: Vec::with_capacity(2 * idx.len()),
+    };
+    for &i in idx {
+        b.pairs
+            .extend_from_slice(&set.input[i * 2 * PIXELS..(i + 1) * 2 * PIXELS]);
+        b.target.push(set.target[i]);
+        let [c0, c1] = set.classes[i];
+        b.reversed_target.push(u8::from(c1 <= c0));
+        b.classes.extend([c0, c1]);
+    }
+    b
+}
+
+type Loss = Tensor<(), f32, Cpu, OwnedTape<f32, Cpu>>;
+
+/// Adds `w * l` to the running total.
+fn add(total: Option<Loss>, l: Loss, w: f32) -> Option<Loss> {
+    let l = if w == 1.0 { l } else { l * w };
+    Some(match total {
+        Some(t) => t + l,
+        None => l,
+    })
+}
+
+/// The training loss of one batch: comparison cross-entropy, plus the weighted digit losses
+/// (summed over both digits) and the reversed-pair loss when the spec turns them on.
+fn batch_loss(spec: &Spec, out: Outputs<OwnedTape<f32, Cpu>>, b: &Batch) -> Loss {
+    let m = &spec.model;
+    let mut total = None;
+    if let Some(c) = out.compare {
+        total = add(total, cross_entropy(c, &b.target), 1.0);
+    }
+    if let Some(r) = out.reversed {
+        total = add(total, cross_entropy(r, &b.reversed_target), m.asymmetry);
+    }
+    if let Some(d) = out.digits
+        && m.aux_loss > 0.0
+    {
+        match d {
+            // The mean over 2B rows is half the sum of the two digits' means.
+            DigitLogits::Interleaved(d) => {
+                total = add(total, cross_entropy(d, &b.classes), 2.0 * m.aux_loss);
+            }
+            DigitLogits::Split(d0, d1) => {
+                let (c0, c1): (Vec<u8>, Vec<u8>) =
+                    b.classes.chunks_exact(2).map(|c| (c[0], c[1])).unzip();
+                total = add(total, cross_entropy(d0, &c0), m.aux_loss);
+                total = add(total, cross_entropy(d1, &c1), m.aux_loss);
+            }
+        }
+    }
+    total.expect("a resolved spec always has a loss")
+}
+
+/// Predicted target (1 = first digit lesser or equal) and digit classes of a batch.
+fn predict(out: &Outputs<NoneTape>) -> (Vec<u8>, Option<Vec<usize>>) {
+    let digits = out.digits.as_ref().map(|d| match d {
+        DigitLogits::Interleaved(d) => logits_argmax(d),
+        DigitLogits::Split(d0, d1) => {
+            let (a, b) = (logits_argmax(d0), logits_argmax(d1));
+            a.iter().zip(&b).flat_map(|(&x, &y)| [x, y]).collect()
+        }
+    });
+    let target = match &out.compare {
+        Some(c) => logits_argmax::<NoneTape>(c)
+            .iter()
+            .map(|&i| i as u8)
+            .collect(),
+        None => digits
+            .as_ref()
+            .expect("the argmax rule has digits")
+            .chunks_exact(2)
+            .map(|c| u8::from(c[0] <= c[1]))
+            .collect(),
+    };
+    (target, digits)
+}
+
+/// Comparison error and digit error of `net` on `set`, in evaluation mode.
+pub fn evaluate(net: &Network, set: &PairSet) -> Result<(f64, Option<f64>)> {
+    let idx: Vec<usize> = (0..set.len()).collect();
+    let (mut wrong, mut digit_wrong, mut has_digits) = (0usize, 0usize, false);
+    for chunk in idx.chunks(500) {
+        let b = gather(set, chunk);
+        let out: Outputs<NoneTape> = net.forward(
+            Input {
+                pairs: &b.pairs,
+                batch: chunk.len(),
+            },
+            false,
+        )?;
+        let (pred, digits) = predict(&out);
+        wrong += pred.iter().zip(&b.target).filter(|(p, t)| p != t).count();
+        if let Some(d) = digits {
+            has_digits = true;
+            digit_wrong += d
+                .iter()
+                .zip(&b.classes)
+                .filter(|&(&p, &c)| p != c as usize)
+                .count();
+        }
+    }
+    let n = set.len().max(1) as f64;
+    Ok((
+        wrong as f64 / n,
+        has_digits.then(|| digit_wrong as f64 / (2.0 * n)),
+    ))
+}
+
+/// Trains `spec` for one round on `data` and measures it.
+pub fn train_round(spec: &Spec, data: &Mnist, cfg: RoundConfig) -> Result<RoundResult> {
+    let (mut train, mut test) =
+        generate_pair_sets(&data.train, &data.test, cfg.pairs, cfg.data_seed)?;
+    normalize(spec.train.normalize, &mut train, &mut test);
+    let mut net = Network::new(spec, cfg.init_seed)?;
+    let mut optim = Optim::new(spec.train.optimizer.clone(), &net.params);
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.init_seed);
+    rng.set_stream(1);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut epoch_loss = f64::NAN;
+    for epoch in 1..=cfg.epochs {
+        order.shuffle(&mut rng);
+        let mut sum = 0.0f64;
+        for chunk in order.chunks(spec.train.batch_size) {
+            let b = gather(&train, chunk);
+            let input = Input {
+                pairs: &b.pairs,
+                batch: chunk.len(),
+            };
+            let loss = batch_loss(spec, net.forward(input, true)?, &b);
+            let value = f64::from(loss.array());
+            if !value.is_finite() {
+                return Ok(RoundResult {
+                    final_train_loss: value,
+                    train_error: None,
+                    test_error: None,
+                    digit_test_error: None,
+                    status: Status::Diverged { epoch },
+                });
+            }
+            sum += value * chunk.len() as f64;
+            let mut grads = loss.backward();
+            optim.step(&mut net.params, &mut grads);
+        }
+        epoch_loss = sum / train.len() as f64;
+    }
+    let (train_error, _) = evaluate(&net, &train)?;
+    let (test_error, digit_test_error) = evaluate(&net, &test)?;
+    Ok(RoundResult {
+        final_train_loss: epoch_loss,
+        train_error: Some(train_error),
+        test_error: Some(test_error),
+        digit_test_error,
+        status: Status::Ok,
+    })
+}

@@ -1,0 +1,72 @@
+//! Adam and SGD with momentum over the network's flat parameters (PyTorch's update rules;
+//! dfdx's own `Adam` needs compile-time shapes).
+
+use dfdx::prelude::{Cpu, Gradients};
+
+use crate::ops::{Param, values};
+use crate::spec::Optimizer;
+
+/// An optimizer with one moment buffer (two for Adam) per parameter.
+#[derive(Debug, Clone)]
+pub struct Optim {
+    config: Optimizer,
+    first: Vec<Vec<f32>>,
+    second: Vec<Vec<f32>>,
+    steps: i32,
+}
+
+impl Optim {
+    /// Fresh state for `params`.
+    pub fn new(config: Optimizer, params: &[Param]) -> Self {
+        let zeros = || params.iter().map(|p| vec![0.0; values(p).len()]).collect();
+        Optim {
+            config,
+            first: zeros(),
+            second: zeros(),
+            steps: 0,
+        }
+    }
+
+    /// One update of every parameter from `grads` (a parameter without a gradient gets zero).
+    pub fn step(&mut self, params: &mut [Param], grads: &mut Gradients<f32, Cpu>) {
+        self.steps += 1;
+        for (i, p) in params.iter_mut().enumerate() {
+            let g: &[f32] = grads.get_or_alloc_mut(&*p).expect("CPU allocation");
+            let mut w = values(p);
+            match self.config {
+                Optimizer::Adam {
+                    lr,
+                    betas: [b1, b2],
+                    weight_decay,
+                } => {
+                    let (c1, c2) = (1.0 - b1.powi(self.steps), 1.0 - b2.powi(self.steps));
+                    let (m, v) = (&mut self.first[i], &mut self.second[i]);
+                    for j in 0..w.len() {
+                        let gj = g[j] + weight_decay * w[j];
+                        m[j] = b1 * m[j] + (1.0 - b1) * gj;
+                        v[j] = b2 * v[j] + (1.0 - b2) * gj * gj;
+                        w[j] -= lr * (m[j] / c1) / ((v[j] / c2).sqrt() + 1e-8);
+                    }
+                }
+                Optimizer::Sgd {
+                    lr,
+                    momentum,
+                    weight_decay,
+                } => {
+                    let buf = &mut self.first[i];
+                    for j in 0..w.len() {
+                        let gj = g[j] + weight_decay * w[j];
+                        // PyTorch starts the momentum buffer at the first gradient.
+                        buf[j] = if self.steps == 1 {
+                            gj
+                        } else {
+                            momentum * buf[j] + gj
+                        };
+                        w[j] -= lr * if momentum > 0.0 { buf[j] } else { gj };
+                    }
+                }
+            }
+            p.copy_from(&w);
+        }
+    }
+}
