@@ -1,6 +1,8 @@
 //! 2-D convolution (PyTorch's `Conv2d`, square kernel, zero padding).
 
-use super::kernels::{MatRef, Window, col2im_add, im2col, matmul, transpose_blocks};
+use super::kernels::{
+    MatRef, Window, cnhw_to_nchw, col2im_add, im2col, matmul, nchw_to_cnhw,
+};
 use super::{Act, OpTape, Param, add_param_grad, check_len, unary_op, values};
 use crate::error::{Error, Result};
 use dfdx::prelude::HasShape;
@@ -62,49 +64,39 @@ pub fn conv2d<T: OpTape>(
     check_len("conv2d bias", bias, geom.out_channels)?;
     let (out_c, positions, patch) = (geom.out_channels, win.positions(), win.patch());
 
-    // Forward: one gemm for the whole batch, (N*P x patch) . (patch x out), then into NCHW.
+    let np = n * positions;
+
+    // Forward: one gemm for the whole batch, (out x patch) . (patch x N*P), then into NCHW.
     let mut cols = Vec::new();
     im2col(&values(&x), n, &win, &mut cols);
     let wv = values(weight);
-    let mut tmp = vec![0.0; n * positions * out_c];
+    let mut tmp = vec![0.0; out_c * np];
     matmul(
         &mut tmp,
-        MatRef::new(&cols, n * positions, patch),
-        MatRef::new(&wv, out_c, patch).t(),
+        MatRef::new(&wv, out_c, patch),
+        MatRef::new(&cols, patch, np),
         false,
     );
-    let mut out = vec![0.0; n * out_c * positions];
-    transpose_blocks(&tmp, n, positions, out_c, Some(&values(bias)), &mut out);
+    let out = cnhw_to_nchw(&tmp, n, out_c, positions, Some(&values(bias)));
     drop(tmp);
 
     let (weight, bias) = (weight.clone(), bias.clone());
     let dims = (n, out_c, win.out_h, win.out_w);
     Ok(unary_op(x, out, dims, move |gy, grads| {
-        // gy is NCHW; bring it to (N*P x out) rows to match `cols`.
-        let mut gyt = vec![0.0; gy.len()];
-        transpose_blocks(gy, n, out_c, positions, None, &mut gyt);
-        let gyt = MatRef::new(&gyt, n * positions, out_c);
-
-        let mut gb = vec![0.0; out_c];
-        for (i, v) in gy.iter().enumerate() {
-            gb[(i / positions) % out_c] += v;
-        }
+        let gyc = nchw_to_cnhw(gy, n, out_c, positions);
+        let gb: Vec<f32> = gyc.chunks_exact(np).map(|r| r.iter().sum()).collect();
         add_param_grad(grads, &bias, &gb)?;
 
+        let gym = MatRef::new(&gyc, out_c, np);
         let mut gw = vec![0.0; out_c * patch];
-        matmul(
-            &mut gw,
-            gyt.t(),
-            MatRef::new(&cols, n * positions, patch),
-            false,
-        );
+        matmul(&mut gw, gym, MatRef::new(&cols, patch, np).t(), false);
         add_param_grad(grads, &weight, &gw)?;
 
         if !input_grad {
             return Ok(None);
         }
-        let mut gcols = cols; // reuse the buffer: cols is not needed any more
-        matmul(&mut gcols, gyt, MatRef::new(&wv, out_c, patch), false);
+        let mut gcols = cols; // reuse: cols is not needed any more
+        matmul(&mut gcols, MatRef::new(&wv, out_c, patch).t(), gym, false);
         let mut gx = vec![0.0; n * win.image()];
         col2im_add(&gcols, n, &win, &mut gx);
         Ok(Some(gx))

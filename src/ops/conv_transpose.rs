@@ -1,6 +1,8 @@
 //! 2-D transposed convolution (PyTorch's `ConvTranspose2d`, square kernel, no output padding).
 
-use super::kernels::{MatRef, Window, col2im_add, im2col, matmul, transpose_blocks};
+use super::kernels::{
+    MatRef, Window, cnhw_to_nchw, col2im_add, im2col, matmul, nchw_to_cnhw,
+};
 use super::{Act, OpTape, Param, add_param_grad, check_len, unary_op, values};
 use crate::error::{Error, Result};
 use dfdx::prelude::HasShape;
@@ -77,53 +79,48 @@ pub fn conv_transpose2d<T: OpTape>(
     check_len("conv_transpose2d bias", bias, geom.out_channels)?;
     let (out_c, positions, patch) = (geom.out_channels, h * w, win.patch());
 
-    // Forward: x as (N*H*W x in) rows, times weight (in x out*k*k), scattered by col2im.
-    let mut xt = vec![0.0; n * c * positions];
-    transpose_blocks(&values(&x), n, c, positions, None, &mut xt);
+    let np = n * positions;
+
+    // Forward: cols (out*k*k x N*H*W) = weight^T . x as (in x N*H*W), scattered by col2im.
+    let xc = nchw_to_cnhw(&values(&x), n, c, positions);
     let wv = values(weight);
-    let mut cols = vec![0.0; n * positions * patch];
+    let mut cols = vec![0.0; patch * np];
     matmul(
         &mut cols,
-        MatRef::new(&xt, n * positions, c),
-        MatRef::new(&wv, c, patch),
+        MatRef::new(&wv, c, patch).t(),
+        MatRef::new(&xc, c, np),
         false,
     );
     let mut out = vec![0.0; n * win.image()];
     col2im_add(&cols, n, &win, &mut out);
     let bv = values(bias);
     let plane = win.height * win.width;
-    for (i, v) in out.iter_mut().enumerate() {
-        *v += bv[(i / plane) % out_c];
+    for (i, o) in out.chunks_exact_mut(plane).enumerate() {
+        let b = bv[i % out_c];
+        o.iter_mut().for_each(|v| *v += b);
     }
 
     let (weight, bias) = (weight.clone(), bias.clone());
     let dims = (n, out_c, win.height, win.width);
     Ok(unary_op(x, out, dims, move |gy, grads| {
         let mut gb = vec![0.0; out_c];
-        for (i, v) in gy.iter().enumerate() {
-            gb[(i / plane) % out_c] += v;
+        for (i, g) in gy.chunks_exact(plane).enumerate() {
+            gb[i % out_c] += g.iter().sum::<f32>();
         }
         add_param_grad(grads, &bias, &gb)?;
 
         let mut gcols = cols; // reuse the forward buffer
         im2col(gy, n, &win, &mut gcols);
-        let gcols_m = MatRef::new(&gcols, n * positions, patch);
+        let gcm = MatRef::new(&gcols, patch, np);
         let mut gw = vec![0.0; c * patch];
-        matmul(
-            &mut gw,
-            MatRef::new(&xt, n * positions, c).t(),
-            gcols_m,
-            false,
-        );
+        matmul(&mut gw, MatRef::new(&xc, c, np), gcm.t(), false);
         add_param_grad(grads, &weight, &gw)?;
 
         if !input_grad {
             return Ok(None);
         }
-        let mut gxt = xt; // reuse
-        matmul(&mut gxt, gcols_m, MatRef::new(&wv, c, patch).t(), false);
-        let mut gx = vec![0.0; n * c * positions];
-        transpose_blocks(&gxt, n, positions, c, None, &mut gx);
-        Ok(Some(gx))
+        let mut gxc = xc; // reuse
+        matmul(&mut gxc, MatRef::new(&wv, c, patch), gcm, false);
+        Ok(Some(cnhw_to_nchw(&gxc, n, c, positions, None)))
     }))
 }

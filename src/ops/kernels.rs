@@ -147,28 +147,53 @@ impl Window {
         self.channels * self.height * self.width
     }
 
-    /// Calls `f(position, patch_index, image_index)` for every in-bounds tap of one image;
-    /// taps falling in the zero padding are skipped.
+    /// For output row `oy` and kernel row `ky`, the input row read, if inside the image.
     #[inline]
-    fn for_each_tap(&self, mut f: impl FnMut(usize, usize, usize)) {
-        let (k, s, p) = (self.kernel, self.stride, self.padding as isize);
-        for oy in 0..self.out_h {
-            for ox in 0..self.out_w {
-                let pos = oy * self.out_w + ox;
-                for c in 0..self.channels {
-                    for ky in 0..k {
-                        let y = (oy * s + ky) as isize - p;
-                        if y < 0 || y >= self.height as isize {
-                            continue;
-                        }
-                        let row = (c * self.height + y as usize) * self.width;
-                        for kx in 0..k {
-                            let x = (ox * s + kx) as isize - p;
-                            if x < 0 || x >= self.width as isize {
-                                continue;
-                            }
-                            f(pos, (c * k + ky) * k + kx, row + x as usize);
-                        }
+    fn in_row(&self, oy: usize, ky: usize) -> Option<usize> {
+        (oy * self.stride + ky)
+            .checked_sub(self.padding)
+            .filter(|&y| y < self.height)
+    }
+
+    /// For kernel column `kx`, the output columns `lo..hi` whose input column is inside the
+    /// image; output column `ox` reads input column `ox * stride + kx - padding`.
+    #[inline]
+    fn valid_cols(&self, kx: usize) -> (usize, usize) {
+        let (s, p) = (self.stride, self.padding);
+        let lo = p.saturating_sub(kx).div_ceil(s);
+        // Largest ox with ox*s + kx - p <= width - 1.
+        let hi = (self.width + p)
+            .checked_sub(kx + 1)
+            .map_or(0, |m| (m / s + 1).min(self.out_w));
+        (lo.min(hi), hi)
+    }
+}
+
+/// Unfolds `batch` images into `cols`, a `patch x (batch * positions)` row-major matrix: row
+/// `(c, ky, kx)` holds that tap for every position of every image, so a whole batch convolves
+/// with one gemm, and with stride 1 every copy is a contiguous run of a pixel row.
+pub fn im2col(images: &[f32], batch: usize, win: &Window, cols: &mut Vec<f32>) {
+    let (k, positions, image) = (win.kernel, win.positions(), win.image());
+    let np = batch * positions;
+    cols.clear();
+    cols.resize(win.patch() * np, 0.0);
+    for (row, dst_row) in cols.chunks_exact_mut(np).enumerate() {
+        let (c, ky, kx) = (row / (k * k), (row / k) % k, row % k);
+        let (lo, hi) = win.valid_cols(kx);
+        if lo >= hi {
+            continue;
+        }
+        for n in 0..batch {
+            for oy in 0..win.out_h {
+                let Some(y) = win.in_row(oy, ky) else { continue };
+                let src = &images[n * image + (c * win.height + y) * win.width..][..win.width];
+                let dst = &mut dst_row[n * positions + oy * win.out_w..][..win.out_w];
+                let x0 = lo * win.stride + kx - win.padding;
+                if win.stride == 1 {
+                    dst[lo..hi].copy_from_slice(&src[x0..x0 + hi - lo]);
+                } else {
+                    for (i, d) in dst[lo..hi].iter_mut().enumerate() {
+                        *d = src[x0 + i * win.stride];
                     }
                 }
             }
@@ -176,47 +201,65 @@ impl Window {
     }
 }
 
-/// Unfolds `batch` images into `cols`, a `(batch * positions) x patch` row-major matrix.
-pub fn im2col(images: &[f32], batch: usize, win: &Window, cols: &mut Vec<f32>) {
-    let (patch, positions, image) = (win.patch(), win.positions(), win.image());
-    cols.clear();
-    cols.resize(batch * positions * patch, 0.0);
-    for n in 0..batch {
-        let src = &images[n * image..(n + 1) * image];
-        let dst = &mut cols[n * positions * patch..(n + 1) * positions * patch];
-        win.for_each_tap(|pos, tap, at| dst[pos * patch + tap] = src[at]);
-    }
-}
-
-/// The adjoint of [`im2col`]: adds every patch value back into its pixel of `images`.
+/// The adjoint of [`im2col`]: adds every tap of `cols` back into its pixel of `images`.
 pub fn col2im_add(cols: &[f32], batch: usize, win: &Window, images: &mut [f32]) {
-    let (patch, positions, image) = (win.patch(), win.positions(), win.image());
-    for n in 0..batch {
-        let src = &cols[n * positions * patch..(n + 1) * positions * patch];
-        let dst = &mut images[n * image..(n + 1) * image];
-        win.for_each_tap(|pos, tap, at| dst[at] += src[pos * patch + tap]);
-    }
-}
-
-/// Transposes `batch` blocks of `rows x cols` (row-major) into `cols x rows`, adding `bias[col]`
-/// when given: turns a `(batch*positions) x channels` gemm result into NCHW and back.
-pub fn transpose_blocks(
-    src: &[f32],
-    batch: usize,
-    rows: usize,
-    cols: usize,
-    bias: Option<&[f32]>,
-    dst: &mut [f32],
-) {
-    let block = rows * cols;
-    for n in 0..batch {
-        let s = &src[n * block..(n + 1) * block];
-        let d = &mut dst[n * block..(n + 1) * block];
-        for c in 0..cols {
-            let b = bias.map_or(0.0, |b| b[c]);
-            for r in 0..rows {
-                d[c * rows + r] = s[r * cols + c] + b;
+    let (k, positions, image) = (win.kernel, win.positions(), win.image());
+    let np = batch * positions;
+    for (row, src_row) in cols.chunks_exact(np).enumerate() {
+        let (c, ky, kx) = (row / (k * k), (row / k) % k, row % k);
+        let (lo, hi) = win.valid_cols(kx);
+        if lo >= hi {
+            continue;
+        }
+        for n in 0..batch {
+            for oy in 0..win.out_h {
+                let Some(y) = win.in_row(oy, ky) else { continue };
+                let dst = &mut images[n * image + (c * win.height + y) * win.width..][..win.width];
+                let src = &src_row[n * positions + oy * win.out_w..][..win.out_w];
+                let x0 = lo * win.stride + kx - win.padding;
+                if win.stride == 1 {
+                    for (d, v) in dst[x0..x0 + hi - lo].iter_mut().zip(&src[lo..hi]) {
+                        *d += v;
+                    }
+                } else {
+                    for (i, v) in src[lo..hi].iter().enumerate() {
+                        dst[x0 + i * win.stride] += v;
+                    }
+                }
             }
         }
     }
+}
+
+/// NCHW `(batch, channels, plane)` to CNHW `(channels, batch, plane)`, so that channels are
+/// gemm rows; contiguous copies of a plane each.
+pub fn nchw_to_cnhw(src: &[f32], batch: usize, channels: usize, plane: usize) -> Vec<f32> {
+    let mut dst = Vec::with_capacity(src.len());
+    for c in 0..channels {
+        for n in 0..batch {
+            dst.extend_from_slice(&src[(n * channels + c) * plane..][..plane]);
+        }
+    }
+    dst
+}
+
+/// CNHW `(channels, batch, plane)` back to NCHW, adding `bias[c]` when given.
+pub fn cnhw_to_nchw(
+    src: &[f32],
+    batch: usize,
+    channels: usize,
+    plane: usize,
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let mut dst = Vec::with_capacity(src.len());
+    for n in 0..batch {
+        for c in 0..channels {
+            let run = &src[(c * batch + n) * plane..][..plane];
+            match bias {
+                Some(b) => dst.extend(run.iter().map(|v| v + b[c])),
+                None => dst.extend_from_slice(run),
+            }
+        }
+    }
+    dst
 }
