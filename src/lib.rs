@@ -5,11 +5,15 @@
 //! on dfdx), [`spec`] (TOML variants), [`compile`] (specs into networks), [`train`] (one
 //! round), [`run`] (the parallel sweep), [`report`] (CSV and Markdown), [`cli`] (commands).
 
+pub mod cli;
 pub mod compile;
 pub mod data;
 pub mod error;
 pub mod ops;
+pub mod report;
+pub mod run;
 pub mod spec;
+pub mod store;
 pub mod train;
 
 pub use error::{Error, Result};

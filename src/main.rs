@@ -1,3 +1,10 @@
+//! The `lesser` binary: all logic lives in the library's `cli` module.
+
+// mimalloc keeps freed buffers for reuse: the training loop allocates the same large
+// activation buffers every step, which glibc's allocator returns to the OS and faults back in.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
-    println!("Hello, world!");
+    std::process::exit(lesser::cli::main());
 }

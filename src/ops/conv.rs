@@ -1,8 +1,6 @@
 //! 2-D convolution (PyTorch's `Conv2d`, square kernel, zero padding).
 
-use super::kernels::{
-    MatRef, Window, cnhw_to_nchw, col2im_add, im2col, matmul, nchw_to_cnhw,
-};
+use super::kernels::{MatRef, Window, cnhw_to_nchw, col2im_add, im2col, matmul, nchw_to_cnhw};
 use super::{Act, OpTape, Param, add_param_grad, check_len, unary_op, values};
 use crate::error::{Error, Result};
 use dfdx::prelude::HasShape;

@@ -185,7 +185,9 @@ pub fn im2col(images: &[f32], batch: usize, win: &Window, cols: &mut Vec<f32>) {
         }
         for n in 0..batch {
             for oy in 0..win.out_h {
-                let Some(y) = win.in_row(oy, ky) else { continue };
+                let Some(y) = win.in_row(oy, ky) else {
+                    continue;
+                };
                 let src = &images[n * image + (c * win.height + y) * win.width..][..win.width];
                 let dst = &mut dst_row[n * positions + oy * win.out_w..][..win.out_w];
                 let x0 = lo * win.stride + kx - win.padding;
@@ -213,7 +215,9 @@ pub fn col2im_add(cols: &[f32], batch: usize, win: &Window, images: &mut [f32]) 
         }
         for n in 0..batch {
             for oy in 0..win.out_h {
-                let Some(y) = win.in_row(oy, ky) else { continue };
+                let Some(y) = win.in_row(oy, ky) else {
+                    continue;
+                };
                 let dst = &mut images[n * image + (c * win.height + y) * win.width..][..win.width];
                 let src = &src_row[n * positions + oy * win.out_w..][..win.out_w];
                 let x0 = lo * win.stride + kx - win.padding;

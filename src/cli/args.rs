@@ -1,0 +1,80 @@
+//! The command line, as clap derive types.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Run seeded, repeated experiments on small networks that compare two MNIST digits.
+#[derive(Debug, Parser)]
+#[command(name = "lesser", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate specs and print each variant's layers, shapes and parameter counts.
+    Check(CheckArgs),
+    /// Train every round of every variant and write the reports.
+    Run(RunArgs),
+    /// Time one round of each variant on one thread.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Spec files or directories of them.
+    #[arg(default_value = "specs")]
+    pub paths: Vec<PathBuf>,
+}
+
+/// Options shared by `run` and `bench`.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Spec files or directories of them.
+    #[arg(long = "specs", default_value = "specs", num_args = 1..)]
+    pub specs: Vec<PathBuf>,
+    /// Directory with MNIST IDX files (gzipped or not).
+    #[arg(long, default_value = "data/mnist")]
+    pub data: PathBuf,
+    /// Only these variants (file stems).
+    #[arg(long, num_args = 1..)]
+    pub only: Vec<String>,
+    /// Override every spec's epochs (for quick looks).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Training pairs and test pairs per round.
+    #[arg(long, default_value_t = 1000)]
+    pub pairs: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+    /// Override every spec's number of rounds.
+    #[arg(long)]
+    pub repeats: Option<usize>,
+    /// Where the reports go.
+    #[arg(long, default_value = "reports")]
+    pub out: PathBuf,
+    /// Rounds trained at once (default: all cores). Results do not depend on it.
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Retrain every round, ignoring stored results.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Print only errors.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+    /// Rounds timed per variant (the median is printed).
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+}

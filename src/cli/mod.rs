@@ -1,0 +1,40 @@
+//! The command line: parsing in [`args`], one file per subcommand, and the one place where
+//! errors become exit codes.
+
+pub mod args;
+mod bench;
+mod check;
+mod run;
+
+use clap::Parser;
+
+use crate::error::Error;
+
+/// Exit code for an error: 1 for anything the user can fix in their input (specs, data,
+/// options), 3 for an I/O failure of the machine (disk full, permissions).
+pub fn exit_code(e: &Error) -> i32 {
+    match e {
+        Error::Io { .. } => 3,
+        _ => 1,
+    }
+}
+
+/// Parses the command line, runs it, and returns the process exit code. clap itself exits
+/// with 2 on bad usage.
+pub fn main() -> i32 {
+    let cli = args::Cli::parse();
+    let result = match &cli.command {
+        args::Command::Check(a) => check::run(a),
+        args::Command::Run(a) => run::run(a),
+        args::Command::Bench(a) => bench::run(a),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            for line in e.to_string().lines() {
+                eprintln!("error: {line}");
+            }
+            exit_code(&e)
+        }
+    }
+}

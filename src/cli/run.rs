@@ -1,0 +1,37 @@
+//! `lesser run`: the sweep.
+
+use super::args::RunArgs;
+use crate::error::Result;
+use crate::run::{SweepOptions, sweep};
+
+/// Runs the sweep and says where the reports went.
+pub fn run(args: &RunArgs) -> Result<()> {
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let opts = SweepOptions {
+        specs: args.sweep.specs.clone(),
+        data: args.sweep.data.clone(),
+        out: args.out.clone(),
+        repeats: args.repeats,
+        epochs: args.sweep.epochs,
+        only: args.sweep.only.clone(),
+        pairs: args.sweep.pairs,
+        jobs,
+        fresh: args.fresh,
+        quiet: args.quiet,
+    };
+    let outcome = sweep(&opts)?;
+    if !args.quiet {
+        eprintln!(
+            "{} rounds ({} trained, {} reused from the store) in {:.1} s on {jobs} threads; \
+             reports in {}",
+            outcome.records.len(),
+            outcome.trained,
+            outcome.records.len() - outcome.trained,
+            outcome.seconds,
+            args.out.display()
+        );
+    }
+    Ok(())
+}
