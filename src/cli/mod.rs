@@ -10,12 +10,17 @@ use clap::Parser;
 
 use crate::error::Error;
 
-/// Exit code for an error: 1 for anything the user can fix in their input (specs, data,
-/// options), 3 for an I/O failure of the machine (disk full, permissions).
+/// Exit code for an error: 1 for every error `lesser` reports itself (bad specs, data,
+/// options, files); clap exits with 2 for a malformed command line.
 pub fn exit_code(e: &Error) -> i32 {
     match e {
-        Error::Io { .. } => 3,
-        _ => 1,
+        Error::Io { .. }
+        | Error::Data { .. }
+        | Error::Spec { .. }
+        | Error::Protocol(_)
+        | Error::Report { .. }
+        | Error::Shape(_)
+        | Error::Usage(_) => 1,
     }
 }
 

@@ -1,0 +1,422 @@
+//! Spec files and the compiler: shapes, parameter counts, sharing, forward passes, errors.
+
+use std::path::{Path, PathBuf};
+
+use dfdx::prelude::*;
+use lesser::compile::{DigitLogits, Input, Network, infer_layer, plan};
+use lesser::ops::values;
+use lesser::spec::{self, LayerSpec};
+
+fn specs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("specs")
+}
+
+fn load(name: &str) -> spec::Spec {
+    spec::load(&specs_dir().join(format!("{name}.toml")))
+        .unwrap()
+        .unwrap()
+}
+
+#[test]
+fn layer_shape_inference() {
+    let conv = |out, kernel, stride, padding| LayerSpec::Conv2d {
+        input: None,
+        out,
+        kernel,
+        stride,
+        padding,
+    };
+    let cases: Vec<(
+        LayerSpec,
+        (usize, usize, usize),
+        (usize, usize, usize),
+        usize,
+    )> = vec![
+        (conv(6, 3, 1, 0), (1, 14, 14), (6, 12, 12), 60),
+        (conv(4, 3, 2, 1), (2, 14, 14), (4, 7, 7), 76),
+        (
+            LayerSpec::ConvTranspose2d {
+                out: 3,
+                kernel: 2,
+                stride: 2,
+                padding: 0,
+            },
+            (1, 14, 14),
+            (3, 28, 28),
+            15,
+        ),
+        (
+            LayerSpec::MaxPool2d {
+                kernel: 2,
+                stride: None,
+            },
+            (6, 12, 12),
+            (6, 6, 6),
+            0,
+        ),
+        (
+            LayerSpec::AvgPool2d {
+                kernel: 3,
+                stride: Some(1),
+            },
+            (6, 5, 7),
+            (6, 3, 5),
+            0,
+        ),
+        (
+            LayerSpec::Upsample { scale: 2 },
+            (1, 14, 14),
+            (1, 28, 28),
+            0,
+        ),
+        (LayerSpec::Relu, (6, 4, 4), (6, 4, 4), 0),
+        (LayerSpec::Tanh, (3, 1, 1), (3, 1, 1), 0),
+        (LayerSpec::Sigmoid, (3, 1, 1), (3, 1, 1), 0),
+        (
+            LayerSpec::Threshold {
+                threshold: 0.0,
+                value: 0.0,
+            },
+            (1, 2, 2),
+            (1, 2, 2),
+            0,
+        ),
+        (LayerSpec::Dropout { p: 0.5 }, (10, 1, 1), (10, 1, 1), 0),
+        (
+            LayerSpec::BatchNorm {
+                momentum: 0.1,
+                eps: 1e-5,
+            },
+            (6, 4, 4),
+            (6, 4, 4),
+            12,
+        ),
+        (LayerSpec::Flatten, (16, 4, 4), (256, 1, 1), 0),
+        (
+            LayerSpec::Linear {
+                input: Some(256),
+                out: 120,
+            },
+            (256, 1, 1),
+            (120, 1, 1),
+            30840,
+        ),
+    ];
+    for (layer, input, output, params) in cases {
+        assert_eq!(
+            infer_layer(&layer, input),
+            Ok((output, params)),
+            "{}",
+            layer.kind()
+        );
+    }
+    // Layers that do not fit say why.
+    assert!(
+        infer_layer(&conv(6, 5, 1, 0), (1, 4, 4))
+            .unwrap_err()
+            .contains("does not fit")
+    );
+    let lin = LayerSpec::Linear {
+        input: Some(256),
+        out: 10,
+    };
+    assert_eq!(
+        infer_layer(&lin, (400, 1, 1)).unwrap_err(),
+        "expects 256 input features, got 400"
+    );
+    assert!(
+        infer_layer(&lin, (16, 4, 4))
+            .unwrap_err()
+            .contains("add { layer = \"flatten\" }")
+    );
+}
+
+/// Parameter counts of the nine seed variants. The report's table counts multiplications
+/// only (weights, no biases) and has typos: 2(6*16) in Direct_basic for 2(6*16*3*3), and
+/// (265*120) in the SHres rows for 256*120. Our counts are its weights, typos corrected,
+/// plus biases, plus (SHres) the upsampling and smoothing layers the table leaves out.
+#[test]
+fn seed_variant_parameter_counts() {
+    let head_w = 20 * 12 + 12 * 8 + 8 * 2; // 352
+    let head_b = 12 + 8 + 2;
+    let direct_w = 54 + 864 + 256 * 120 + 120 * 84 + 840; // 42558
+    let direct_b = 6 + 16 + 120 + 84 + 10;
+    let shres_w = 150 + 2400 + 256 * 120 + 120 * 84 + 840; // 44190
+    let shres_front = (4 + 1) + (9 + 1); // conv_transpose k2 and 3x3 smoothing, with biases
+    let shres_b = 6 + 16 + 120 + 84 + 10;
+    // The report's totals, as printed.
+    assert_eq!(direct_w + head_w, 42910); // directWS, directALWS, directALWSASYM
+    assert_eq!(2 * direct_w + head_w, 85468); // directAL (and Direct_basic, typo fixed)
+    assert_eq!(shres_w + head_w + 9 * 120, 45622); // SHresWS: its 265*120 is 9*120 too many
+    let expected = [
+        ("Direct_basic", 2 * (direct_w + direct_b) + head_w + head_b),
+        ("directWS", direct_w + direct_b + head_w + head_b),
+        ("directAL", 2 * (direct_w + direct_b) + head_w + head_b),
+        ("directALWS", direct_w + direct_b + head_w + head_b),
+        ("directALWSASYM", direct_w + direct_b + head_w + head_b),
+        ("SHresWS", shres_w + shres_b + shres_front + head_w + head_b),
+        (
+            "SHresAL",
+            2 * (shres_w + shres_b + shres_front) + head_w + head_b,
+        ),
+        (
+            "SHresALWS",
+            shres_w + shres_b + shres_front + head_w + head_b,
+        ),
+        (
+            "SHresALWSASYM",
+            shres_w + shres_b + shres_front + head_w + head_b,
+        ),
+    ];
+    for (name, count) in expected {
+        let s = load(name);
+        assert_eq!(plan(&s).unwrap().params, count, "{name}");
+        // The built network holds exactly that many values.
+        assert_eq!(Network::new(&s, 1).unwrap().param_count(), count, "{name}");
+    }
+    assert_eq!(load("directWS").train.repeats, 10);
+    let joint = plan(&load("joint_baseline")).unwrap().params;
+    assert!((65_000..75_000).contains(&joint), "{joint}");
+}
+
+#[test]
+fn every_shipped_spec_runs_forward() {
+    let files = spec::spec_files(&[specs_dir()]).unwrap();
+    let mut ran = 0;
+    for f in files {
+        let Some(s) = spec::load(&f).unwrap() else {
+            continue;
+        };
+        let net = Network::new(&s, 3).unwrap();
+        let pairs: Vec<f32> = (0..5 * 2 * 196)
+            .map(|i| ((i * 37) % 11) as f32 - 5.0)
+            .collect();
+        let out = net
+            .forward::<NoneTape>(
+                Input {
+                    pairs: &pairs,
+                    batch: 5,
+                },
+                false,
+            )
+            .unwrap();
+        let compare = out.compare.expect("every shipped spec has a learned head");
+        assert_eq!(*compare.shape(), (5, 2, 1, 1), "{}", s.name);
+        assert!(values(&compare).iter().all(|v| v.is_finite()));
+        assert_eq!(out.reversed.is_some(), s.model.asymmetry > 0.0);
+        ran += 1;
+    }
+    assert_eq!(ran, 10);
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn temp(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("lesser-specs-{name}-{}", std::process::id()))
+}
+
+const ARGMAX: &str = r#"
+[model]
+weight_sharing = WS
+compare = "argmax"
+aux_loss = 1.0
+digit = [
+  { layer = "conv2d", out = 2, kernel = 3 },
+  { layer = "relu" },
+  { layer = "flatten" },
+  { layer = "linear", in = 288, out = 10 },
+]
+"#;
+
+/// d(sum of all digit logits)/d(first parameter) for one pair.
+fn digit_grad(net: &Network, x0: &[f32], x1: &[f32]) -> Vec<f32> {
+    let pairs: Vec<f32> = x0.iter().chain(x1).copied().collect();
+    let out = net
+        .forward::<OwnedTape<f32, Cpu>>(
+            Input {
+                pairs: &pairs,
+                batch: 1,
+            },
+            true,
+        )
+        .unwrap();
+    let loss = match out.digits.unwrap() {
+        DigitLogits::Interleaved(d) => d.sum::<(), _>(),
+        DigitLogits::Split(a, b) => a.sum::<(), _>() + b.sum::<(), _>(),
+    };
+    loss.backward().get(&net.params[0]).as_vec()
+}
+
+#[test]
+fn weight_sharing_shares_parameters_and_gradients() {
+    let dir = temp("share");
+    let shared = spec::load(&write(&dir, "s.toml", &ARGMAX.replace("WS", "true")))
+        .unwrap()
+        .unwrap();
+    let twin = spec::load(&write(&dir, "t.toml", &ARGMAX.replace("WS", "false")))
+        .unwrap()
+        .unwrap();
+    let (ns, nt) = (
+        Network::new(&shared, 5).unwrap(),
+        Network::new(&twin, 5).unwrap(),
+    );
+    // One parameter set versus two.
+    assert_eq!(ns.params.len(), 4);
+    assert_eq!(nt.params.len(), 8);
+    assert_eq!(2 * ns.param_count(), nt.param_count());
+    let x0: Vec<f32> = (0..196).map(|i| (i % 7) as f32 / 7.0).collect();
+    let x1: Vec<f32> = (0..196).map(|i| (i % 5) as f32 / 3.0 - 0.5).collect();
+    // Shared: the first conv weight's gradient holds both digits' contributions.
+    let g01 = digit_grad(&ns, &x0, &x1);
+    let g00 = digit_grad(&ns, &x0, &x0);
+    let g11 = digit_grad(&ns, &x1, &x1);
+    for i in 0..g01.len() {
+        assert!((g01[i] - (g00[i] + g11[i]) / 2.0).abs() < 1e-4, "{i}");
+    }
+    assert!(g01.iter().zip(&g00).any(|(a, b)| (a - b).abs() > 1e-3));
+    // Two copies: the first network's gradient ignores the second digit.
+    assert_eq!(digit_grad(&nt, &x0, &x1), digit_grad(&nt, &x0, &x0));
+}
+
+fn err_of(path: &Path) -> String {
+    match spec::load(path) {
+        Ok(Some(s)) => plan(&s).unwrap_err().to_string(),
+        Ok(None) => panic!("abstract"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn spec_errors_name_the_file_and_place() {
+    let dir = temp("errors");
+    // Unknown key: line 3, column 1.
+    let p = write(
+        &dir,
+        "unknown.toml",
+        "[model]\naux_loss = 1.0\nwieght_sharing = true\n",
+    );
+    let e = err_of(&p);
+    assert!(
+        e.starts_with(&format!(
+            "{}:3:1: unknown field `wieght_sharing`",
+            p.display()
+        )),
+        "{e}"
+    );
+    // Wrong type: line 2, column 10.
+    let p = write(&dir, "type.toml", "[train]\nepochs = \"many\"\n");
+    let e = err_of(&p);
+    assert!(
+        e.starts_with(&format!("{}:2:10: invalid type", p.display())),
+        "{e}"
+    );
+    // Unknown layer kind.
+    let p = write(
+        &dir,
+        "kind.toml",
+        "[model]\ndigit = [\n  { layer = \"conv3d\", out = 2 },\n]\n",
+    );
+    let e = err_of(&p);
+    assert!(e.contains("kind.toml:3:") && e.contains("conv3d"), "{e}");
+    // Shape mismatch: names spec, stack, index, kind, and both sizes.
+    let p = write(
+        &dir,
+        "shape.toml",
+        &ARGMAX.replace("WS", "true").replace("in = 288", "in = 256"),
+    );
+    let e = err_of(&p);
+    assert!(
+        e.contains("shape.toml:10:3: spec shape: model.digit[3] (linear): expects 256 input features, got 288"),
+        "{e}"
+    );
+    // A stack that does not end in 10 digit logits.
+    let p = write(
+        &dir,
+        "end.toml",
+        &ARGMAX.replace("WS", "true").replace("out = 10", "out = 9"),
+    );
+    assert!(err_of(&p).contains("model.digit ends in 9, it must end in 10"));
+    // extends: a missing parent, then a cycle.
+    let p = write(&dir, "orphan.toml", "extends = \"nope.toml\"\n");
+    let e = err_of(&p);
+    assert!(
+        e.contains("orphan.toml:1:11: extends") && e.contains("nope.toml: no such file"),
+        "{e}"
+    );
+    write(&dir, "a.toml", "extends = \"b.toml\"\n");
+    let p = write(&dir, "b.toml", "extends = \"a.toml\"\n");
+    let e = err_of(&p);
+    assert!(
+        e.contains("b.toml") && e.contains("cycle in extends"),
+        "{e}"
+    );
+    // The joint topology refuses an auxiliary loss.
+    let p = write(
+        &dir,
+        "joint.toml",
+        "[model]\ntopology = \"joint\"\naux_loss = 1.0\njoint = [{ layer = \"flatten\" }]\n",
+    );
+    assert!(err_of(&p).contains("model.aux_loss: the joint topology has no digit outputs"));
+}
+
+#[test]
+fn extends_overrides_keys_and_replaces_stacks() {
+    let s = load("directALWSASYM");
+    assert!(s.model.weight_sharing);
+    assert_eq!((s.model.aux_loss, s.model.asymmetry), (1.0, 1.0));
+    assert_eq!(s.model.digit.layers.len(), 11); // from base_direct
+    assert_eq!(s.model.head.layers.len(), 5); // from base_common
+    assert_eq!(s.train.epochs, 25);
+    assert!(s.model.digit.file.ends_with("base_direct.toml"));
+    // Abstract bases are not variants.
+    assert!(
+        spec::load(&specs_dir().join("base_direct.toml"))
+            .unwrap()
+            .is_none()
+    );
+    // The hash follows content, not the file name or repeats.
+    assert_eq!(load("directALWS").hash(), load("directALWS").hash());
+    assert_ne!(load("directALWS").hash(), load("directALWSASYM").hash());
+}
+
+#[test]
+fn check_command_accepts_shipped_specs_and_rejects_bad_ones() {
+    let bin = env!("CARGO_BIN_EXE_lesser");
+    let ok = std::process::Command::new(bin)
+        .args(["check"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(text.contains("total trainable parameters: 43168"), "{text}");
+    assert!(text.contains("13 spec files checked, all valid"));
+    let dir = temp("check");
+    write(&dir, "good.toml", &ARGMAX.replace("WS", "true"));
+    write(&dir, "bad1.toml", "[model]\nfoo = 1\n");
+    write(&dir, "bad2.toml", "[train]\nepochs = 0\n");
+    let bad = std::process::Command::new(bin)
+        .args(["check", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    // Both bad specs are reported, the good one is still checked.
+    assert!(
+        err.contains("bad1.toml:2:1") && err.contains("bad2.toml:train.epochs"),
+        "{err}"
+    );
+    assert!(err.contains("2 of 3 spec files are invalid"), "{err}");
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("good ("));
+    let missing = std::process::Command::new(bin)
+        .args(["check", "/nonexistent/specs"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/specs"));
+}

@@ -1,0 +1,254 @@
+//! The sweep end to end, through the `lesser` binary: reports, determinism across `--jobs`
+//! and reruns, diverged rounds, interruption and resumption.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const TINY: &str = r#"
+description = "tiny DESC"
+[model]
+weight_sharing = true
+aux_loss = 1.0
+digit = [
+  { layer = "conv2d", out = 2, kernel = 3, stride = 2 },
+  { layer = "relu" },
+  { layer = "flatten" },
+  { layer = "linear", in = 72, out = 10 },
+]
+head = [{ layer = "linear", in = 20, out = 2 }]
+[train]
+epochs = 1
+batch_size = 50
+repeats = 2
+"#;
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("lesser-sweep-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("specs")).unwrap();
+    d
+}
+
+/// A directory with two tiny variants.
+fn setup(name: &str) -> PathBuf {
+    let d = temp(name);
+    std::fs::write(d.join("specs/alpha.toml"), TINY.replace("DESC", "a")).unwrap();
+    std::fs::write(
+        d.join("specs/beta.toml"),
+        TINY.replace("DESC", "b")
+            .replace("aux_loss = 1.0", "aux_loss = 0.0"),
+    )
+    .unwrap();
+    d
+}
+
+fn data() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data/mnist")
+        .display()
+        .to_string()
+}
+
+/// Runs `lesser run` in `dir` on the shipped data; 100 pairs unless `args` say otherwise.
+fn lesser(dir: &Path, args: &[&str]) -> Output {
+    let pairs: &[&str] = if args.contains(&"--pairs") {
+        &[]
+    } else {
+        &["--pairs", "100"]
+    };
+    Command::new(env!("CARGO_BIN_EXE_lesser"))
+        .current_dir(dir)
+        .args(["run", "--data", &data()])
+        .args(pairs)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn read(p: PathBuf) -> String {
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn tiny_sweep_writes_all_three_files() {
+    let d = setup("tiny");
+    let out = lesser(&d, &["--jobs", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = read(d.join("reports/results.csv"));
+    let lines: Vec<&str> = results.lines().collect();
+    assert_eq!(lines.len(), 5, "{results}");
+    assert!(lines[0].starts_with("variant,round,data_seed,init_seed,spec_hash,params,epochs"));
+    assert!(lines[1].starts_with("alpha,0,") && lines[3].starts_with("beta,0,"));
+    // Round r has the same data seed in both variants, different init seeds.
+    let field = |l: &str, i: usize| l.split(',').nth(i).unwrap().to_string();
+    assert_eq!(field(lines[1], 2), field(lines[3], 2));
+    assert_ne!(field(lines[1], 3), field(lines[3], 3));
+    assert_ne!(field(lines[1], 2), field(lines[2], 2));
+    // Errors are fractions of 100 test pairs; alpha has a digit error, params are exact.
+    let err: f64 = field(lines[1], 10).parse().unwrap();
+    assert!((0.0..=1.0).contains(&err) && (err * 100.0).fract().abs() < 1e-9);
+    assert!(!field(lines[1], 11).is_empty());
+    assert_eq!(
+        field(lines[1], 5),
+        (2 * 9 + 2 + 72 * 10 + 10 + 20 * 2 + 2).to_string()
+    );
+    let report = read(d.join("reports/REPORT.md"));
+    assert!(report.contains("| alpha | 792 | 2 |"), "{report}");
+    assert!(report.contains("| beta | 792 | 2 |"), "{report}");
+    assert!(report.contains("100 training pairs and 100 test pairs"));
+    let timing = read(d.join("reports/timing.csv"));
+    assert_eq!(timing.lines().count(), 5);
+    assert!(timing.starts_with("variant,round,seconds,source\n"));
+}
+
+#[test]
+fn results_do_not_depend_on_jobs_or_reruns() {
+    let d = setup("jobs");
+    assert!(
+        lesser(&d, &["--jobs", "1", "--out", "one"])
+            .status
+            .success()
+    );
+    assert!(
+        lesser(&d, &["--jobs", "2", "--out", "two"])
+            .status
+            .success()
+    );
+    assert!(
+        lesser(&d, &["--jobs", "2", "--out", "two", "--fresh"])
+            .status
+            .success()
+    );
+    for f in ["results.csv", "REPORT.md"] {
+        assert_eq!(
+            read(d.join("one").join(f)),
+            read(d.join("two").join(f)),
+            "{f}"
+        );
+    }
+    // A rerun reuses the store and writes the same bytes.
+    let before = read(d.join("two/REPORT.md"));
+    let out = lesser(&d, &["--jobs", "2", "--out", "two"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0 trained, 4 reused"));
+    assert_eq!(read(d.join("two/REPORT.md")), before);
+}
+
+#[test]
+fn a_diverged_round_is_recorded_and_the_sweep_goes_on() {
+    let d = setup("diverge");
+    std::fs::write(
+        d.join("specs/wild.toml"),
+        TINY.replace(
+            "repeats = 2",
+            "repeats = 2\nnormalize = \"none\"\noptimizer = { kind = \"sgd\", lr = 1e30 }",
+        ),
+    )
+    .unwrap();
+    let out = lesser(&d, &["--jobs", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = read(d.join("reports/results.csv"));
+    let wild: Vec<&str> = results.lines().filter(|l| l.starts_with("wild,")).collect();
+    assert_eq!(wild.len(), 2);
+    for l in wild {
+        assert!(l.contains(",diverged@1,"), "{l}");
+    }
+    // The other variants still have their numbers.
+    assert_eq!(results.lines().filter(|l| l.contains(",ok,")).count(), 4);
+    let report = read(d.join("reports/REPORT.md"));
+    assert!(
+        report.contains("| wild | 792 | 2 (2 diverged) | — |"),
+        "{report}"
+    );
+}
+
+#[test]
+fn an_interrupted_sweep_keeps_and_reuses_finished_rounds() {
+    let d = setup("kill");
+    for name in ["alpha", "beta"] {
+        let p = d.join(format!("specs/{name}.toml"));
+        std::fs::write(
+            &p,
+            read(p.clone())
+                .replace("repeats = 2", "repeats = 6")
+                .replace("epochs = 1", "epochs = 4"),
+        )
+        .unwrap();
+    }
+    let store = d.join("reports/.cache/rounds.csv");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lesser"))
+        .current_dir(&d)
+        .args(["run", "--data", &data(), "--pairs", "500", "--jobs", "1"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once at least two rounds are stored, well before all twenty are.
+    let t = std::time::Instant::now();
+    loop {
+        let n = std::fs::read_to_string(&store).map_or(0, |s| s.lines().count());
+        if n >= 2 {
+            break;
+        }
+        assert!(t.elapsed().as_secs() < 120, "no round finished");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let kept = read(store.clone()).lines().count();
+    assert!((2..20).contains(&kept), "{kept} rounds stored");
+    assert!(!d.join("reports/results.csv").exists());
+    // The rerun trains only what is missing, and matches an uninterrupted sweep.
+    let out = lesser(&d, &["--pairs", "500", "--jobs", "2"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("20 rounds ({} trained, {kept} reused", 20 - kept)),
+        "{err}"
+    );
+    let resumed = read(d.join("reports/results.csv"));
+    assert!(
+        lesser(
+            &d,
+            &["--pairs", "500", "--jobs", "2", "--fresh", "--out", "clean"]
+        )
+        .status
+        .success()
+    );
+    assert_eq!(resumed, read(d.join("clean/results.csv")));
+    assert_eq!(
+        read(d.join("reports/REPORT.md")),
+        read(d.join("clean/REPORT.md"))
+    );
+}
+
+#[test]
+fn bad_input_fails_cleanly() {
+    let d = setup("bad");
+    // Too many pairs for the pools.
+    let out = lesser(&d, &["--pairs", "5000"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--pairs 5000"));
+    // A missing data directory.
+    let out = Command::new(env!("CARGO_BIN_EXE_lesser"))
+        .current_dir(&d)
+        .args(["run", "--data", "nowhere"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere: data directory not found"));
+    // An unknown variant.
+    let out = lesser(&d, &["--only", "gamma"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--only gamma: no such variant"));
+    // A bad spec stops the sweep before anything trains.
+    std::fs::write(d.join("specs/broken.toml"), "[model]\nweight_sharing = 3\n").unwrap();
+    let out = lesser(&d, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("broken.toml:2:18"));
+    assert!(!d.join("reports/.cache/rounds.csv").exists());
+}
