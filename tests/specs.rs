@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use dfdx::prelude::*;
-use lesser::compile::{DigitLogits, Input, Network, infer_layer, plan};
+use lesser::compile::{DigitLogits, Input, Network, Shape3, infer_layer, plan};
 use lesser::ops::values;
 use lesser::spec::{self, LayerSpec};
 
@@ -26,12 +26,8 @@ fn layer_shape_inference() {
         stride,
         padding,
     };
-    let cases: Vec<(
-        LayerSpec,
-        (usize, usize, usize),
-        (usize, usize, usize),
-        usize,
-    )> = vec![
+    // (layer, input shape, output shape, parameters)
+    let cases: Vec<(LayerSpec, Shape3, Shape3, usize)> = vec![
         (conv(6, 3, 1, 0), (1, 14, 14), (6, 12, 12), 60),
         (conv(4, 3, 2, 1), (2, 14, 14), (4, 7, 7), 76),
         (

@@ -177,8 +177,8 @@ fn an_interrupted_sweep_keeps_and_reuses_finished_rounds() {
         std::fs::write(
             &p,
             read(p.clone())
-                .replace("repeats = 2", "repeats = 6")
-                .replace("epochs = 1", "epochs = 4"),
+                .replace("repeats = 2", "repeats = 10")
+                .replace("epochs = 1", "epochs = 5"),
         )
         .unwrap();
     }

@@ -53,8 +53,8 @@ pub fn pool2d<T: OpTape>(
                         for y in y0..y0 + kernel {
                             for x in x0..x0 + kernel {
                                 let v = plane[y * w + x];
-                                // `!(v <= best)` also lets a NaN through, as PyTorch does.
-                                if !(v <= best.0) {
+                                // A NaN wins and then stays, as in PyTorch.
+                                if v > best.0 || v.is_nan() {
                                     best = (v, y * w + x);
                                 }
                             }

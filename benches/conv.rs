@@ -1,0 +1,42 @@
+//! One training step's forward and backward of the convolution layers the seed networks use,
+//! on a batch of 100 images: conv 1->6 k3 and 6->16 k3 on 14x14 (direct), 1->6 k5 and 6->16 k5
+//! on 28x28 (SHres). Figures are recorded in benches/README.md.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use dfdx::prelude::*;
+use lesser::ops::{Conv2dGeometry, Param, conv2d};
+
+fn step(c: &mut Criterion, name: &str, cin: usize, cout: usize, k: usize, side: usize) {
+    let dev = Cpu::default();
+    let n = 100;
+    let x: Vec<f32> = (0..n * cin * side * side)
+        .map(|i| ((i * 7919) % 255) as f32 / 255.0)
+        .collect();
+    let w: Param = dev.tensor_from_vec(vec![0.01; cout * cin * k * k], (cout * cin * k * k,));
+    let b: Param = dev.tensor_from_vec(vec![0.0; cout], (cout,));
+    let geom = Conv2dGeometry {
+        in_channels: cin,
+        out_channels: cout,
+        kernel: k,
+        stride: 1,
+        padding: 0,
+    };
+    let xt = dev.tensor_from_vec(x, (n, cin, side, side));
+    c.bench_function(name, |bench| {
+        bench.iter(|| {
+            // input_grad on: the second conv of a network needs it, and it is the dearer case.
+            let y = conv2d(xt.leaky_trace(), &w, &b, geom, true).unwrap();
+            y.sum::<(), _>().backward()
+        })
+    });
+}
+
+fn convs(c: &mut Criterion) {
+    step(c, "conv 1->6 k3 14x14 fwd+bwd b100", 1, 6, 3, 14);
+    step(c, "conv 6->16 k3 6x6 fwd+bwd b100", 6, 16, 3, 6);
+    step(c, "conv 1->6 k5 28x28 fwd+bwd b100", 1, 6, 5, 28);
+    step(c, "conv 6->16 k5 12x12 fwd+bwd b100", 6, 16, 5, 12);
+}
+
+criterion_group!(benches, convs);
+criterion_main!(benches);
