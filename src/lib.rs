@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod compile;
 pub mod data;
+pub mod diff;
 pub mod error;
 pub mod ops;
 pub mod report;

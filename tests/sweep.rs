@@ -252,3 +252,50 @@ fn bad_input_fails_cleanly() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("broken.toml:2:18"));
     assert!(!d.join("reports/.cache/rounds.csv").exists());
 }
+
+#[test]
+fn a_changed_spec_retrains_only_its_variant() {
+    let d = setup("change");
+    assert!(lesser(&d, &["--jobs", "2"]).status.success());
+    let before = read(d.join("reports/results.csv"));
+    let beta = d.join("specs/beta.toml");
+    std::fs::write(
+        &beta,
+        read(beta.clone()).replace("batch_size = 50", "batch_size = 25"),
+    )
+    .unwrap();
+    let out = lesser(&d, &["--jobs", "2"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("4 rounds (2 trained, 2 reused"), "{err}");
+    let after = read(d.join("reports/results.csv"));
+    let rows = |s: &str, v: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| l.starts_with(v))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(rows(&before, "alpha,"), rows(&after, "alpha,"));
+    assert_ne!(rows(&before, "beta,"), rows(&after, "beta,"));
+    // The store keeps one line per distinct round: 2 alpha + 2 old beta + 2 new beta.
+    assert_eq!(read(d.join("reports/.cache/rounds.csv")).lines().count(), 6);
+    // `--fresh` retrains all, and the store does not grow for identical reruns.
+    let out = lesser(&d, &["--jobs", "2", "--fresh"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("4 rounds (4 trained, 0 reused"));
+    assert_eq!(read(d.join("reports/.cache/rounds.csv")).lines().count(), 6);
+}
+
+#[test]
+fn a_half_written_store_line_is_ignored() {
+    let d = setup("crash");
+    assert!(lesser(&d, &["--only", "alpha"]).status.success());
+    let store = d.join("reports/.cache/rounds.csv");
+    let full = read(store.clone());
+    let first = full.lines().next().unwrap();
+    // A crash mid-append: the first line whole, the second cut short, no final newline.
+    let second = full.lines().nth(1).unwrap();
+    std::fs::write(&store, format!("{first}\n{}", &second[..second.len() / 2])).unwrap();
+    let out = lesser(&d, &["--only", "alpha"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2 rounds (1 trained, 1 reused"), "{err}");
+    assert_eq!(read(store), full);
+}

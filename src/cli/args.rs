@@ -20,6 +20,35 @@ pub enum Command {
     Run(RunArgs),
     /// Time one round of each variant on one thread.
     Bench(BenchArgs),
+    /// Compare two sets of results variant by variant, with paired statistics.
+    Diff(DiffArgs),
+}
+
+/// How `diff` prints its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns for a terminal.
+    Table,
+    /// A Markdown table, e.g. for a pull-request comment.
+    Markdown,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The old results: a reports directory, a results.csv, or a git revision (HEAD~1, a
+    /// branch, a tag) whose reports/results.csv is read from history.
+    pub old: String,
+    /// The new results, as OLD; default: the working tree's reports/.
+    pub new: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Significance level of the tests (and 1 - confidence of the intervals).
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// Exit with status 1 when any variant got worse at level --alpha.
+    #[arg(long)]
+    pub fail_on_regression: bool,
 }
 
 #[derive(Debug, Args)]

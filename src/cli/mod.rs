@@ -4,6 +4,7 @@
 pub mod args;
 mod bench;
 mod check;
+mod diff;
 mod run;
 
 use clap::Parser;
@@ -29,12 +30,13 @@ pub fn exit_code(e: &Error) -> i32 {
 pub fn main() -> i32 {
     let cli = args::Cli::parse();
     let result = match &cli.command {
-        args::Command::Check(a) => check::run(a),
-        args::Command::Run(a) => run::run(a),
-        args::Command::Bench(a) => bench::run(a),
+        args::Command::Check(a) => check::run(a).map(|()| 0),
+        args::Command::Run(a) => run::run(a).map(|()| 0),
+        args::Command::Bench(a) => bench::run(a).map(|()| 0),
+        args::Command::Diff(a) => diff::run(a),
     };
     match result {
-        Ok(()) => 0,
+        Ok(code) => code,
         Err(e) => {
             for line in e.to_string().lines() {
                 eprintln!("error: {line}");

@@ -1,0 +1,129 @@
+//! `lesser diff`: what a change did, variant by variant.
+
+use super::args::{DiffArgs, Format};
+use crate::diff::{Comparison, Test, Verdict, default_new, diff, load_side};
+use crate::error::{Error, Result};
+use crate::report::pct;
+
+fn points(v: Option<f64>) -> String {
+    v.map_or_else(|| "—".into(), |v| format!("{:+.1}", 100.0 * v))
+}
+
+fn p_text(c: &Comparison) -> String {
+    match c.p {
+        Some(p) if p < 0.001 => "<0.001".into(),
+        Some(p) => format!("{p:.3}"),
+        None => "—".into(),
+    }
+}
+
+fn test_text(t: Test) -> &'static str {
+    match t {
+        Test::Paired => "paired t",
+        Test::Welch => "Welch t",
+        Test::None => "—",
+    }
+}
+
+fn row(c: &Comparison, alpha: f64) -> Vec<String> {
+    let level = format!("{:.0}", 100.0 * (1.0 - alpha));
+    let ci = c.ci.map_or_else(
+        || "—".into(),
+        |(a, b)| format!("[{}, {}]", points(Some(a)), points(Some(b))),
+    );
+    let mut verdict = c.verdict.text().to_string();
+    if c.spec_changed {
+        verdict.push_str(" (spec changed)");
+    }
+    let _ = level;
+    vec![
+        c.variant.clone(),
+        pct(c.old_mean),
+        pct(c.new_mean),
+        points(c.change),
+        ci,
+        p_text(c),
+        test_text(c.test).into(),
+        c.n.to_string(),
+        verdict,
+    ]
+}
+
+/// Prints the comparison; returns 1 with `--fail-on-regression` when a variant got worse.
+pub fn run(args: &DiffArgs) -> Result<i32> {
+    if !(args.alpha > 0.0 && args.alpha < 1.0) {
+        return Err(Error::Usage(format!(
+            "--alpha must be in (0, 1), got {}",
+            args.alpha
+        )));
+    }
+    let old = load_side(&args.old)?;
+    let new = match &args.new {
+        Some(n) => load_side(n)?,
+        None => load_side(&default_new().display().to_string())?,
+    };
+    let comparisons = diff(&old, &new, args.alpha);
+    let level = format!("{:.0}% CI (pts)", 100.0 * (1.0 - args.alpha));
+    let header: Vec<String> = [
+        "variant",
+        "old",
+        "new",
+        "change (pts)",
+        &level,
+        "p",
+        "test",
+        "n",
+        "verdict",
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    let rows: Vec<Vec<String>> = comparisons.iter().map(|c| row(c, args.alpha)).collect();
+    match args.format {
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(std::io::stdout());
+            let io = |e: csv::Error| Error::Usage(format!("writing CSV: {e}"));
+            w.write_record(&header).map_err(io)?;
+            for r in &rows {
+                w.write_record(r).map_err(io)?;
+            }
+            w.flush()
+                .map_err(|e| Error::Usage(format!("writing CSV: {e}")))?;
+        }
+        Format::Markdown => {
+            println!("| {} |", header.join(" | "));
+            println!("|---|---:|---:|---:|---|---:|---|---:|---|");
+            for r in &rows {
+                println!("| {} |", r.join(" | "));
+            }
+        }
+        Format::Table => {
+            let widths: Vec<usize> = (0..header.len())
+                .map(|i| {
+                    rows.iter()
+                        .map(|r| r[i].chars().count())
+                        .chain([header[i].len()])
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
+            for r in std::iter::once(&header).chain(&rows) {
+                let cells: Vec<String> = r
+                    .iter()
+                    .zip(&widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect();
+                println!("{}", cells.join("  ").trim_end());
+            }
+        }
+    }
+    if args.format != Format::Csv {
+        println!(
+            "\nold: {}\nnew: {}\nchange = new - old test error; lower is better. Paired t-test on \
+             rounds with the same data seed, Welch's t-test when rounds do not pair; level {}.",
+            old.label, new.label, args.alpha
+        );
+    }
+    let worse = comparisons.iter().any(|c| c.verdict == Verdict::Worse);
+    Ok(i32::from(args.fail_on_regression && worse))
+}

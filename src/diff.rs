@@ -1,0 +1,311 @@
+//! Comparing two sets of results variant by variant, with paired statistics.
+//!
+//! Rounds of two sweeps with the same data seed saw the same pairs, so the change of a variant
+//! is measured on paired differences (a paired t-test); when rounds do not pair, Welch's
+//! t-test compares the two samples instead. Lower error is better.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use statrs::distribution::{ContinuousCDF, StudentsT};
+
+use crate::error::{Error, Result};
+use crate::report::{RESULTS_HEADER, RoundRecord};
+
+/// The rounds of one side, by variant, in file order.
+#[derive(Debug, Clone, Default)]
+pub struct Side {
+    /// What the user named (a directory, a file or a revision), for messages.
+    pub label: String,
+    pub variants: BTreeMap<String, Vec<RoundRecord>>,
+    /// Variants in the order they first appear.
+    pub order: Vec<String>,
+}
+
+/// Parses `results.csv` text; `source` names it in errors.
+pub fn parse_results(text: &str, source: &str) -> Result<Side> {
+    let err = |msg: String| Error::report(source, msg);
+    let mut rdr = csv::ReaderBuilder::new().from_reader(text.as_bytes());
+    let header = rdr
+        .headers()
+        .map_err(|e| err(format!("not a results file: {e}")))?
+        .clone();
+    if header.iter().ne(RESULTS_HEADER.iter().copied()) {
+        return Err(err(format!(
+            "not a results file: columns are `{}`, expected `{}`",
+            header.iter().collect::<Vec<_>>().join(","),
+            RESULTS_HEADER.join(",")
+        )));
+    }
+    let mut side = Side {
+        label: source.to_string(),
+        ..Side::default()
+    };
+    for (i, row) in rdr.records().enumerate() {
+        let row = row.map_err(|e| err(format!("row {}: {e}", i + 2)))?;
+        let fields: Vec<&str> = row.iter().collect();
+        let rec = RoundRecord::from_fields(&fields, "")
+            .ok_or_else(|| err(format!("row {}: malformed values", i + 2)))?;
+        if !side.variants.contains_key(&rec.variant) {
+            side.order.push(rec.variant.clone());
+        }
+        side.variants
+            .entry(rec.variant.clone())
+            .or_default()
+            .push(rec);
+    }
+    Ok(side)
+}
+
+/// Reads one side: a reports directory, a results file, or a git revision whose
+/// `reports/results.csv` (relative to the current directory) is read from history.
+pub fn load_side(what: &str) -> Result<Side> {
+    let path = PathBuf::from(what);
+    let file = if path.is_dir() {
+        path.join("results.csv")
+    } else {
+        path.clone()
+    };
+    if file.is_file() {
+        let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+        return parse_results(&text, &file.display().to_string());
+    }
+    if path.is_dir() {
+        return Err(Error::report(
+            &file,
+            "no results.csv in this reports directory",
+        ));
+    }
+    let out = Command::new("git")
+        .args(["show", &format!("{what}:./reports/results.csv")])
+        .output()
+        .map_err(|e| Error::Usage(format!("{what}: not a file, and git could not run: {e}")))?;
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr);
+        let why = why
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("fatal: ");
+        return Err(Error::Usage(format!(
+            "{what}: not a reports directory, a results file or a git revision with \
+             reports/results.csv ({why})"
+        )));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    parse_results(&text, &format!("{what}:reports/results.csv"))
+}
+
+/// Which test produced a comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Test {
+    /// Paired t-test on rounds with the same data seed.
+    Paired,
+    /// Welch's t-test on the two samples.
+    Welch,
+    /// Too few rounds for any test.
+    None,
+}
+
+/// The verdict on one variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Better,
+    Worse,
+    NoClearChange,
+    /// Both sides hold exactly the same errors: no test is meaningful.
+    Identical,
+    Added,
+    Removed,
+}
+
+impl Verdict {
+    pub fn text(self) -> &'static str {
+        match self {
+            Verdict::Better => "better",
+            Verdict::Worse => "worse",
+            Verdict::NoClearChange => "no clear change",
+            Verdict::Identical => "no change (identical errors; p undefined)",
+            Verdict::Added => "added",
+            Verdict::Removed => "removed",
+        }
+    }
+}
+
+/// One variant's comparison. Errors are fractions; `change = new - old`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    pub variant: String,
+    pub old_mean: Option<f64>,
+    pub new_mean: Option<f64>,
+    pub change: Option<f64>,
+    /// 95% confidence interval of the change (at `1 - alpha` in general).
+    pub ci: Option<(f64, f64)>,
+    pub p: Option<f64>,
+    pub test: Test,
+    /// Rounds compared (pairs for the paired test).
+    pub n: usize,
+    pub spec_changed: bool,
+    pub verdict: Verdict,
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+fn var(v: &[f64]) -> f64 {
+    let m = mean(v);
+    v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() as f64 - 1.0)
+}
+
+/// Two-sided p-value and `(1 - alpha)` interval for an estimate with standard error `se` and
+/// `df` degrees of freedom.
+fn t_test(estimate: f64, se: f64, df: f64, alpha: f64) -> (Option<f64>, Option<(f64, f64)>) {
+    let Ok(t) = StudentsT::new(0.0, 1.0, df) else {
+        return (None, None);
+    };
+    if se == 0.0 {
+        // Every difference equal and non-zero: certain, as far as the data can tell.
+        return (Some(0.0), Some((estimate, estimate)));
+    }
+    let stat = estimate / se;
+    let p = 2.0 * t.sf(stat.abs());
+    let q = t.inverse_cdf(1.0 - alpha / 2.0);
+    (
+        Some(p.min(1.0)),
+        Some((estimate - q * se, estimate + q * se)),
+    )
+}
+
+/// Paired t-test on `pairs` of `(old, new)`.
+pub fn paired(pairs: &[(f64, f64)], alpha: f64) -> (f64, Option<f64>, Option<(f64, f64)>) {
+    let d: Vec<f64> = pairs.iter().map(|(o, n)| n - o).collect();
+    let m = mean(&d);
+    let se = (var(&d) / d.len() as f64).sqrt();
+    let (p, ci) = t_test(m, se, d.len() as f64 - 1.0, alpha);
+    (m, p, ci)
+}
+
+/// Welch's t-test of `new` against `old`.
+pub fn welch(old: &[f64], new: &[f64], alpha: f64) -> (f64, Option<f64>, Option<(f64, f64)>) {
+    let (a, b) = (var(old) / old.len() as f64, var(new) / new.len() as f64);
+    let change = mean(new) - mean(old);
+    let se = (a + b).sqrt();
+    let df = if a + b == 0.0 {
+        (old.len() + new.len() - 2) as f64
+    } else {
+        (a + b).powi(2) / (a * a / (old.len() as f64 - 1.0) + b * b / (new.len() as f64 - 1.0))
+    };
+    let (p, ci) = t_test(change, se, df, alpha);
+    (change, p, ci)
+}
+
+fn errors(rounds: &[RoundRecord]) -> Vec<f64> {
+    rounds.iter().filter_map(|r| r.result.test_error).collect()
+}
+
+/// Compares one variant present on both sides.
+fn compare(variant: &str, old: &[RoundRecord], new: &[RoundRecord], alpha: f64) -> Comparison {
+    let (eo, en) = (errors(old), errors(new));
+    let hashes = |rs: &[RoundRecord]| -> Vec<String> {
+        let mut h: Vec<String> = rs.iter().map(|r| r.spec_hash.clone()).collect();
+        h.sort();
+        h.dedup();
+        h
+    };
+    // Rounds pair when they drew the same data: same data seed, data and pair count.
+    let mut pairs = Vec::new();
+    for o in old {
+        if let Some(n) = new.iter().find(|n| {
+            n.data_seed == o.data_seed && n.data_hash == o.data_hash && n.pairs == o.pairs
+        }) && let (Some(a), Some(b)) = (o.result.test_error, n.result.test_error)
+        {
+            pairs.push((a, b));
+        }
+    }
+    let mut c = Comparison {
+        variant: variant.to_string(),
+        old_mean: (!eo.is_empty()).then(|| mean(&eo)),
+        new_mean: (!en.is_empty()).then(|| mean(&en)),
+        change: None,
+        ci: None,
+        p: None,
+        test: Test::None,
+        n: 0,
+        spec_changed: hashes(old) != hashes(new),
+        verdict: Verdict::NoClearChange,
+    };
+    if eo == en && !eo.is_empty() {
+        c.change = Some(0.0);
+        c.n = eo.len();
+        c.verdict = Verdict::Identical;
+        return c;
+    }
+    let fully_paired = pairs.len() >= 2 && pairs.len() == eo.len() && pairs.len() == en.len();
+    let (change, p, ci) = if fully_paired {
+        c.test = Test::Paired;
+        c.n = pairs.len();
+        paired(&pairs, alpha)
+    } else if eo.len() >= 2 && en.len() >= 2 {
+        c.test = Test::Welch;
+        c.n = eo.len().min(en.len());
+        welch(&eo, &en, alpha)
+    } else {
+        c.change = c.new_mean.zip(c.old_mean).map(|(n, o)| n - o);
+        return c;
+    };
+    c.change = Some(change);
+    c.p = p;
+    c.ci = ci;
+    c.verdict = match p {
+        Some(p) if p < alpha && change < 0.0 => Verdict::Better,
+        Some(p) if p < alpha && change > 0.0 => Verdict::Worse,
+        _ => Verdict::NoClearChange,
+    };
+    c
+}
+
+/// Compares every variant of `old` and `new` (new's order first, then removed ones).
+pub fn diff(old: &Side, new: &Side, alpha: f64) -> Vec<Comparison> {
+    let mut out = Vec::new();
+    for v in &new.order {
+        let n = &new.variants[v];
+        out.push(match old.variants.get(v) {
+            Some(o) => compare(v, o, n, alpha),
+            None => Comparison {
+                variant: v.clone(),
+                old_mean: None,
+                new_mean: (!errors(n).is_empty()).then(|| mean(&errors(n))),
+                change: None,
+                ci: None,
+                p: None,
+                test: Test::None,
+                n: 0,
+                spec_changed: false,
+                verdict: Verdict::Added,
+            },
+        });
+    }
+    for v in old.order.iter().filter(|v| !new.variants.contains_key(*v)) {
+        let o = &old.variants[v];
+        out.push(Comparison {
+            variant: v.clone(),
+            old_mean: (!errors(o).is_empty()).then(|| mean(&errors(o))),
+            new_mean: None,
+            change: None,
+            ci: None,
+            p: None,
+            test: Test::None,
+            n: 0,
+            spec_changed: false,
+            verdict: Verdict::Removed,
+        });
+    }
+    out
+}
+
+/// The default NEW side: the working tree's `reports/`.
+pub fn default_new() -> PathBuf {
+    Path::new("reports").to_path_buf()
+}
