@@ -6,7 +6,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::Result;
 use crate::ops::{
-    self, Act, BatchNormState, Conv2dGeometry, ConvTranspose2dGeometry, OpTape, Param, PoolKind,
+    self, Act, Activation, BatchNormState, Conv2dGeometry, ConvTranspose2dGeometry, OpTape, Param,
+    PoolKind,
 };
 use crate::spec::LayerSpec;
 
@@ -19,9 +20,7 @@ enum Layer {
     ConvTranspose2d(ConvTranspose2dGeometry, usize, usize),
     Pool(PoolKind, usize, usize),
     Upsample(usize),
-    Relu,
-    Tanh,
-    Sigmoid,
+    Activation(Activation),
     Threshold(f32, f32),
     Dropout(f32),
     BatchNorm(usize, usize, BatchNormState),
@@ -115,9 +114,9 @@ impl Sequential {
                     Layer::Pool(PoolKind::Avg, kernel, stride.unwrap_or(kernel))
                 }
                 LayerSpec::Upsample { scale } => Layer::Upsample(scale),
-                LayerSpec::Relu => Layer::Relu,
-                LayerSpec::Tanh => Layer::Tanh,
-                LayerSpec::Sigmoid => Layer::Sigmoid,
+                LayerSpec::Relu => Layer::Activation(Activation::Relu),
+                LayerSpec::Tanh => Layer::Activation(Activation::Tanh),
+                LayerSpec::Sigmoid => Layer::Activation(Activation::Sigmoid),
                 LayerSpec::Threshold { threshold, value } => Layer::Threshold(threshold, value),
                 LayerSpec::Dropout { p } => Layer::Dropout(p),
                 LayerSpec::BatchNorm { momentum, eps } => Layer::BatchNorm(
@@ -160,9 +159,7 @@ impl Sequential {
                 }
                 Layer::Pool(kind, k, s) => ops::pool2d(x, *kind, *k, *s)?,
                 Layer::Upsample(s) => ops::upsample_nearest(x, *s)?,
-                Layer::Relu => x.relu(),
-                Layer::Tanh => x.tanh(),
-                Layer::Sigmoid => x.sigmoid(),
+                Layer::Activation(kind) => ops::activation(x, *kind),
                 Layer::Threshold(t, v) => ops::threshold(x, *t, *v),
                 Layer::Dropout(p) if training => x.dropout(*p),
                 Layer::Dropout(_) => x,

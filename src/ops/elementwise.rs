@@ -50,3 +50,43 @@ pub fn upsample_nearest<T: OpTape>(x: Act<T>, scale: usize) -> Result<Act<T>> {
         Ok(Some(gx))
     }))
 }
+
+/// An elementwise activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    Relu,
+    Tanh,
+    Sigmoid,
+}
+
+/// Applies `kind` elementwise. (dfdx has these too, but its generic strided kernels cost
+/// several times more than a plain pass over a contiguous buffer.)
+pub fn activation<T: OpTape>(x: Act<T>, kind: Activation) -> Act<T> {
+    let dims = *x.shape();
+    let mut y = values(&x);
+    match kind {
+        Activation::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
+        Activation::Tanh => y.iter_mut().for_each(|v| *v = v.tanh()),
+        Activation::Sigmoid => y.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
+    }
+    // The derivative is a function of the output for all three, so only `y` is kept.
+    let saved = if T::OWNS_TAPE { y.clone() } else { Vec::new() };
+    unary_op(x, y, dims, move |gy, _| {
+        let gx = gy
+            .iter()
+            .zip(&saved)
+            .map(|(&g, &y)| match kind {
+                Activation::Relu => {
+                    if y > 0.0 {
+                        g
+                    } else {
+                        0.0
+                    }
+                }
+                Activation::Tanh => g * (1.0 - y * y),
+                Activation::Sigmoid => g * y * (1.0 - y),
+            })
+            .collect();
+        Ok(Some(gx))
+    })
+}

@@ -19,7 +19,7 @@ mod pool;
 
 pub use conv::{Conv2dGeometry, conv2d};
 pub use conv_transpose::{ConvTranspose2dGeometry, conv_transpose2d};
-pub use elementwise::{threshold, upsample_nearest};
+pub use elementwise::{Activation, activation, threshold, upsample_nearest};
 pub use linear::linear;
 pub use loss::{cross_entropy, logits_argmax};
 pub use norm::{BatchNormState, batch_norm2d};

@@ -41,11 +41,11 @@ impl Optim {
                 } => {
                     let (c1, c2) = (1.0 - b1.powi(self.steps), 1.0 - b2.powi(self.steps));
                     let (m, v) = (&mut self.first[i], &mut self.second[i]);
-                    for j in 0..w.len() {
-                        let gj = g[j] + weight_decay * w[j];
-                        m[j] = b1 * m[j] + (1.0 - b1) * gj;
-                        v[j] = b2 * v[j] + (1.0 - b2) * gj * gj;
-                        w[j] -= lr * (m[j] / c1) / ((v[j] / c2).sqrt() + 1e-8);
+                    for (((w, g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
+                        let g = g + weight_decay * *w;
+                        *m = b1 * *m + (1.0 - b1) * g;
+                        *v = b2 * *v + (1.0 - b2) * g * g;
+                        *w -= lr * (*m / c1) / ((*v / c2).sqrt() + 1e-8);
                     }
                 }
                 Optimizer::Sgd {
