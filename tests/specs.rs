@@ -337,6 +337,32 @@ fn spec_errors_name_the_file_and_place() {
         &ARGMAX.replace("WS", "true").replace("out = 10", "out = 9"),
     );
     assert!(err_of(&p).contains("model.digit ends in 9, it must end in 10"));
+    // Sizes that would overflow or exhaust memory are refused, not attempted.
+    let huge = |layer: &str| {
+        ARGMAX
+            .replace("WS", "true")
+            .replace("{ layer = \"relu\" },", layer)
+    };
+    let p = write(
+        &dir,
+        "wide.toml",
+        &huge("{ layer = \"upsample\", scale = 100000 },"),
+    );
+    let e = err_of(&p);
+    assert!(
+        e.contains("wide.toml:8:3: spec wide: model.digit[1] (upsample): gives 2880000000000 values per sample"),
+        "{e}"
+    );
+    let p = write(
+        &dir,
+        "pad.toml",
+        &huge("{ layer = \"conv2d\", out = 2, kernel = 3, padding = 9223372036854775807 },"),
+    );
+    assert!(
+        err_of(&p).contains("model.digit[1] (conv2d)"),
+        "{}",
+        err_of(&p)
+    );
     // extends: a missing parent, then a cycle.
     let p = write(&dir, "orphan.toml", "extends = \"nope.toml\"\n");
     let e = err_of(&p);

@@ -26,6 +26,17 @@ pub fn show(s: Shape3) -> String {
     }
 }
 
+/// Largest number of values one sample may have after any layer: far above what a study of
+/// small networks needs, and low enough that a typo cannot exhaust memory.
+pub const MAX_VALUES: usize = 1 << 24;
+/// Largest number of trainable values one layer may have.
+pub const MAX_PARAMS: usize = 1 << 26;
+
+fn checked(a: usize, b: usize) -> std::result::Result<usize, String> {
+    a.checked_mul(b)
+        .ok_or_else(|| format!("sizes overflow ({a} x {b})"))
+}
+
 /// The output shape and parameter count of `layer` on `input`, or why it does not fit.
 pub fn infer_layer(
     layer: &LayerSpec,
@@ -97,7 +108,7 @@ pub fn infer_layer(
             if scale == 0 {
                 return Err("scale must be at least 1".into());
             }
-            Ok(((c, h * scale, w * scale), 0))
+            Ok(((c, checked(h, scale)?, checked(w, scale)?), 0))
         }
         LayerSpec::Relu | LayerSpec::Tanh | LayerSpec::Sigmoid | LayerSpec::Threshold { .. } => {
             Ok((input, 0))
@@ -114,7 +125,7 @@ pub fn infer_layer(
             }
             Ok((input, 2 * c))
         }
-        LayerSpec::Flatten => Ok(((c * h * w, 1, 1), 0)),
+        LayerSpec::Flatten => Ok(((checked(checked(c, h)?, w)?, 1, 1), 0)),
         LayerSpec::Linear {
             input: expected,
             out,
@@ -131,7 +142,7 @@ pub fn infer_layer(
             if out == 0 {
                 return Err("out must be at least 1".into());
             }
-            Ok(((out, 1, 1), c * out + out))
+            Ok(((out, 1, 1), checked(c + 1, out)?))
         }
     }
 }
@@ -148,17 +159,35 @@ pub fn plan_stack(
     let mut shape = input;
     let mut plans = Vec::with_capacity(stack.layers.len());
     for (i, layer) in stack.layers.iter().enumerate() {
-        let (next, params) = infer_layer(&layer.spec, shape).map_err(|why| {
-            Error::spec(
-                &stack.file,
-                &layer.place,
-                format!(
-                    "spec {}: {key}[{i}] ({}): {why}",
-                    spec.name,
-                    layer.spec.kind()
-                ),
-            )
-        })?;
+        let limits = |(next, params): (Shape3, usize)| {
+            let values = checked(checked(next.0, next.1)?, next.2)?;
+            if values > MAX_VALUES {
+                return Err(format!(
+                    "gives {} values per sample ({}), above the limit of {MAX_VALUES}",
+                    values,
+                    show(next)
+                ));
+            }
+            if params > MAX_PARAMS {
+                return Err(format!(
+                    "has {params} parameters, above the limit of {MAX_PARAMS}"
+                ));
+            }
+            Ok((next, params))
+        };
+        let (next, params) = infer_layer(&layer.spec, shape)
+            .and_then(limits)
+            .map_err(|why| {
+                Error::spec(
+                    &stack.file,
+                    &layer.place,
+                    format!(
+                        "spec {}: {key}[{i}] ({}): {why}",
+                        spec.name,
+                        layer.spec.kind()
+                    ),
+                )
+            })?;
         plans.push(LayerPlan {
             kind: layer.spec.kind(),
             input: shape,

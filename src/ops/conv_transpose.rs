@@ -23,7 +23,10 @@ impl ConvTranspose2dGeometry {
 
     /// Output side for an input side: `(side - 1) * stride - 2 * padding + kernel`.
     pub fn out_side(&self, side: usize) -> Option<usize> {
-        ((side.max(1) - 1) * self.stride + self.kernel).checked_sub(2 * self.padding)
+        (side.max(1) - 1)
+            .checked_mul(self.stride)?
+            .checked_add(self.kernel)?
+            .checked_sub(self.padding.checked_mul(2)?)
     }
 
     /// The window of the equivalent convolution over the output image, whose positions are

@@ -117,7 +117,7 @@ impl Window {
         padding: usize,
     ) -> Option<Self> {
         let span = |side: usize| {
-            let padded = side + 2 * padding;
+            let padded = padding.checked_mul(2)?.checked_add(side)?;
             (kernel > 0 && stride > 0 && padded >= kernel).then(|| (padded - kernel) / stride + 1)
         };
         Some(Window {
