@@ -132,6 +132,7 @@ impl Progress {
     fn new(total: usize, quiet: bool) -> Self {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let b = indicatif::ProgressBar::new(total as u64);
+            b.enable_steady_tick(std::time::Duration::from_millis(500));
             b.set_style(
                 indicatif::ProgressStyle::with_template(
                     "{bar:30} {pos}/{len} rounds  {elapsed} elapsed, ETA {eta}  {msg}",
@@ -263,6 +264,12 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome> {
         }
     }
 
+    // Fail on an unusable output directory now, not after the first round has trained.
+    let cache_dir = store_path(&opts.out)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    std::fs::create_dir_all(&cache_dir).map_err(|e| Error::io(&cache_dir, e))?;
     let store = Mutex::new(RoundStore::open(&store_path(&opts.out))?);
     let mut results: Vec<Option<(RoundRecord, f64, bool)>> = vec![None; tasks.len()];
     let mut todo = Vec::new();
