@@ -266,6 +266,31 @@ fn compare(variant: &str, old: &[RoundRecord], new: &[RoundRecord], alpha: f64) 
     c
 }
 
+/// A variant on one side only.
+fn one_sided(
+    variant: &str,
+    old: Option<&[RoundRecord]>,
+    new: Option<&[RoundRecord]>,
+    verdict: Verdict,
+) -> Comparison {
+    let mean_of = |rs: Option<&[RoundRecord]>| {
+        let e = errors(rs?);
+        (!e.is_empty()).then(|| mean(&e))
+    };
+    Comparison {
+        variant: variant.to_string(),
+        old_mean: mean_of(old),
+        new_mean: mean_of(new),
+        change: None,
+        ci: None,
+        p: None,
+        test: Test::None,
+        n: 0,
+        spec_changed: false,
+        verdict,
+    }
+}
+
 /// Compares every variant of `old` and `new` (new's order first, then removed ones).
 pub fn diff(old: &Side, new: &Side, alpha: f64) -> Vec<Comparison> {
     let mut out = Vec::new();
@@ -273,34 +298,11 @@ pub fn diff(old: &Side, new: &Side, alpha: f64) -> Vec<Comparison> {
         let n = &new.variants[v];
         out.push(match old.variants.get(v) {
             Some(o) => compare(v, o, n, alpha),
-            None => Comparison {
-                variant: v.clone(),
-                old_mean: None,
-                new_mean: (!errors(n).is_empty()).then(|| mean(&errors(n))),
-                change: None,
-                ci: None,
-                p: None,
-                test: Test::None,
-                n: 0,
-                spec_changed: false,
-                verdict: Verdict::Added,
-            },
+            None => one_sided(v, None, Some(n), Verdict::Added),
         });
     }
     for v in old.order.iter().filter(|v| !new.variants.contains_key(*v)) {
-        let o = &old.variants[v];
-        out.push(Comparison {
-            variant: v.clone(),
-            old_mean: (!errors(o).is_empty()).then(|| mean(&errors(o))),
-            new_mean: None,
-            change: None,
-            ci: None,
-            p: None,
-            test: Test::None,
-            n: 0,
-            spec_changed: false,
-            verdict: Verdict::Removed,
-        });
+        out.push(one_sided(v, Some(&old.variants[v]), None, Verdict::Removed));
     }
     out
 }

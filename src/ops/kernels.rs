@@ -169,15 +169,13 @@ impl Window {
     }
 }
 
-/// Unfolds `batch` images into `cols`, a `patch x (batch * positions)` row-major matrix: row
-/// `(c, ky, kx)` holds that tap for every position of every image, so a whole batch convolves
-/// with one gemm, and with stride 1 every copy is a contiguous run of a pixel row.
-pub fn im2col(images: &[f32], batch: usize, win: &Window, cols: &mut Vec<f32>) {
+/// Calls `f(col, pixel, len)` for every run of taps that read inside the images: `len` values
+/// at `cols[col..]` (step 1) correspond to `images[pixel..]` (step `stride`), where `cols` is
+/// the `patch x (batch * positions)` matrix of [`im2col`]. Taps in the padding are skipped.
+fn for_each_run(win: &Window, batch: usize, mut f: impl FnMut(usize, usize, usize)) {
     let (k, positions, image) = (win.kernel, win.positions(), win.image());
     let np = batch * positions;
-    cols.clear();
-    cols.resize(win.patch() * np, 0.0);
-    for (row, dst_row) in cols.chunks_exact_mut(np).enumerate() {
+    for row in 0..win.patch() {
         let (c, ky, kx) = (row / (k * k), (row / k) % k, row % k);
         let (lo, hi) = win.valid_cols(kx);
         if lo >= hi {
@@ -188,51 +186,49 @@ pub fn im2col(images: &[f32], batch: usize, win: &Window, cols: &mut Vec<f32>) {
                 let Some(y) = win.in_row(oy, ky) else {
                     continue;
                 };
-                let src = &images[n * image + (c * win.height + y) * win.width..][..win.width];
-                let dst = &mut dst_row[n * positions + oy * win.out_w..][..win.out_w];
+                let col = row * np + n * positions + oy * win.out_w + lo;
                 let x0 = lo * win.stride + kx - win.padding;
-                if win.stride == 1 {
-                    dst[lo..hi].copy_from_slice(&src[x0..x0 + hi - lo]);
-                } else {
-                    for (i, d) in dst[lo..hi].iter_mut().enumerate() {
-                        *d = src[x0 + i * win.stride];
-                    }
-                }
+                let pixel = n * image + (c * win.height + y) * win.width + x0;
+                f(col, pixel, hi - lo);
             }
         }
     }
 }
 
-/// The adjoint of [`im2col`]: adds every tap of `cols` back into its pixel of `images`.
-pub fn col2im_add(cols: &[f32], batch: usize, win: &Window, images: &mut [f32]) {
-    let (k, positions, image) = (win.kernel, win.positions(), win.image());
-    let np = batch * positions;
-    for (row, src_row) in cols.chunks_exact(np).enumerate() {
-        let (c, ky, kx) = (row / (k * k), (row / k) % k, row % k);
-        let (lo, hi) = win.valid_cols(kx);
-        if lo >= hi {
-            continue;
-        }
-        for n in 0..batch {
-            for oy in 0..win.out_h {
-                let Some(y) = win.in_row(oy, ky) else {
-                    continue;
-                };
-                let dst = &mut images[n * image + (c * win.height + y) * win.width..][..win.width];
-                let src = &src_row[n * positions + oy * win.out_w..][..win.out_w];
-                let x0 = lo * win.stride + kx - win.padding;
-                if win.stride == 1 {
-                    for (d, v) in dst[x0..x0 + hi - lo].iter_mut().zip(&src[lo..hi]) {
-                        *d += v;
-                    }
-                } else {
-                    for (i, v) in src[lo..hi].iter().enumerate() {
-                        dst[x0 + i * win.stride] += v;
-                    }
-                }
+/// Unfolds `batch` images into `cols`, a `patch x (batch * positions)` row-major matrix: row
+/// `(c, ky, kx)` holds that tap for every position of every image, so a whole batch convolves
+/// with one gemm, and with stride 1 every copy is a contiguous run of a pixel row.
+pub fn im2col(images: &[f32], batch: usize, win: &Window, cols: &mut Vec<f32>) {
+    cols.clear();
+    cols.resize(win.patch() * batch * win.positions(), 0.0);
+    let s = win.stride;
+    for_each_run(win, batch, |col, pixel, len| {
+        let dst = &mut cols[col..col + len];
+        if s == 1 {
+            dst.copy_from_slice(&images[pixel..pixel + len]);
+        } else {
+            for (i, d) in dst.iter_mut().enumerate() {
+                *d = images[pixel + i * s];
             }
         }
-    }
+    });
+}
+
+/// The adjoint of [`im2col`]: adds every tap of `cols` back into its pixel of `images`.
+pub fn col2im_add(cols: &[f32], batch: usize, win: &Window, images: &mut [f32]) {
+    let s = win.stride;
+    for_each_run(win, batch, |col, pixel, len| {
+        let src = &cols[col..col + len];
+        if s == 1 {
+            for (d, v) in images[pixel..pixel + len].iter_mut().zip(src) {
+                *d += v;
+            }
+        } else {
+            for (i, v) in src.iter().enumerate() {
+                images[pixel + i * s] += v;
+            }
+        }
+    });
 }
 
 /// NCHW `(batch, channels, plane)` to CNHW `(channels, batch, plane)`, so that channels are
