@@ -178,16 +178,13 @@ pub fn store_path(out: &Path) -> PathBuf {
     out.join(".cache").join("rounds.csv")
 }
 
-/// Runs the sweep and writes `results.csv`, `REPORT.md` and `timing.csv` into `opts.out`.
-pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome> {
-    let start = Instant::now();
-    let mut specs = match load_specs(&opts.specs) {
-        Ok(s) => s,
-        Err(errors) => {
-            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            return Err(Error::Usage(lines.join("\n")));
-        }
-    };
+/// The specs `opts` select, with its overrides applied; all problems reported before any
+/// training.
+fn select_specs(opts: &SweepOptions) -> Result<Vec<Spec>> {
+    let mut specs = load_specs(&opts.specs).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        Error::Usage(lines.join("\n"))
+    })?;
     if !opts.only.is_empty() {
         if let Some(missing) = opts
             .only
@@ -205,19 +202,20 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome> {
             "a variant name may not contain , \" or a newline",
         ));
     }
-    for s in &mut specs {
-        if let Some(r) = opts.repeats {
-            s.train.repeats = r;
-        }
-        if let Some(e) = opts.epochs {
-            s.train.epochs = e;
-        }
-    }
     if opts.repeats == Some(0) || opts.epochs == Some(0) || opts.pairs == 0 {
         return Err(Error::Usage(
             "--repeats, --epochs and --pairs must be at least 1".into(),
         ));
     }
+    for s in &mut specs {
+        s.train.repeats = opts.repeats.unwrap_or(s.train.repeats);
+        s.train.epochs = opts.epochs.unwrap_or(s.train.epochs);
+    }
+    Ok(specs)
+}
+
+/// Loads the data and checks that both pools hold enough images for `pairs` pairs.
+fn load_data(opts: &SweepOptions) -> Result<Mnist> {
     let data = Mnist::load(&opts.data)?;
     for (pool, what) in [(&data.train, "train"), (&data.test, "test")] {
         if 2 * opts.pairs > pool.len() {
@@ -231,6 +229,53 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome> {
             )));
         }
     }
+    Ok(data)
+}
+
+/// One finished round: its record, its wall-clock seconds, and whether it trained now.
+type Finished = (RoundRecord, f64, bool);
+
+/// Writes `results.csv`, `REPORT.md` and `timing.csv`, each atomically.
+fn write_reports(
+    opts: &SweepOptions,
+    specs: &[Spec],
+    results: &[Finished],
+    protocol: &Protocol,
+) -> Result<()> {
+    let records: Vec<RoundRecord> = results.iter().map(|r| r.0.clone()).collect();
+    let summaries: Vec<_> = specs
+        .iter()
+        .map(|s| {
+            let rounds: Vec<&RoundRecord> =
+                records.iter().filter(|r| r.variant == s.name).collect();
+            report::summarize(&s.name, &s.description, &rounds)
+        })
+        .collect();
+    let mut timing = String::from("variant,round,seconds,source\n");
+    for (r, secs, fresh) in results {
+        timing.push_str(&format!(
+            "{},{},{secs:.3},{}\n",
+            r.variant,
+            r.round,
+            if *fresh { "trained" } else { "stored" }
+        ));
+    }
+    report::write_atomic(
+        &opts.out.join("results.csv"),
+        &report::results_csv(&records),
+    )?;
+    report::write_atomic(
+        &opts.out.join("REPORT.md"),
+        report::report_md(&summaries, protocol).as_bytes(),
+    )?;
+    report::write_atomic(&opts.out.join("timing.csv"), timing.as_bytes())
+}
+
+/// Runs the sweep and writes `results.csv`, `REPORT.md` and `timing.csv` into `opts.out`.
+pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome> {
+    let start = Instant::now();
+    let specs = select_specs(opts)?;
+    let data = load_data(opts)?;
     let (data_files, data_hash) = hash_data(&data.files)?;
 
     // Every round, in report order, with its record minus the result.
@@ -271,7 +316,7 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome> {
         .unwrap_or_default();
     std::fs::create_dir_all(&cache_dir).map_err(|e| Error::io(&cache_dir, e))?;
     let store = Mutex::new(RoundStore::open(&store_path(&opts.out))?);
-    let mut results: Vec<Option<(RoundRecord, f64, bool)>> = vec![None; tasks.len()];
+    let mut results: Vec<Option<Finished>> = vec![None; tasks.len()];
     let mut todo = Vec::new();
     {
         let st = store.lock().expect("store lock");
@@ -327,21 +372,11 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome> {
         let (rec, secs) = r?;
         results[i] = Some((rec, secs, true));
     }
-    let results: Vec<(RoundRecord, f64, bool)> = results
+    let results: Vec<Finished> = results
         .into_iter()
         .map(|r| r.expect("every round ran or was stored"))
         .collect();
     store.lock().expect("store lock").compact()?;
-
-    let records: Vec<RoundRecord> = results.iter().map(|r| r.0.clone()).collect();
-    let summaries: Vec<_> = specs
-        .iter()
-        .map(|s| {
-            let rounds: Vec<&RoundRecord> =
-                records.iter().filter(|r| r.variant == s.name).collect();
-            report::summarize(&s.name, &s.description, &rounds)
-        })
-        .collect();
     let protocol = Protocol {
         pairs: opts.pairs,
         train_pool: data.train.len(),
@@ -350,27 +385,10 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome> {
         data_hash,
         version: VERSION.to_string(),
     };
-    let mut timing = String::from("variant,round,seconds,source\n");
-    for (r, secs, fresh) in &results {
-        timing.push_str(&format!(
-            "{},{},{secs:.3},{}\n",
-            r.variant,
-            r.round,
-            if *fresh { "trained" } else { "stored" }
-        ));
-    }
-    report::write_atomic(
-        &opts.out.join("results.csv"),
-        &report::results_csv(&records),
-    )?;
-    report::write_atomic(
-        &opts.out.join("REPORT.md"),
-        report::report_md(&summaries, &protocol).as_bytes(),
-    )?;
-    report::write_atomic(&opts.out.join("timing.csv"), timing.as_bytes())?;
+    write_reports(opts, &specs, &results, &protocol)?;
     Ok(SweepOutcome {
         trained: results.iter().filter(|r| r.2).count(),
-        records,
+        records: results.into_iter().map(|r| r.0).collect(),
         seconds: start.elapsed().as_secs_f64(),
     })
 }
