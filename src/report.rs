@@ -25,6 +25,9 @@ pub struct RoundRecord {
     pub pairs: usize,
     pub version: String,
     pub result: RoundResult,
+    /// Wall-clock seconds the round took to train: kept in the store and `timing.csv`, never
+    /// in `results.csv` (it is not reproducible).
+    pub seconds: f64,
 }
 
 /// The columns of `results.csv`, in order.
@@ -132,13 +135,14 @@ impl RoundRecord {
             },
             data_hash: f[13].to_string(),
             version: version.to_string(),
+            seconds: 0.0,
         })
     }
 
-    /// One store line: the crate version, then the results fields, comma-separated (no field
-    /// can hold a comma: names are file stems checked by the runner).
+    /// One store line: the crate version, the seconds, then the results fields,
+    /// comma-separated (no field can hold a comma: names are file stems checked by the runner).
     pub fn to_store_line(&self) -> String {
-        let mut f = vec![self.version.clone()];
+        let mut f = vec![self.version.clone(), format!("{:.3}", self.seconds)];
         f.extend(self.fields());
         f.join(",")
     }
@@ -146,8 +150,12 @@ impl RoundRecord {
     /// Parses a store line; `None` for anything malformed.
     pub fn from_store_line(line: &str) -> Option<Self> {
         let f: Vec<&str> = line.split(',').collect();
-        let (version, rest) = f.split_first()?;
-        Self::from_fields(rest, version)
+        let [version, seconds, rest @ ..] = f.as_slice() else {
+            return None;
+        };
+        let mut r = Self::from_fields(rest, version)?;
+        r.seconds = seconds.parse().ok()?;
+        Some(r)
     }
 }
 

@@ -39,6 +39,8 @@ pub struct SweepOptions {
 #[derive(Debug, Clone)]
 pub struct SweepOutcome {
     pub records: Vec<RoundRecord>,
+    /// Test-error statistics per variant, in report order.
+    pub summaries: Vec<report::Summary>,
     /// Rounds trained in this run (the rest came from the store).
     pub trained: usize,
     pub seconds: f64,
@@ -149,13 +151,16 @@ impl Progress {
         }
     }
 
-    fn round(&mut self, r: &RoundRecord, seconds: f64) {
+    fn round(&mut self, r: &RoundRecord) {
         self.done += 1;
         let what = match r.result.status {
             Status::Ok => format!("test error {}", report::pct(r.result.test_error)),
             Status::Diverged { epoch } => format!("diverged in epoch {epoch}"),
         };
-        let line = format!("{} round {}: {what} ({seconds:.1} s)", r.variant, r.round);
+        let line = format!(
+            "{} round {}: {what} ({:.1} s)",
+            r.variant, r.round, r.seconds
+        );
         match &self.bar {
             Some(b) => {
                 b.set_message(line);
@@ -232,33 +237,22 @@ fn load_data(opts: &SweepOptions) -> Result<Mnist> {
     Ok(data)
 }
 
-/// One finished round: its record, its wall-clock seconds, and whether it trained now.
-type Finished = (RoundRecord, f64, bool);
+/// One finished round, and whether it trained now (rather than coming from the store).
+type Finished = (RoundRecord, bool);
 
 /// Writes `results.csv`, `REPORT.md` and `timing.csv`, each atomically.
 fn write_reports(
     opts: &SweepOptions,
-    specs: &[Spec],
+    summaries: &[report::Summary],
     results: &[Finished],
     protocol: &Protocol,
 ) -> Result<()> {
     let records: Vec<RoundRecord> = results.iter().map(|r| r.0.clone()).collect();
-    let summaries: Vec<_> = specs
-        .iter()
-        .map(|s| {
-            let rounds: Vec<&RoundRecord> =
-                records.iter().filter(|r| r.variant == s.name).collect();
-            report::summarize(&s.name, &s.description, &rounds)
-        })
-        .collect();
-    let mut timing = String::from("variant,round,seconds,source\n");
-    for (r, secs, fresh) in results {
-        timing.push_str(&format!(
-            "{},{},{secs:.3},{}\n",
-            r.variant,
-            r.round,
-            if *fresh { "trained" } else { "stored" }
-        ));
+    // Each round's own training time, also for rounds reused from the store, so that a
+    // rerun that trains nothing leaves this file as it was.
+    let mut timing = String::from("variant,round,seconds\n");
+    for (r, _) in results {
+        timing.push_str(&format!("{},{},{:.3}\n", r.variant, r.round, r.seconds));
     }
     report::write_atomic(
         &opts.out.join("results.csv"),
@@ -266,7 +260,7 @@ fn write_reports(
     )?;
     report::write_atomic(
         &opts.out.join("REPORT.md"),
-        report::report_md(&summaries, protocol).as_bytes(),
+        report::report_md(summaries, protocol).as_bytes(),
     )?;
     report::write_atomic(&opts.out.join("timing.csv"), timing.as_bytes())
 }
@@ -304,6 +298,7 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome> {
                         digit_test_error: None,
                         status: Status::Ok,
                     },
+                    seconds: 0.0,
                 },
             ));
         }
@@ -327,7 +322,7 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome> {
                     // The stored round is the same computation; only the name may differ.
                     r.variant = rec.variant.clone();
                     r.round = rec.round;
-                    results[i] = Some((r, 0.0, false));
+                    results[i] = Some((r, false));
                 }
                 None => todo.push(i),
             }
@@ -338,7 +333,7 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome> {
         .num_threads(opts.jobs.max(1))
         .build()
         .map_err(|e| Error::Usage(format!("cannot start {} threads: {e}", opts.jobs)))?;
-    let trained: Vec<(usize, Result<(RoundRecord, f64)>)> = pool.install(|| {
+    let trained: Vec<(usize, Result<RoundRecord>)> = pool.install(|| {
         todo.par_iter()
             .map(|&i| {
                 let (spec, rec) = &tasks[i];
@@ -356,12 +351,12 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome> {
                 .and_then(|result| {
                     let r = RoundRecord {
                         result,
+                        seconds: t.elapsed().as_secs_f64(),
                         ..rec.clone()
                     };
-                    let secs = t.elapsed().as_secs_f64();
                     store.lock().expect("store lock").append(&r)?;
-                    progress.lock().expect("progress lock").round(&r, secs);
-                    Ok((r, secs))
+                    progress.lock().expect("progress lock").round(&r);
+                    Ok(r)
                 });
                 (i, result)
             })
@@ -369,8 +364,7 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome> {
     });
     progress.lock().expect("progress lock").finish();
     for (i, r) in trained {
-        let (rec, secs) = r?;
-        results[i] = Some((rec, secs, true));
+        results[i] = Some((r?, true));
     }
     let results: Vec<Finished> = results
         .into_iter()
@@ -385,9 +379,21 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome> {
         data_hash,
         version: VERSION.to_string(),
     };
-    write_reports(opts, &specs, &results, &protocol)?;
+    let summaries: Vec<_> = specs
+        .iter()
+        .map(|s| {
+            let rounds: Vec<&RoundRecord> = results
+                .iter()
+                .map(|r| &r.0)
+                .filter(|r| r.variant == s.name)
+                .collect();
+            report::summarize(&s.name, &s.description, &rounds)
+        })
+        .collect();
+    write_reports(opts, &summaries, &results, &protocol)?;
     Ok(SweepOutcome {
-        trained: results.iter().filter(|r| r.2).count(),
+        summaries,
+        trained: results.iter().filter(|r| r.1).count(),
         records: results.into_iter().map(|r| r.0).collect(),
         seconds: start.elapsed().as_secs_f64(),
     })

@@ -2,6 +2,7 @@
 
 use super::args::RunArgs;
 use crate::error::Result;
+use crate::report::pct;
 use crate::run::{SweepOptions, sweep};
 
 /// Runs the sweep and says where the reports went.
@@ -23,6 +24,22 @@ pub fn run(args: &RunArgs) -> Result<()> {
     };
     let outcome = sweep(&opts)?;
     if !args.quiet {
+        // The headline numbers; REPORT.md has the rest.
+        println!(
+            "{:<20} {:>7} {:>7} {:>7} {:>7}  rounds",
+            "variant", "mean", "std", "best", "worst"
+        );
+        for s in &outcome.summaries {
+            println!(
+                "{:<20} {:>7} {:>7} {:>7} {:>7}  {}",
+                s.variant,
+                pct(s.mean),
+                pct(s.std),
+                pct(s.best),
+                pct(s.worst),
+                s.rounds
+            );
+        }
         eprintln!(
             "{} rounds ({} trained, {} reused from the store) in {:.1} s on {jobs} threads; \
              reports in {}",
