@@ -440,5 +440,15 @@ fn check_command_accepts_shipped_specs_and_rejects_bad_ones() {
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(1));
+    // A directory without any spec file.
+    let empty = temp("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["check", empty.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no spec files (*.toml) in this directory"), "{err}");
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/specs"));
 }
