@@ -449,6 +449,9 @@ fn check_command_accepts_shipped_specs_and_rejects_bad_ones() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no spec files (*.toml) in this directory"), "{err}");
+    assert!(
+        err.contains("no spec files (*.toml) in this directory"),
+        "{err}"
+    );
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/specs"));
 }
