@@ -377,6 +377,13 @@ fn spec_errors_name_the_file_and_place() {
         e.contains("b.toml") && e.contains("cycle in extends"),
         "{e}"
     );
+    // Optimizer settings PyTorch would refuse.
+    let p = write(
+        &dir,
+        "betas.toml",
+        "[train]\noptimizer = { kind = \"adam\", betas = [1.5, 0.9] }\n",
+    );
+    assert!(err_of(&p).contains("betas.toml:train.optimizer.betas: each must be in [0, 1)"));
     // The joint topology refuses an auxiliary loss.
     let p = write(
         &dir,

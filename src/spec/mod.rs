@@ -266,11 +266,38 @@ fn resolve(path: &Path, f: SpecFile) -> Result<Spec> {
             return err(key, "must be at least 1".into());
         }
     }
-    let lr = match train.optimizer {
-        Optimizer::Adam { lr, .. } | Optimizer::Sgd { lr, .. } => lr,
+    let (lr, weight_decay) = match train.optimizer {
+        Optimizer::Adam {
+            lr, weight_decay, ..
+        }
+        | Optimizer::Sgd {
+            lr, weight_decay, ..
+        } => (lr, weight_decay),
     };
     if !(lr > 0.0 && lr.is_finite()) {
         return err("train.optimizer.lr", format!("must be > 0, got {lr}"));
+    }
+    if !(weight_decay >= 0.0 && weight_decay.is_finite()) {
+        return err(
+            "train.optimizer.weight_decay",
+            format!("must be >= 0, got {weight_decay}"),
+        );
+    }
+    match train.optimizer {
+        // PyTorch refuses the same values.
+        Optimizer::Adam { betas, .. } if !betas.iter().all(|b| (0.0..1.0).contains(b)) => {
+            return err(
+                "train.optimizer.betas",
+                format!("each must be in [0, 1), got {betas:?}"),
+            );
+        }
+        Optimizer::Sgd { momentum, .. } if !(momentum >= 0.0 && momentum.is_finite()) => {
+            return err(
+                "train.optimizer.momentum",
+                format!("must be >= 0, got {momentum}"),
+            );
+        }
+        _ => {}
     }
     match model.topology {
         Topology::Joint => {
