@@ -5,7 +5,7 @@
 //! t-test compares the two samples instead. Lower error is better.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use statrs::distribution::{ContinuousCDF, StudentsT};
@@ -305,9 +305,4 @@ pub fn diff(old: &Side, new: &Side, alpha: f64) -> Vec<Comparison> {
         out.push(one_sided(v, Some(&old.variants[v]), None, Verdict::Removed));
     }
     out
-}
-
-/// The default NEW side: the working tree's `reports/`.
-pub fn default_new() -> PathBuf {
-    Path::new("reports").to_path_buf()
 }

@@ -62,16 +62,6 @@ impl RoundStore {
         self.records.get(key)
     }
 
-    /// Number of distinct stored rounds.
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    /// True when nothing is stored.
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
-
     /// Appends `r` durably (one write, then flush and sync).
     pub fn append(&mut self, r: &RoundRecord) -> Result<()> {
         if let Some(dir) = self.path.parent() {

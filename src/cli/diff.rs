@@ -1,7 +1,7 @@
 //! `lesser diff`: what a change did, variant by variant.
 
 use super::args::{DiffArgs, Format};
-use crate::diff::{Comparison, Test, Verdict, default_new, diff, load_side};
+use crate::diff::{Comparison, Test, Verdict, diff, load_side};
 use crate::error::{Error, Result};
 use crate::report::pct;
 
@@ -25,8 +25,7 @@ fn test_text(t: Test) -> &'static str {
     }
 }
 
-fn row(c: &Comparison, alpha: f64) -> Vec<String> {
-    let level = format!("{:.0}", 100.0 * (1.0 - alpha));
+fn row(c: &Comparison) -> Vec<String> {
     let ci = c.ci.map_or_else(
         || "—".into(),
         |(a, b)| format!("[{}, {}]", points(Some(a)), points(Some(b))),
@@ -35,7 +34,6 @@ fn row(c: &Comparison, alpha: f64) -> Vec<String> {
     if c.spec_changed {
         verdict.push_str(" (spec changed)");
     }
-    let _ = level;
     vec![
         c.variant.clone(),
         pct(c.old_mean),
@@ -60,7 +58,8 @@ pub fn run(args: &DiffArgs) -> Result<i32> {
     let old = load_side(&args.old)?;
     let new = match &args.new {
         Some(n) => load_side(n)?,
-        None => load_side(&default_new().display().to_string())?,
+        // The working tree's reports.
+        None => load_side("reports")?,
     };
     let comparisons = diff(&old, &new, args.alpha);
     let level = format!("{:.0}% CI (pts)", 100.0 * (1.0 - args.alpha));
@@ -78,7 +77,7 @@ pub fn run(args: &DiffArgs) -> Result<i32> {
     .iter()
     .map(ToString::to_string)
     .collect();
-    let rows: Vec<Vec<String>> = comparisons.iter().map(|c| row(c, args.alpha)).collect();
+    let rows: Vec<Vec<String>> = comparisons.iter().map(row).collect();
     match args.format {
         Format::Csv => {
             let mut w = csv::Writer::from_writer(std::io::stdout());
