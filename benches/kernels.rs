@@ -46,6 +46,13 @@ fn kernels(c: &mut Criterion) {
                 matmul(&mut gw, ym, cm.t(), false)
             })
         });
+        let mut gwt = vec![0.0; patch * out];
+        c.bench_function(&name("gemm weight grad, transposed"), |b| {
+            b.iter(|| {
+                let (cm, ym) = (MatRef::new(&cols, patch, np), MatRef::new(&y, out, np));
+                matmul(&mut gwt, cm, ym.t(), false)
+            })
+        });
         let mut gcols = vec![0.0; patch * np];
         c.bench_function(&name("gemm input grad"), |b| {
             b.iter(|| {

@@ -103,8 +103,16 @@ pub fn conv2d<T: OpTape>(
         add_param_grad(grads, &bias, &gb)?;
 
         let gym = MatRef::new(&gyc, out_c, np);
+        // The weight gradient as its transpose, (patch x N*P) . (N*P x out): the same sums,
+        // but gemm runs this orientation of the long inner dimension up to twice as fast.
+        let mut gwt = vec![0.0; patch * out_c];
+        matmul(&mut gwt, MatRef::new(&cols, patch, np), gym.t(), false);
         let mut gw = vec![0.0; out_c * patch];
-        matmul(&mut gw, gym, MatRef::new(&cols, patch, np).t(), false);
+        for (t, row) in gwt.chunks_exact(out_c).enumerate() {
+            for (o, v) in row.iter().enumerate() {
+                gw[o * patch + t] = *v;
+            }
+        }
         add_param_grad(grads, &weight, &gw)?;
 
         if !input_grad {
