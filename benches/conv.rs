@@ -7,6 +7,18 @@ use dfdx::prelude::*;
 use lesser::ops::{Conv2dGeometry, Param, conv2d};
 
 fn step(c: &mut Criterion, name: &str, cin: usize, cout: usize, k: usize, side: usize) {
+    step_padded(c, name, cin, cout, k, side, 0)
+}
+
+fn step_padded(
+    c: &mut Criterion,
+    name: &str,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    side: usize,
+    padding: usize,
+) {
     let dev = Cpu::default();
     let n = 100;
     let x: Vec<f32> = (0..n * cin * side * side)
@@ -19,7 +31,7 @@ fn step(c: &mut Criterion, name: &str, cin: usize, cout: usize, k: usize, side: 
         out_channels: cout,
         kernel: k,
         stride: 1,
-        padding: 0,
+        padding,
     };
     let xt = dev.tensor_from_vec(x, (n, cin, side, side));
     c.bench_function(name, |bench| {
@@ -36,6 +48,8 @@ fn convs(c: &mut Criterion) {
     step(c, "conv 6->16 k3 6x6 fwd+bwd b100", 6, 16, 3, 6);
     step(c, "conv 1->6 k5 28x28 fwd+bwd b100", 1, 6, 5, 28);
     step(c, "conv 6->16 k5 12x12 fwd+bwd b100", 6, 16, 5, 12);
+    // The SHres smoothing convolution: one channel in and out, direct (im2col-free) path.
+    step_padded(c, "conv 1->1 k3 p1 28x28 fwd+bwd b100", 1, 1, 3, 28, 1);
 }
 
 criterion_group!(benches, convs);

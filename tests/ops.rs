@@ -174,6 +174,11 @@ fn conv2d_forward_matches_reference() {
         (1, 3, 8, 8, 2, 5, 1, 2),
         (2, 6, 6, 6, 16, 3, 1, 0),
         (1, 1, 4, 4, 1, 4, 3, 1),
+        // Few channels, stride 1: the direct (im2col-free) path.
+        (3, 1, 7, 9, 1, 3, 1, 1),
+        (2, 2, 6, 6, 1, 5, 1, 2),
+        (2, 1, 8, 5, 2, 2, 1, 0),
+        (1, 1, 28, 28, 1, 7, 1, 3),
     ] {
         let x = rand_vec(&mut rng, n * c * h * w);
         let wt = rand_vec(&mut rng, o * c * k * k);
@@ -217,7 +222,13 @@ fn conv2d_hand_checked() {
 #[test]
 fn conv2d_gradients() {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
-    for &(n, c, h, w, o, k, s, p) in &[(2, 2, 5, 5, 3, 3, 1, 0), (2, 2, 6, 5, 2, 3, 2, 1)] {
+    for &(n, c, h, w, o, k, s, p) in &[
+        (2, 2, 5, 5, 3, 3, 1, 0),
+        (2, 2, 6, 5, 2, 3, 2, 1),
+        // The direct path: one channel in and out with padding, and two in.
+        (2, 1, 6, 5, 1, 3, 1, 1),
+        (2, 2, 5, 6, 1, 2, 1, 0),
+    ] {
         let geom = Conv2dGeometry {
             in_channels: c,
             out_channels: o,

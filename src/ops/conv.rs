@@ -1,9 +1,15 @@
 //! 2-D convolution (PyTorch's `Conv2d`, square kernel, zero padding).
 
-use super::kernels::{MatRef, Window, cnhw_to_nchw, col2im_add, im2col, matmul, nchw_to_cnhw};
+use super::kernels::{
+    DIRECT_MAX_KERNEL, MatRef, Window, cnhw_to_nchw, col2im_add, direct_conv_backward,
+    direct_conv_forward, im2col, matmul, nchw_to_cnhw,
+};
 use super::{Act, OpTape, Param, add_param_grad, check_len, unary_op, values};
 use crate::error::{Error, Result};
 use dfdx::prelude::HasShape;
+
+/// Largest `in_channels * out_channels` convolved directly rather than by im2col and a gemm.
+const DIRECT_MAX_CHANNELS: usize = 2;
 
 /// What a convolution computes, apart from its batch and image size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +86,23 @@ pub fn conv2d<T: OpTape>(
     let (out_c, positions, patch) = (geom.out_channels, win.positions(), win.patch());
 
     let np = n * positions;
+
+    if geom.stride == 1
+        && geom.kernel <= DIRECT_MAX_KERNEL
+        && geom.in_channels * geom.out_channels <= DIRECT_MAX_CHANNELS
+    {
+        // So few channels that a gemm would be a matrix-vector product: convolve directly.
+        let (xv, wv) = (values(&x), values(weight));
+        let out = direct_conv_forward(&xv, n, &win, &wv, &values(bias), out_c);
+        let (weight, bias) = (weight.clone(), bias.clone());
+        let dims = (n, out_c, win.out_h, win.out_w);
+        return Ok(unary_op(x, out, dims, move |gy, grads| {
+            let (gw, gb, gx) = direct_conv_backward(&xv, gy, n, &win, &wv, out_c, input_grad);
+            add_param_grad(grads, &bias, &gb)?;
+            add_param_grad(grads, &weight, &gw)?;
+            Ok(gx)
+        }));
+    }
 
     // Forward: one gemm for the whole batch, (out x patch) . (patch x N*P), then into NCHW.
     let mut cols = Vec::new();

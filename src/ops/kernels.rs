@@ -263,3 +263,265 @@ pub fn cnhw_to_nchw(
     }
     dst
 }
+
+/// The direct convolution's view of a stride-1 window, for layers with so few channels that a
+/// gemm's tiles stay mostly empty (a 1 -> 1 smoothing convolution is a matrix-vector product):
+/// images are zero-padded to `hp x wp`, and each output plane is computed "wide", `out_h` rows
+/// of `wp` values of which the first `out_w` are real, so that every kernel row is one long
+/// contiguous loop over `span` values.
+struct Wide {
+    hp: usize,
+    wp: usize,
+    span: usize,
+}
+
+impl Wide {
+    fn new(win: &Window) -> Self {
+        let wp = win.width + 2 * win.padding;
+        Wide {
+            hp: win.height + 2 * win.padding,
+            wp,
+            span: (win.out_h - 1) * wp + win.out_w,
+        }
+    }
+
+    /// Offset of tap `(c, ky, kx)` in a padded image.
+    fn tap(&self, c: usize, ky: usize, kx: usize) -> usize {
+        (c * self.hp + ky) * self.wp + kx
+    }
+
+    /// Copies one `C x H x W` image into the zero-padded buffer `dst`.
+    fn pad(&self, win: &Window, src: &[f32], dst: &mut Vec<f32>) {
+        dst.clear();
+        dst.resize(win.channels * self.hp * self.wp, 0.0);
+        for c in 0..win.channels {
+            for y in 0..win.height {
+                let at = self.tap(c, y + win.padding, win.padding);
+                dst[at..at + win.width]
+                    .copy_from_slice(&src[(c * win.height + y) * win.width..][..win.width]);
+            }
+        }
+    }
+}
+
+/// `dst[i] += sum_j w[j] * src[i + j]` over one kernel row of `K` taps, tap by tap in order.
+#[inline(always)]
+fn row_axpy<const K: usize>(dst: &mut [f32], w: &[f32], src: &[f32]) {
+    let w: [f32; K] = w[..K].try_into().expect("K taps");
+    let src = &src[..dst.len() + K - 1];
+    for (i, d) in dst.iter_mut().enumerate() {
+        let mut acc = *d;
+        for j in 0..K {
+            acc += w[j] * src[i + j];
+        }
+        *d = acc;
+    }
+}
+
+/// `out[j] += sum_i g[i] * src[i + j]` for the `K` taps of one kernel row, in a fixed order
+/// (32 lanes, then the lanes in order, then the tail).
+#[inline(always)]
+fn row_dot<const K: usize>(g: &[f32], src: &[f32], out: &mut [f32]) {
+    let n = g.len();
+    let body = n / 32 * 32;
+    for j in 0..K {
+        let s = &src[j..j + n];
+        let mut lanes = [0.0f32; 32];
+        for (gc, sc) in g[..body].chunks_exact(32).zip(s[..body].chunks_exact(32)) {
+            for l in 0..32 {
+                lanes[l] += gc[l] * sc[l];
+            }
+        }
+        let mut sum = 0.0;
+        for l in lanes {
+            sum += l;
+        }
+        for (a, b) in g[body..].iter().zip(&s[body..]) {
+            sum += a * b;
+        }
+        out[j] += sum;
+    }
+}
+
+/// `dst[i + j] += w[j] * g[i]` for the `K` taps of one kernel row.
+#[inline(always)]
+fn row_scatter<const K: usize>(dst: &mut [f32], w: &[f32], g: &[f32]) {
+    for (j, &wj) in w[..K].iter().enumerate() {
+        for (d, s) in dst[j..j + g.len()].iter_mut().zip(g) {
+            *d += wj * s;
+        }
+    }
+}
+
+/// Widest kernel the direct convolution handles.
+pub const DIRECT_MAX_KERNEL: usize = 7;
+
+/// One direct convolution pass over a batch: forward (`gy` empty) or backward.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn direct_pass<const K: usize>(
+    x: &[f32],
+    gy: &[f32],
+    batch: usize,
+    win: &Window,
+    w: &[f32],
+    bias: &[f32],
+    out_c: usize,
+    out: &mut [f32],
+    gw: &mut [f32],
+    gx: Option<&mut [f32]>,
+) {
+    let wide = Wide::new(win);
+    let (plane, patch) = (win.out_h * win.out_w, win.patch());
+    let (mut xpad, mut wide_buf) = (Vec::new(), vec![0.0; wide.span]);
+    let mut gxpad = vec![
+        0.0;
+        if gx.is_some() {
+            win.channels * wide.hp * wide.wp
+        } else {
+            0
+        }
+    ];
+    let mut gx = gx;
+    for n in 0..batch {
+        wide.pad(win, &x[n * win.image()..][..win.image()], &mut xpad);
+        gxpad.fill(0.0);
+        for o in 0..out_c {
+            let wo = &w[o * patch..(o + 1) * patch];
+            let at = (n * out_c + o) * plane;
+            if gy.is_empty() {
+                // Forward: accumulate every tap into the wide row, then keep the real columns.
+                wide_buf.fill(bias[o]);
+                for c in 0..win.channels {
+                    for ky in 0..K {
+                        let src = &xpad[wide.tap(c, ky, 0)..];
+                        row_axpy::<K>(&mut wide_buf, &wo[(c * K + ky) * K..], src);
+                    }
+                }
+                for (row, d) in out[at..at + plane].chunks_exact_mut(win.out_w).enumerate() {
+                    d.copy_from_slice(&wide_buf[row * wide.wp..][..win.out_w]);
+                }
+            } else {
+                // Backward: the output gradient spread wide, zeros in the unused columns.
+                wide_buf.fill(0.0);
+                for (row, g) in gy[at..at + plane].chunks_exact(win.out_w).enumerate() {
+                    wide_buf[row * wide.wp..][..win.out_w].copy_from_slice(g);
+                }
+                let gwo = &mut gw[o * patch..(o + 1) * patch];
+                for c in 0..win.channels {
+                    for ky in 0..K {
+                        let (taps, tap) = ((c * K + ky) * K, wide.tap(c, ky, 0));
+                        row_dot::<K>(&wide_buf, &xpad[tap..], &mut gwo[taps..taps + K]);
+                        if gx.is_some() {
+                            row_scatter::<K>(&mut gxpad[tap..], &wo[taps..taps + K], &wide_buf);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(gx) = gx.as_deref_mut() {
+            // Crop the padding off the padded gradient.
+            let gxi = &mut gx[n * win.image()..][..win.image()];
+            for c in 0..win.channels {
+                for y in 0..win.height {
+                    let at = wide.tap(c, y + win.padding, win.padding);
+                    gxi[(c * win.height + y) * win.width..][..win.width]
+                        .copy_from_slice(&gxpad[at..at + win.width]);
+                }
+            }
+        }
+    }
+}
+
+/// Runs [`direct_pass`] for the kernel width, compiled for AVX2 when the CPU has it (the crate
+/// is built for baseline x86-64). The same operations in the same order either way, so the same
+/// numbers: Rust never fuses `a * b + c` on its own.
+#[allow(clippy::too_many_arguments)]
+fn direct_dispatch(
+    x: &[f32],
+    gy: &[f32],
+    batch: usize,
+    win: &Window,
+    w: &[f32],
+    bias: &[f32],
+    out_c: usize,
+    out: &mut [f32],
+    gw: &mut [f32],
+    gx: Option<&mut [f32]>,
+) {
+    macro_rules! widths {
+        ($($k:literal)*) => {
+            match win.kernel {
+                $($k => {
+                    #[cfg(target_arch = "x86_64")]
+                    {
+                        #[target_feature(enable = "avx2")]
+                        #[allow(clippy::too_many_arguments)]
+                        unsafe fn avx2(
+                            x: &[f32], gy: &[f32], batch: usize, win: &Window, w: &[f32],
+                            bias: &[f32], out_c: usize, out: &mut [f32], gw: &mut [f32],
+                            gx: Option<&mut [f32]>,
+                        ) {
+                            direct_pass::<$k>(x, gy, batch, win, w, bias, out_c, out, gw, gx)
+                        }
+                        if std::arch::is_x86_feature_detected!("avx2") {
+                            // SAFETY: AVX2 was just detected on this CPU.
+                            return unsafe {
+                                avx2(x, gy, batch, win, w, bias, out_c, out, gw, gx)
+                            };
+                        }
+                    }
+                    direct_pass::<$k>(x, gy, batch, win, w, bias, out_c, out, gw, gx)
+                })*
+                k => unreachable!("direct convolution chosen for kernel {k}"),
+            }
+        };
+    }
+    widths!(1 2 3 4 5 6 7)
+}
+
+/// Direct stride-1 convolution of `batch` images: returns `batch x out x OH x OW`.
+pub fn direct_conv_forward(
+    x: &[f32],
+    batch: usize,
+    win: &Window,
+    w: &[f32],
+    bias: &[f32],
+    out_c: usize,
+) -> Vec<f32> {
+    let mut out = vec![0.0; batch * out_c * win.positions()];
+    direct_dispatch(x, &[], batch, win, w, bias, out_c, &mut out, &mut [], None);
+    out
+}
+
+/// Gradients of [`direct_conv_forward`]: `(weight grad, bias grad, input grad if asked)`.
+pub fn direct_conv_backward(
+    x: &[f32],
+    gy: &[f32],
+    batch: usize,
+    win: &Window,
+    w: &[f32],
+    out_c: usize,
+    input_grad: bool,
+) -> (Vec<f32>, Vec<f32>, Option<Vec<f32>>) {
+    let mut gw = vec![0.0; w.len()];
+    let mut gx = input_grad.then(|| vec![0.0; x.len()]);
+    direct_dispatch(
+        x,
+        gy,
+        batch,
+        win,
+        w,
+        &[],
+        out_c,
+        &mut [],
+        &mut gw,
+        gx.as_deref_mut(),
+    );
+    let plane = win.positions();
+    let mut gb = vec![0.0; out_c];
+    for (i, g) in gy.chunks_exact(plane).enumerate() {
+        gb[i % out_c] += g.iter().sum::<f32>();
+    }
+    (gw, gb, gx)
+}
