@@ -1,13 +1,14 @@
 //! One training step's forward and backward of the convolution layers the seed networks use,
 //! on a batch of 100 images: conv 1->6 k3 and 6->16 k3 on 14x14 (direct), 1->6 k5 and 6->16 k5
-//! on 28x28 (SHres). Figures are recorded in benches/README.md.
+//! on 28x28 (SHres), with the input gradient unless the name says otherwise. Figures are
+//! recorded in benches/README.md.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use dfdx::prelude::*;
 use lesser::ops::{Conv2dGeometry, Param, conv2d};
 
 fn step(c: &mut Criterion, name: &str, cin: usize, cout: usize, k: usize, side: usize) {
-    step_padded(c, name, cin, cout, k, side, 0)
+    step_padded(c, name, cin, cout, k, side, 0, true)
 }
 
 fn step_padded(
@@ -18,6 +19,7 @@ fn step_padded(
     k: usize,
     side: usize,
     padding: usize,
+    input_grad: bool,
 ) {
     let dev = Cpu::default();
     let n = 100;
@@ -36,8 +38,7 @@ fn step_padded(
     let xt = dev.tensor_from_vec(x, (n, cin, side, side));
     c.bench_function(name, |bench| {
         bench.iter(|| {
-            // input_grad on: the second conv of a network needs it, and it is the dearer case.
-            let y = conv2d(xt.leaky_trace(), &w, &b, geom, true).unwrap();
+            let y = conv2d(xt.leaky_trace(), &w, &b, geom, input_grad).unwrap();
             y.sum::<(), _>().backward()
         })
     });
@@ -49,7 +50,27 @@ fn convs(c: &mut Criterion) {
     step(c, "conv 1->6 k5 28x28 fwd+bwd b100", 1, 6, 5, 28);
     step(c, "conv 6->16 k5 12x12 fwd+bwd b100", 6, 16, 5, 12);
     // The SHres smoothing convolution: one channel in and out, direct (im2col-free) path.
-    step_padded(c, "conv 1->1 k3 p1 28x28 fwd+bwd b100", 1, 1, 3, 28, 1);
+    step_padded(
+        c,
+        "conv 1->1 k3 p1 28x28 fwd+bwd b100",
+        1,
+        1,
+        3,
+        28,
+        1,
+        true,
+    );
+    // A network's first layer needs no input gradient.
+    step_padded(
+        c,
+        "conv 1->6 k3 14x14 fwd+bwd(no dx) b100",
+        1,
+        6,
+        3,
+        14,
+        0,
+        false,
+    );
 }
 
 criterion_group!(benches, convs);
