@@ -11,6 +11,7 @@ fn step(c: &mut Criterion, name: &str, cin: usize, cout: usize, k: usize, side: 
     step_padded(c, name, cin, cout, k, side, 0, true)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn step_padded(
     c: &mut Criterion,
     name: &str,
