@@ -356,21 +356,35 @@ fn row_scatter<const K: usize>(dst: &mut [f32], w: &[f32], g: &[f32]) {
 /// Widest kernel the direct convolution handles.
 pub const DIRECT_MAX_KERNEL: usize = 7;
 
-/// One direct convolution pass over a batch: forward (`gy` empty) or backward.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn direct_pass<const K: usize>(
-    x: &[f32],
-    gy: &[f32],
+/// One direct convolution pass over a batch: the forward pass when `gy` is empty (writing
+/// `out`), else the backward pass (adding into `gw`, and into `gx` when given).
+struct DirectPass<'a> {
+    x: &'a [f32],
+    gy: &'a [f32],
     batch: usize,
-    win: &Window,
-    w: &[f32],
-    bias: &[f32],
+    win: &'a Window,
+    w: &'a [f32],
+    bias: &'a [f32],
     out_c: usize,
-    out: &mut [f32],
-    gw: &mut [f32],
-    gx: Option<&mut [f32]>,
-) {
+    out: &'a mut [f32],
+    gw: &'a mut [f32],
+    gx: Option<&'a mut [f32]>,
+}
+
+#[inline(always)]
+fn direct_pass<const K: usize>(p: DirectPass) {
+    let DirectPass {
+        x,
+        gy,
+        batch,
+        win,
+        w,
+        bias,
+        out_c,
+        out,
+        gw,
+        mut gx,
+    } = p;
     let wide = Wide::new(win);
     let (plane, patch) = (win.out_h * win.out_w, win.patch());
     let (mut xpad, mut wide_buf) = (Vec::new(), vec![0.0; wide.span]);
@@ -382,7 +396,6 @@ fn direct_pass<const K: usize>(
             0
         }
     ];
-    let mut gx = gx;
     for n in 0..batch {
         wide.pad(win, &x[n * win.image()..][..win.image()], &mut xpad);
         gxpad.fill(0.0);
@@ -436,42 +449,23 @@ fn direct_pass<const K: usize>(
 /// Runs [`direct_pass`] for the kernel width, compiled for AVX2 when the CPU has it (the crate
 /// is built for baseline x86-64). The same operations in the same order either way, so the same
 /// numbers: Rust never fuses `a * b + c` on its own.
-#[allow(clippy::too_many_arguments)]
-fn direct_dispatch(
-    x: &[f32],
-    gy: &[f32],
-    batch: usize,
-    win: &Window,
-    w: &[f32],
-    bias: &[f32],
-    out_c: usize,
-    out: &mut [f32],
-    gw: &mut [f32],
-    gx: Option<&mut [f32]>,
-) {
+fn direct_dispatch(p: DirectPass) {
     macro_rules! widths {
         ($($k:literal)*) => {
-            match win.kernel {
+            match p.win.kernel {
                 $($k => {
                     #[cfg(target_arch = "x86_64")]
                     {
                         #[target_feature(enable = "avx2")]
-                        #[allow(clippy::too_many_arguments)]
-                        unsafe fn avx2(
-                            x: &[f32], gy: &[f32], batch: usize, win: &Window, w: &[f32],
-                            bias: &[f32], out_c: usize, out: &mut [f32], gw: &mut [f32],
-                            gx: Option<&mut [f32]>,
-                        ) {
-                            direct_pass::<$k>(x, gy, batch, win, w, bias, out_c, out, gw, gx)
+                        unsafe fn avx2(p: DirectPass) {
+                            direct_pass::<$k>(p)
                         }
                         if std::arch::is_x86_feature_detected!("avx2") {
                             // SAFETY: AVX2 was just detected on this CPU.
-                            return unsafe {
-                                avx2(x, gy, batch, win, w, bias, out_c, out, gw, gx)
-                            };
+                            return unsafe { avx2(p) };
                         }
                     }
-                    direct_pass::<$k>(x, gy, batch, win, w, bias, out_c, out, gw, gx)
+                    direct_pass::<$k>(p)
                 })*
                 k => unreachable!("direct convolution chosen for kernel {k}"),
             }
@@ -490,7 +484,18 @@ pub fn direct_conv_forward(
     out_c: usize,
 ) -> Vec<f32> {
     let mut out = vec![0.0; batch * out_c * win.positions()];
-    direct_dispatch(x, &[], batch, win, w, bias, out_c, &mut out, &mut [], None);
+    direct_dispatch(DirectPass {
+        x,
+        gy: &[],
+        batch,
+        win,
+        w,
+        bias,
+        out_c,
+        out: &mut out,
+        gw: &mut [],
+        gx: None,
+    });
     out
 }
 
@@ -506,18 +511,18 @@ pub fn direct_conv_backward(
 ) -> (Vec<f32>, Vec<f32>, Option<Vec<f32>>) {
     let mut gw = vec![0.0; w.len()];
     let mut gx = input_grad.then(|| vec![0.0; x.len()]);
-    direct_dispatch(
+    direct_dispatch(DirectPass {
         x,
         gy,
         batch,
         win,
         w,
-        &[],
+        bias: &[],
         out_c,
-        &mut [],
-        &mut gw,
-        gx.as_deref_mut(),
-    );
+        out: &mut [],
+        gw: &mut gw,
+        gx: gx.as_deref_mut(),
+    });
     let plane = win.positions();
     let mut gb = vec![0.0; out_c];
     for (i, g) in gy.chunks_exact(plane).enumerate() {
