@@ -174,8 +174,11 @@ fn conv2d_forward_matches_reference() {
         (1, 3, 8, 8, 2, 5, 1, 2),
         (2, 6, 6, 6, 16, 3, 1, 0),
         (1, 1, 4, 4, 1, 4, 3, 1),
-        // Few channels, stride 1: the direct (im2col-free) path.
+        // Stride 1 takes the direct (im2col-free) path; the rest im2col and a gemm.
         (3, 1, 7, 9, 1, 3, 1, 1),
+        (2, 1, 28, 28, 6, 5, 1, 0),
+        (2, 6, 12, 12, 16, 5, 1, 0),
+        (2, 7, 5, 6, 9, 3, 1, 1),
         (2, 2, 6, 6, 1, 5, 1, 2),
         (2, 1, 8, 5, 2, 2, 1, 0),
         (1, 1, 28, 28, 1, 7, 1, 3),
@@ -225,9 +228,11 @@ fn conv2d_gradients() {
     for &(n, c, h, w, o, k, s, p) in &[
         (2, 2, 5, 5, 3, 3, 1, 0),
         (2, 2, 6, 5, 2, 3, 2, 1),
-        // The direct path: one channel in and out with padding, and two in.
+        // The direct path: one channel in and out with padding, two in, and more channels
+        // than one register block holds (4 outputs forward, 3 x 3 for the weight gradient).
         (2, 1, 6, 5, 1, 3, 1, 1),
         (2, 2, 5, 6, 1, 2, 1, 0),
+        (2, 5, 6, 7, 7, 3, 1, 2),
     ] {
         let geom = Conv2dGeometry {
             in_channels: c,
@@ -245,6 +250,76 @@ fn conv2d_gradients() {
             &move |x, ps| conv2d(x, &ps[0], &ps[1], geom, true).unwrap(),
             &move |x, ps| conv2d(x, &ps[0], &ps[1], geom, true).unwrap(),
         );
+    }
+}
+
+/// `conv2d_fused` against the same layers one after another: forward values equal, and the
+/// gradients of `sum(y * r)` the same up to summation order.
+#[test]
+fn fused_convolution_equals_its_layers() {
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    // Odd sides too: the pool drops the last row and column (floor mode).
+    for &(n, c, h, w, o, k, s, p) in &[
+        (2, 1, 14, 14, 6, 3, 1, 0),
+        (3, 6, 6, 6, 16, 3, 1, 0),
+        (2, 3, 9, 8, 5, 3, 1, 1),
+        (2, 2, 9, 9, 3, 3, 2, 1),
+    ] {
+        let geom = Conv2dGeometry::new(c, o, k, s, p);
+        let x = rand_vec(&mut rng, n * c * h * w);
+        let (wt, b) = (
+            param(rand_vec(&mut rng, o * c * k * k)),
+            param(rand_vec(&mut rng, o)),
+        );
+        for (relu, max_pool2) in [(true, false), (false, true), (true, true)] {
+            let epi = Epilogue { relu, max_pool2 };
+            let run = |fused: bool| {
+                let xt = act(x.clone(), (n, c, h, w));
+                let mut y = if fused {
+                    conv2d_fused(xt.leaky_trace(), &wt, &b, geom, epi, true).unwrap()
+                } else {
+                    let mut y = conv2d(xt.leaky_trace(), &wt, &b, geom, true).unwrap();
+                    if relu {
+                        y = activation(y, Activation::Relu);
+                    }
+                    y
+                };
+                if max_pool2 && !fused {
+                    y = pool2d(y, PoolKind::Max, 2, 2).unwrap();
+                }
+                let out = values(&y);
+                let r = act(
+                    (0..out.len()).map(|i| (i % 7) as f32 - 3.0).collect(),
+                    *y.shape(),
+                );
+                let grads = (y * r).sum::<(), _>().backward();
+                let g = [
+                    grads.get(&xt),
+                    grads.get(&wt).reshape_like(&(1, 1, 1, o * c * k * k)),
+                ];
+                (out, g.map(|t| t.as_vec()), grads.get(&b).as_vec())
+            };
+            let (fused, layers) = (run(true), run(false));
+            let what = format!("{c}->{o} k{k} s{s} {h}x{w} relu {relu} pool {max_pool2}");
+            assert_eq!(fused.0, layers.0, "{what}: output");
+            assert_close(
+                &fused.1[0],
+                &layers.1[0],
+                1e-5,
+                &format!("{what}: input grad"),
+            );
+            assert_close(
+                &fused.1[1],
+                &layers.1[1],
+                1e-5,
+                &format!("{what}: weight grad"),
+            );
+            assert_close(&fused.2, &layers.2, 1e-5, &format!("{what}: bias grad"));
+            assert!(
+                fused.2.iter().any(|&v| v != 0.0),
+                "{what}: a gradient reached the bias"
+            );
+        }
     }
 }
 

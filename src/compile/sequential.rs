@@ -6,8 +6,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::Result;
 use crate::ops::{
-    self, Act, Activation, BatchNormState, Conv2dGeometry, ConvTranspose2dGeometry, OpTape, Param,
-    PoolKind,
+    self, Act, Activation, BatchNormState, Conv2dGeometry, ConvTranspose2dGeometry, Epilogue,
+    OpTape, Param, PoolKind,
 };
 use crate::spec::LayerSpec;
 
@@ -16,7 +16,8 @@ use super::shape::{Shape3, infer_layer};
 /// One layer, referring to its parameters by index in the store.
 #[derive(Debug, Clone)]
 enum Layer {
-    Conv2d(Conv2dGeometry, usize, usize),
+    /// With the ReLU and 2x2 max pool that follow it in the spec folded in.
+    Conv2d(Conv2dGeometry, usize, usize, Epilogue),
     ConvTranspose2d(ConvTranspose2dGeometry, usize, usize),
     Pool(PoolKind, usize, usize),
     Upsample(usize),
@@ -53,6 +54,26 @@ fn constant(store: &mut Vec<Param>, dev: &Cpu, len: usize, value: f32) -> usize 
     store.len() - 1
 }
 
+/// Appends `layer`, folding a ReLU into the convolution right before it, and a 2x2 max pool
+/// (stride 2) into a convolution before it (and its ReLU): the same numbers, computed without
+/// storing the convolution's full-size output.
+fn push_fused(layers: &mut Vec<Layer>, layer: Layer) {
+    if let Some(Layer::Conv2d(_, _, _, epi)) = layers.last_mut() {
+        match layer {
+            Layer::Activation(Activation::Relu) if !epi.relu && !epi.max_pool2 => {
+                epi.relu = true;
+                return;
+            }
+            Layer::Pool(PoolKind::Max, 2, 2) if !epi.max_pool2 => {
+                epi.max_pool2 = true;
+                return;
+            }
+            _ => {}
+        }
+    }
+    layers.push(layer);
+}
+
 impl Sequential {
     /// Builds `specs` on inputs of shape `input`, initializing parameters like PyTorch's
     /// defaults (weights and biases uniform in `±1/sqrt(fan_in)`) from `rng`. The specs must
@@ -80,7 +101,7 @@ impl Sequential {
                     let bound = 1.0 / ((c * kernel * kernel) as f32).sqrt();
                     let w = uniform(store, dev, rng, geom.weight_len(), bound);
                     let b = uniform(store, dev, rng, out, bound);
-                    Layer::Conv2d(geom, w, b)
+                    Layer::Conv2d(geom, w, b, Epilogue::default())
                 }
                 LayerSpec::ConvTranspose2d {
                     out,
@@ -120,7 +141,7 @@ impl Sequential {
                     Layer::Linear(out, w, b)
                 }
             };
-            layers.push(layer);
+            push_fused(&mut layers, layer);
             shape = infer_layer(spec, shape)
                 .expect("the compiler plans a spec before building it")
                 .0;
@@ -141,7 +162,9 @@ impl Sequential {
         for (i, layer) in self.layers.iter().enumerate() {
             let input_grad = i > 0 || !from_data;
             x = match layer {
-                Layer::Conv2d(g, w, b) => ops::conv2d(x, &params[*w], &params[*b], *g, input_grad)?,
+                Layer::Conv2d(g, w, b, epi) => {
+                    ops::conv2d_fused(x, &params[*w], &params[*b], *g, *epi, input_grad)?
+                }
                 Layer::ConvTranspose2d(g, w, b) => {
                     ops::conv_transpose2d(x, &params[*w], &params[*b], *g, input_grad)?
                 }

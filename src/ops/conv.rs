@@ -1,15 +1,11 @@
 //! 2-D convolution (PyTorch's `Conv2d`, square kernel, zero padding).
 
-use super::kernels::{
-    DIRECT_MAX_KERNEL, MatRef, Window, cnhw_to_nchw, col2im_add, direct_conv_backward,
-    direct_conv_forward, im2col, matmul, nchw_to_cnhw,
-};
+use super::direct::{self, Epilogue};
+use super::kernels::{MatRef, Window, cnhw_to_nchw, col2im_add, im2col, matmul, nchw_to_cnhw};
 use super::{Act, OpTape, Param, add_param_grad, check_len, unary_op, values};
+use super::{Activation, PoolKind, activation, pool2d};
 use crate::error::{Error, Result};
 use dfdx::prelude::HasShape;
-
-/// Largest `in_channels * out_channels` convolved directly rather than by im2col and a gemm.
-const DIRECT_MAX_CHANNELS: usize = 2;
 
 /// What a convolution computes, apart from its batch and image size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,32 +75,66 @@ pub fn conv2d<T: OpTape>(
     geom: Conv2dGeometry,
     input_grad: bool,
 ) -> Result<Act<T>> {
+    conv2d_fused(x, weight, bias, geom, Epilogue::default(), input_grad)
+}
+
+/// [`conv2d`], then a ReLU and/or a 2x2 max pool (stride 2) as `epi` says: the same numbers
+/// as the three layers one after another, but for stride 1 the convolution's full-size output
+/// is never stored (the compiler fuses these layers when a spec writes them in a row).
+pub fn conv2d_fused<T: OpTape>(
+    x: Act<T>,
+    weight: &Param,
+    bias: &Param,
+    geom: Conv2dGeometry,
+    epi: Epilogue,
+    input_grad: bool,
+) -> Result<Act<T>> {
     let (n, c, h, w) = *x.shape();
     let win = geom.window(c, h, w)?;
     check_len("conv2d weight", weight, geom.weight_len())?;
     check_len("conv2d bias", bias, geom.out_channels)?;
-    let (out_c, positions, patch) = (geom.out_channels, win.positions(), win.patch());
-
-    let np = n * positions;
-
-    if geom.stride == 1
-        && geom.kernel <= DIRECT_MAX_KERNEL
-        && geom.in_channels * geom.out_channels <= DIRECT_MAX_CHANNELS
-    {
-        // So few channels that a gemm would be a matrix-vector product: convolve directly.
-        let (xv, wv) = (values(&x), values(weight));
-        let out = direct_conv_forward(&xv, n, &win, &wv, &values(bias), out_c);
-        let (weight, bias) = (weight.clone(), bias.clone());
-        let dims = (n, out_c, win.out_h, win.out_w);
-        return Ok(unary_op(x, out, dims, move |gy, grads| {
-            let (gw, gb, gx) = direct_conv_backward(&xv, gy, n, &win, &wv, out_c, input_grad);
-            add_param_grad(grads, &bias, &gb)?;
-            add_param_grad(grads, &weight, &gw)?;
-            Ok(gx)
-        }));
+    if epi.max_pool2 && (win.out_h < 2 || win.out_w < 2) {
+        return Err(Error::Shape(format!(
+            "pool kernel 2 does not fit a {}x{} input",
+            win.out_h, win.out_w
+        )));
     }
+    if geom.stride != 1 {
+        let mut y = conv2d_im2col(x, weight, bias, geom, win, input_grad);
+        if epi.relu {
+            y = activation(y, Activation::Relu);
+        }
+        if epi.max_pool2 {
+            y = pool2d(y, PoolKind::Max, 2, 2)?;
+        }
+        return Ok(y);
+    }
+    // Stride 1 (every seed layer): direct, register-blocked kernels, no im2col copy.
+    let out_c = geom.out_channels;
+    let (wv, bv) = (values(weight), values(bias));
+    let (out, saved) = direct::conv_forward(&values(&x), n, &win, &wv, &bv, epi);
+    let (weight, bias) = (weight.clone(), bias.clone());
+    let dims = (n, out_c, epi.side(win.out_h), epi.side(win.out_w));
+    Ok(unary_op(x, out, dims, move |gy, grads| {
+        let (gw, gb, gx) = direct::conv_backward(&saved, gy, n, &win, &wv, out_c, input_grad);
+        add_param_grad(grads, &bias, &gb)?;
+        add_param_grad(grads, &weight, &gw)?;
+        Ok(gx)
+    }))
+}
 
-    // Forward: one gemm for the whole batch, (out x patch) . (patch x N*P), then into NCHW.
+/// Any stride: im2col, then one gemm for the whole batch, (out x patch) . (patch x N*P).
+fn conv2d_im2col<T: OpTape>(
+    x: Act<T>,
+    weight: &Param,
+    bias: &Param,
+    geom: Conv2dGeometry,
+    win: Window,
+    input_grad: bool,
+) -> Act<T> {
+    let n = x.shape().0;
+    let (out_c, positions, patch) = (geom.out_channels, win.positions(), win.patch());
+    let np = n * positions;
     let mut cols = Vec::new();
     im2col(&values(&x), n, &win, &mut cols);
     let wv = values(weight);
@@ -120,7 +150,7 @@ pub fn conv2d<T: OpTape>(
 
     let (weight, bias) = (weight.clone(), bias.clone());
     let dims = (n, out_c, win.out_h, win.out_w);
-    Ok(unary_op(x, out, dims, move |gy, grads| {
+    unary_op(x, out, dims, move |gy, grads| {
         let gyc = nchw_to_cnhw(gy, n, out_c, positions);
         let gb: Vec<f32> = gyc.chunks_exact(np).map(|r| r.iter().sum()).collect();
         add_param_grad(grads, &bias, &gb)?;
@@ -146,5 +176,5 @@ pub fn conv2d<T: OpTape>(
         let mut gx = vec![0.0; n * win.image()];
         col2im_add(&gcols, n, &win, &mut gx);
         Ok(Some(gx))
-    }))
+    })
 }

@@ -6,6 +6,7 @@
 //! 4-D NCHW tensor [`Act`]; a flat feature vector is `(batch, features, 1, 1)`. Every parameter
 //! is a flat [`Param`], laid out like PyTorch's (e.g. conv weight `out x in x k x k`).
 
+pub mod direct;
 pub mod kernels;
 
 mod conv;
@@ -17,8 +18,9 @@ mod norm;
 mod pairs;
 mod pool;
 
-pub use conv::{Conv2dGeometry, conv2d};
+pub use conv::{Conv2dGeometry, conv2d, conv2d_fused};
 pub use conv_transpose::{ConvTranspose2dGeometry, conv_transpose2d};
+pub use direct::Epilogue;
 pub use elementwise::{Activation, activation, threshold, upsample_nearest};
 pub use linear::linear;
 pub use loss::{cross_entropy, logits_argmax};
