@@ -5,10 +5,19 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use dfdx::prelude::*;
-use lesser::ops::{Conv2dGeometry, Param, conv2d};
+use lesser::ops::{Conv2dGeometry, Epilogue, Param, conv2d_fused};
 
 fn step(c: &mut Criterion, name: &str, cin: usize, cout: usize, k: usize, side: usize) {
-    step_padded(c, name, cin, cout, k, side, 0, true)
+    step_padded(c, name, cin, cout, k, side, 0, true, Epilogue::default())
+}
+
+/// A convolution with the ReLU and 2x2 max pool the seed networks put after it.
+fn step_pooled(c: &mut Criterion, name: &str, cin: usize, cout: usize, k: usize, side: usize) {
+    let epi = Epilogue {
+        relu: true,
+        max_pool2: true,
+    };
+    step_padded(c, name, cin, cout, k, side, 0, true, epi)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -21,6 +30,7 @@ fn step_padded(
     side: usize,
     padding: usize,
     input_grad: bool,
+    epi: Epilogue,
 ) {
     let dev = Cpu::default();
     let n = 100;
@@ -39,7 +49,7 @@ fn step_padded(
     let xt = dev.tensor_from_vec(x, (n, cin, side, side));
     c.bench_function(name, |bench| {
         bench.iter(|| {
-            let y = conv2d(xt.leaky_trace(), &w, &b, geom, input_grad).unwrap();
+            let y = conv2d_fused(xt.leaky_trace(), &w, &b, geom, epi, input_grad).unwrap();
             y.sum::<(), _>().backward()
         })
     });
@@ -60,6 +70,7 @@ fn convs(c: &mut Criterion) {
         28,
         1,
         true,
+        Epilogue::default(),
     );
     // A network's first layer needs no input gradient.
     step_padded(
@@ -71,6 +82,16 @@ fn convs(c: &mut Criterion) {
         14,
         0,
         false,
+        Epilogue::default(),
+    );
+    step_pooled(c, "conv 1->6 k5 28x28 +relu+pool fwd+bwd b100", 1, 6, 5, 28);
+    step_pooled(
+        c,
+        "conv 6->16 k5 12x12 +relu+pool fwd+bwd b100",
+        6,
+        16,
+        5,
+        12,
     );
 }
 

@@ -10,16 +10,55 @@
 //!
 //! Lengths are rounded up to [`LANES`]: callers size buffers with [`round_up`] and keep the
 //! slack zero (see each function for what it reads). Without AVX2 and FMA the same loops run
-//! in plain Rust (same sums, rounded separately rather than fused).
+//! in plain Rust (same sums, in another order and rounded separately rather than fused).
 
 use super::kernels::Window;
 
-/// Values per AVX2 register; every length is processed in whole multiples of it.
-pub const LANES: usize = 8;
+/// Values per AVX-512 register (two AVX2 registers); every length is processed in whole
+/// multiples of it.
+pub const LANES: usize = 16;
 
 /// `n` rounded up to a multiple of [`LANES`].
 pub fn round_up(n: usize) -> usize {
     n.div_ceil(LANES) * LANES
+}
+
+/// An implementation of the two kernels below.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// Plain Rust, for any CPU.
+    Portable,
+    /// AVX2 + FMA (x86-64 from 2013 on).
+    Avx2,
+    /// AVX-512F.
+    Avx512,
+}
+
+impl Kernel {
+    /// The fastest this CPU runs.
+    pub fn best() -> Kernel {
+        *Kernel::available().last().unwrap_or(&Kernel::Portable)
+    }
+
+    /// Every implementation this CPU can run, slowest first (detected once).
+    pub fn available() -> &'static [Kernel] {
+        use std::sync::OnceLock;
+        static AVAILABLE: OnceLock<Vec<Kernel>> = OnceLock::new();
+        AVAILABLE.get_or_init(|| {
+            let mut all = vec![Kernel::Portable];
+            #[cfg(target_arch = "x86_64")]
+            {
+                use std::arch::is_x86_feature_detected as has;
+                if has!("avx2") && has!("fma") {
+                    all.push(Kernel::Avx2);
+                }
+                if has!("avx512f") {
+                    all.push(Kernel::Avx512);
+                }
+            }
+            all
+        })
+    }
 }
 
 /// Forward correlation: `out[o * out_stride + p] = sum_j w[o * taps + j] * src[p + off[j]]`
@@ -30,6 +69,19 @@ pub fn round_up(n: usize) -> usize {
 /// # Panics
 /// When a buffer is shorter than that (a bug in the caller, not bad input).
 pub fn correlate(
+    out: &mut [f32],
+    out_stride: usize,
+    len: usize,
+    src: &[f32],
+    off: &[usize],
+    w: &[f32],
+) {
+    correlate_with(Kernel::best(), out, out_stride, len, src, off, w)
+}
+
+/// [`correlate`] with a chosen implementation, which this CPU must support.
+pub fn correlate_with(
+    kernel: Kernel,
     out: &mut [f32],
     out_stride: usize,
     len: usize,
@@ -50,27 +102,36 @@ pub fn correlate(
             && src.len() >= n + max_off,
         "correlate: buffer too short"
     );
-    #[cfg(target_arch = "x86_64")]
-    if avx::available() {
-        // SAFETY: the CPU has AVX2 and FMA, and the assert above bounds every access.
-        return unsafe { avx::correlate(out, out_stride, n, src, off, w, co) };
-    }
-    for o in 0..co {
-        let row = &mut out[o * out_stride..][..n];
-        row.fill(0.0);
-        for (j, &at) in off.iter().enumerate() {
-            let wj = w[o * taps + j];
-            for (d, s) in row.iter_mut().zip(&src[at..at + n]) {
-                *d += wj * s;
+    assert!(
+        Kernel::available().contains(&kernel),
+        "{kernel:?} unsupported"
+    );
+    match kernel {
+        // SAFETY: the CPU has the features, and the asserts above bound every access.
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => unsafe { simd::correlate_avx512(out, out_stride, n, src, off, w, co) },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => unsafe { simd::correlate_avx2(out, out_stride, n, src, off, w, co) },
+        _ => {
+            for o in 0..co {
+                let row = &mut out[o * out_stride..][..n];
+                row.fill(0.0);
+                for (j, &at) in off.iter().enumerate() {
+                    let wj = w[o * taps + j];
+                    for (d, s) in row.iter_mut().zip(&src[at..at + n]) {
+                        *d += wj * s;
+                    }
+                }
             }
         }
     }
 }
 
 /// Weight-gradient correlation, per lane: for every output channel `o`, tap `j` and lane `l`,
-/// `acc[(o * taps + j) * LANES + l] += sum g[o * g_stride + p] * src[p + off[j]]` over the
-/// `p < round_up(len)` with `p % LANES == l`. [`reduce_lanes`] turns `acc` into gradients;
-/// keeping lanes apart until then spares a horizontal sum per image.
+/// `acc[(o * taps + j) * LANES + l] += sum g[o * g_stride + p] * src[p + off[j]]` over some of
+/// the `p < round_up(len)` (which lane takes which `p` depends on the implementation).
+/// [`reduce_lanes`] turns `acc` into gradients; keeping lanes apart until then spares a
+/// horizontal sum per image.
 ///
 /// Reads `g` up to `(co - 1) * g_stride + round_up(len) - 1` and `src` up to
 /// `round_up(len) - 1 + max(off)`.
@@ -78,6 +139,19 @@ pub fn correlate(
 /// # Panics
 /// When a buffer is shorter than that (a bug in the caller, not bad input).
 pub fn correlate_grad(
+    acc: &mut [f32],
+    g: &[f32],
+    g_stride: usize,
+    len: usize,
+    src: &[f32],
+    off: &[usize],
+) {
+    correlate_grad_with(Kernel::best(), acc, g, g_stride, len, src, off)
+}
+
+/// [`correlate_grad`] with a chosen implementation, which this CPU must support.
+pub fn correlate_grad_with(
+    kernel: Kernel,
     acc: &mut [f32],
     g: &[f32],
     g_stride: usize,
@@ -97,21 +171,29 @@ pub fn correlate_grad(
             && src.len() >= n + max_off,
         "correlate_grad: buffer too short"
     );
-    #[cfg(target_arch = "x86_64")]
-    if avx::available() {
-        // SAFETY: the CPU has AVX2 and FMA, and the assert above bounds every access.
-        return unsafe { avx::correlate_grad(acc, g, g_stride, n, src, off, co) };
-    }
-    for o in 0..co {
-        let go = &g[o * g_stride..][..n];
-        for (j, &at) in off.iter().enumerate() {
-            let lanes = &mut acc[(o * taps + j) * LANES..][..LANES];
-            for (gc, sc) in go
-                .chunks_exact(LANES)
-                .zip(src[at..at + n].chunks_exact(LANES))
-            {
-                for l in 0..LANES {
-                    lanes[l] += gc[l] * sc[l];
+    assert!(
+        Kernel::available().contains(&kernel),
+        "{kernel:?} unsupported"
+    );
+    match kernel {
+        // SAFETY: the CPU has the features, and the asserts above bound every access.
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => unsafe { simd::correlate_grad_avx512(acc, g, g_stride, n, src, off, co) },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => unsafe { simd::correlate_grad_avx2(acc, g, g_stride, n, src, off, co) },
+        _ => {
+            for o in 0..co {
+                let go = &g[o * g_stride..][..n];
+                for (j, &at) in off.iter().enumerate() {
+                    let lanes = &mut acc[(o * taps + j) * LANES..][..LANES];
+                    for (gc, sc) in go
+                        .chunks_exact(LANES)
+                        .zip(src[at..at + n].chunks_exact(LANES))
+                    {
+                        for l in 0..LANES {
+                            lanes[l] += gc[l] * sc[l];
+                        }
+                    }
                 }
             }
         }
@@ -175,15 +257,20 @@ impl Wide {
         off
     }
 
-    /// Copies `batch` `C x H x W` images into zero-padded planes of [`Self::x_plane`] values.
+    /// Copies `batch` `C x H x W` images into zero-padded planes of [`Self::x_plane`] values
+    /// (appending, so no value is written twice).
     fn pad(&self, x: &[f32], batch: usize) -> Vec<f32> {
         let (win, plane) = (&self.win, self.x_plane());
-        let mut xp = vec![0.0; batch * win.channels * plane];
-        let rows = x.chunks_exact(win.width);
-        for (r, row) in rows.enumerate() {
-            let (cp, y) = (r / win.height, r % win.height);
-            let at = cp * plane + (y + win.padding) * self.wp + win.padding;
-            xp[at..at + win.width].copy_from_slice(row);
+        let mut xp = Vec::with_capacity(batch * win.channels * plane);
+        let zeros = |xp: &mut Vec<f32>, n: usize| xp.extend(std::iter::repeat_n(0.0, n));
+        for image in x.chunks_exact(win.height * win.width) {
+            zeros(&mut xp, win.padding * self.wp);
+            for row in image.chunks_exact(win.width) {
+                zeros(&mut xp, win.padding);
+                xp.extend_from_slice(row);
+                zeros(&mut xp, win.padding);
+            }
+            zeros(&mut xp, plane - (win.height + win.padding) * self.wp);
         }
         xp
     }
@@ -219,7 +306,7 @@ pub struct Saved {
     /// The padded input.
     xp: Vec<f32>,
     /// For every output value, the wide position (within its channel) of the convolution
-    /// output it came from, or [`CUT`].
+    /// output it came from, or [`CUT`]; empty without an epilogue (row `y` is wide row `y`).
     route: Vec<u32>,
 }
 
@@ -243,70 +330,62 @@ pub fn conv_forward(
     let n8 = round_up(wide.span);
     let (oh, ow) = (epi.side(win.out_h), epi.side(win.out_w));
     let mut wide_out = vec![0.0; out_c * n8];
-    let mut out = vec![0.0; batch * out_c * oh * ow];
-    let mut route = vec![0u32; out.len()];
-    let plane_out = oh * ow;
-    for (img, (dst, rt)) in out
-        .chunks_exact_mut(out_c * plane_out)
-        .zip(route.chunks_exact_mut(out_c * plane_out))
-        .enumerate()
-    {
+    let len = batch * out_c * oh * ow;
+    let mut out = (Vec::with_capacity(len), Vec::new());
+    if epi != Epilogue::default() {
+        out.1.reserve_exact(len);
+    }
+    for img in 0..batch {
         correlate(&mut wide_out, n8, wide.span, &xp[img * plane_in..], &off, w);
-        for (o, (dst, rt)) in dst
-            .chunks_exact_mut(plane_out)
-            .zip(rt.chunks_exact_mut(plane_out))
-            .enumerate()
-        {
-            let src = &wide_out[o * n8..][..n8];
-            epilogue(src, wide.wp, bias[o], epi, ow, dst, rt);
+        for (o, &b) in bias.iter().enumerate() {
+            epilogue(
+                &wide_out[o * n8..][..n8],
+                wide.wp,
+                b,
+                epi,
+                (oh, ow),
+                &mut out,
+            );
         }
     }
+    let (out, route) = out;
     (out, Saved { xp, route })
 }
 
-/// Applies `bias` and `epi` to one wide output channel `src`, writing `dst` (rows of `ow`) and
-/// where each value came from. Selections are written as plain `if` values so that they
-/// compile to conditional moves: the comparisons are data-dependent and branches would
-/// mispredict half the time.
+/// Applies `bias` and `epi` to one wide output channel `src`, appending the `oh x ow` outputs
+/// to `out.0` and, unless `epi` is empty, where each came from to `out.1`. Selections are
+/// written as plain `if` values so that they compile to conditional moves: the comparisons
+/// are data-dependent and branches would mispredict half the time.
 fn epilogue(
     src: &[f32],
     wp: usize,
     bias: f32,
     epi: Epilogue,
-    ow: usize,
-    dst: &mut [f32],
-    route: &mut [u32],
+    (oh, ow): (usize, usize),
+    out: &mut (Vec<f32>, Vec<u32>),
 ) {
     let relu = |v: f32| if epi.relu { v.max(0.0) } else { v };
-    // The later of two candidates wins only when strictly larger: the first largest in scan
-    // order, as the pool layer picks.
-    let pick = |a: (f32, u32), b: (f32, u32)| if b.0 > a.0 { b } else { a };
-    for (y, (d, r)) in dst
-        .chunks_exact_mut(ow)
-        .zip(route.chunks_exact_mut(ow))
-        .enumerate()
-    {
+    // A ReLU output of 0 passes no gradient.
+    let cut = |(v, at): (f32, usize)| (v, if epi.relu && v <= 0.0 { CUT } else { at as u32 });
+    for y in 0..oh {
         if epi.max_pool2 {
             let (top, bottom) = (2 * y * wp, (2 * y + 1) * wp);
             let (r0, r1) = (&src[top..top + 2 * ow], &src[bottom..bottom + 2 * ow]);
-            for x in 0..ow {
-                let at = |row: usize, dx: usize| (row + 2 * x + dx) as u32;
+            // The later of two candidates wins only when strictly larger: the first largest
+            // in scan order, as the pool layer picks.
+            let pick = |a: (f32, usize), b: (f32, usize)| if b.0 > a.0 { b } else { a };
+            out.extend((0..ow).map(|x| {
                 let v = |row: &[f32], dx: usize| relu(row[2 * x + dx] + bias);
-                let upper = pick((v(r0, 0), at(top, 0)), (v(r0, 1), at(top, 1)));
-                let lower = pick((v(r1, 0), at(bottom, 0)), (v(r1, 1), at(bottom, 1)));
-                (d[x], r[x]) = pick(upper, lower);
-            }
-        } else {
+                let upper = pick((v(r0, 0), top + 2 * x), (v(r0, 1), top + 2 * x + 1));
+                let lower = pick((v(r1, 0), bottom + 2 * x), (v(r1, 1), bottom + 2 * x + 1));
+                cut(pick(upper, lower))
+            }));
+        } else if epi.relu {
             let row = &src[y * wp..y * wp + ow];
-            for x in 0..ow {
-                (d[x], r[x]) = (relu(row[x] + bias), (y * wp + x) as u32);
-            }
-        }
-        if epi.relu {
-            // A ReLU output of 0 passes no gradient.
-            for (v, at) in d.iter().zip(r.iter_mut()) {
-                *at = if *v > 0.0 { *at } else { CUT };
-            }
+            out.extend((0..ow).map(|x| cut((relu(row[x] + bias), y * wp + x))));
+        } else {
+            out.0
+                .extend(src[y * wp..y * wp + ow].iter().map(|v| v + bias));
         }
     }
 }
@@ -340,31 +419,32 @@ pub fn conv_backward(
     let off_g = wide.offsets(out_c, g_plane);
     let gx_n = round_up(wide.hp * wide.wp);
     let mut gx_wide = vec![0.0; if input_grad { c * gx_n } else { 0 }];
-    let mut gx = input_grad.then(|| vec![0.0; batch * win.image()]);
+    let mut gx = input_grad.then(|| Vec::with_capacity(batch * win.image()));
 
     let mut gb = vec![0.0; out_c];
     let mut acc = vec![0.0; w.len() * LANES];
     // The wide output gradient of one image; only its span is ever written, so the margin
     // and slack stay zero.
     let mut g_wide = vec![0.0; out_c * g_plane];
-    for (img, (gyi, rt)) in gy
-        .chunks_exact(out_c * plane_out)
-        .zip(saved.route.chunks_exact(out_c * plane_out))
-        .enumerate()
-    {
-        for (o, (g, r)) in gyi
-            .chunks_exact(plane_out)
-            .zip(rt.chunks_exact(plane_out))
-            .enumerate()
-        {
+    for (img, gyi) in gy.chunks_exact(out_c * plane_out).enumerate() {
+        for (o, g) in gyi.chunks_exact(plane_out).enumerate() {
             let gw = &mut g_wide[o * g_plane + wide.margin..][..wide.span];
+            if saved.route.is_empty() {
+                // No epilogue: output row y is wide row y.
+                for (y, row) in g.chunks_exact(win.out_w).enumerate() {
+                    gw[y * wide.wp..][..win.out_w].copy_from_slice(row);
+                }
+                gb[o] += g.iter().sum::<f32>();
+                continue;
+            }
             gw.fill(0.0);
+            let r = &saved.route[(img * out_c + o) * plane_out..][..plane_out];
             let mut sum = 0.0;
             for (&g, &at) in g.iter().zip(r) {
-                if at != CUT {
-                    gw[at as usize] += g;
-                    sum += g;
-                }
+                // Branch-free: a cut value adds 0 to position 0.
+                let keep = at != CUT;
+                gw[if keep { at as usize } else { 0 }] += if keep { g } else { 0.0 };
+                sum += if keep { g } else { 0.0 };
             }
             gb[o] += sum;
         }
@@ -377,15 +457,15 @@ pub fn conv_backward(
             xi,
             &off,
         );
-        if let Some(gx) = gx.as_deref_mut() {
+        if let Some(gx) = gx.as_mut() {
             let len = wide.hp * wide.wp;
             correlate(&mut gx_wide, gx_n, len, &g_wide, &off_g, &w_flip);
             // Crop the padding off.
-            let gxi = &mut gx[img * win.image()..][..win.image()];
-            for (r, row) in gxi.chunks_exact_mut(win.width).enumerate() {
-                let (ci, y) = (r / win.height, r % win.height);
-                let at = ci * gx_n + (y + win.padding) * wide.wp + win.padding;
-                row.copy_from_slice(&gx_wide[at..at + win.width]);
+            for ci in 0..c {
+                for y in 0..win.height {
+                    let at = ci * gx_n + (y + win.padding) * wide.wp + win.padding;
+                    gx.extend_from_slice(&gx_wide[at..at + win.width]);
+                }
             }
         }
     }
@@ -393,58 +473,141 @@ pub fn conv_backward(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx {
+mod simd {
+    //! The kernels, written once over a vector type and compiled twice: for AVX-512 and for
+    //! AVX2 + FMA. Everything below the entry points is `#[inline(always)]`, so it is compiled
+    //! inside an entry point's `#[target_feature]` and every intrinsic inlines.
+
     use std::arch::x86_64::*;
 
-    /// Output channels held in registers at once by the forward kernel.
-    const OB: usize = 4;
-
-    pub fn available() -> bool {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    /// The few vector operations the kernels use. All unsafe: they need the CPU feature, and
+    /// the pointers must be valid for `LANES` values.
+    trait Vector: Copy {
+        const LANES: usize;
+        unsafe fn zero() -> Self;
+        unsafe fn load(p: *const f32) -> Self;
+        unsafe fn store(self, p: *mut f32);
+        unsafe fn splat(p: *const f32) -> Self;
+        /// `a * b + c`, fused.
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
+        unsafe fn add(a: Self, b: Self) -> Self;
     }
 
-    /// `OB_ x (8 * PV)` outputs at `p`: every tap broadcast once per channel and fused into
-    /// `PV` registers of positions.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn block<const OB_: usize, const PV: usize>(
+    // SAFETY (both impls): callers uphold the trait's contract.
+    impl Vector for __m256 {
+        const LANES: usize = 8;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            unsafe { _mm256_setzero_ps() }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            unsafe { _mm256_loadu_ps(p) }
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm256_storeu_ps(p, self) }
+        }
+        #[inline(always)]
+        unsafe fn splat(p: *const f32) -> Self {
+            unsafe { _mm256_broadcast_ss(&*p) }
+        }
+        #[inline(always)]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            unsafe { _mm256_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            unsafe { _mm256_add_ps(a, b) }
+        }
+    }
+
+    impl Vector for __m512 {
+        const LANES: usize = 16;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            unsafe { _mm512_setzero_ps() }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            unsafe { _mm512_loadu_ps(p) }
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm512_storeu_ps(p, self) }
+        }
+        #[inline(always)]
+        unsafe fn splat(p: *const f32) -> Self {
+            unsafe { _mm512_set1_ps(*p) }
+        }
+        #[inline(always)]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            unsafe { _mm512_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            unsafe { _mm512_add_ps(a, b) }
+        }
+    }
+
+    /// Runs `$f::<$v, $ob, R>($args)` for the runtime count `$r` in `0..=11`: the remainder
+    /// of a loop that ran `$f` with a wider block.
+    macro_rules! remainder {
+        ($r:expr, $f:ident::<$v:ident, $ob:ident>($($arg:expr),*)) => {
+            match $r {
+                0 => {}
+                1 => $f::<$v, $ob, 1>($($arg),*),
+                2 => $f::<$v, $ob, 2>($($arg),*),
+                3 => $f::<$v, $ob, 3>($($arg),*),
+                4 => $f::<$v, $ob, 4>($($arg),*),
+                5 => $f::<$v, $ob, 5>($($arg),*),
+                6 => $f::<$v, $ob, 6>($($arg),*),
+                7 => $f::<$v, $ob, 7>($($arg),*),
+                8 => $f::<$v, $ob, 8>($($arg),*),
+                9 => $f::<$v, $ob, 9>($($arg),*),
+                10 => $f::<$v, $ob, 10>($($arg),*),
+                _ => $f::<$v, $ob, 11>($($arg),*),
+            }
+        };
+    }
+
+    /// `OB x (LANES * PV)` outputs at `p`: every tap broadcast once per channel and fused into
+    /// `PV` registers of positions. `OB * PV` accumulators: enough to hide the FMA latency,
+    /// few enough to stay in registers.
+    #[inline(always)]
+    unsafe fn block<V: Vector, const OB: usize, const PV: usize>(
         out: *mut f32,
         out_stride: usize,
         p: usize,
         src: *const f32,
         off: &[usize],
         w: *const f32,
-        taps: usize,
     ) {
-        // SAFETY (whole body): the caller keeps `p + 8 * PV` within the bounds `correlate`
-        // asserted, for OB_ channels of `out` and `w`.
+        let taps = off.len();
+        // SAFETY (whole body): the caller keeps `p + LANES * PV` within the bounds
+        // `correlate` asserted, for OB channels of `out` and `w`.
         unsafe {
-            let mut acc = [[_mm256_setzero_ps(); PV]; OB_];
+            let mut acc = [[V::zero(); PV]; OB];
             for (j, &at) in off.iter().enumerate() {
                 let s = src.add(p + at);
-                let mut x = [_mm256_setzero_ps(); PV];
-                for (v, xv) in x.iter_mut().enumerate() {
-                    *xv = _mm256_loadu_ps(s.add(8 * v));
-                }
                 for (b, accb) in acc.iter_mut().enumerate() {
-                    let wb = _mm256_broadcast_ss(&*w.add(b * taps + j));
-                    for v in 0..PV {
-                        accb[v] = _mm256_fmadd_ps(wb, x[v], accb[v]);
+                    let wb = V::splat(w.add(b * taps + j));
+                    for (v, a) in accb.iter_mut().enumerate() {
+                        *a = V::fma(wb, V::load(s.add(V::LANES * v)), *a);
                     }
                 }
             }
             for (b, accb) in acc.iter().enumerate() {
                 for (v, a) in accb.iter().enumerate() {
-                    _mm256_storeu_ps(out.add(b * out_stride + p + 8 * v), *a);
+                    a.store(out.add(b * out_stride + p + V::LANES * v));
                 }
             }
         }
     }
 
-    /// All positions of `OB_` output channels: 24 at a time, then 8 at a time.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn rows<const OB_: usize>(
+    /// All `n` positions of `OB` output channels, `LANES * PV` at a time, then the rest at once.
+    #[inline(always)]
+    unsafe fn rows<V: Vector, const OB: usize, const PV: usize>(
         out: *mut f32,
         out_stride: usize,
         n: usize,
@@ -452,23 +615,30 @@ mod avx {
         off: &[usize],
         w: *const f32,
     ) {
-        let taps = off.len();
-        let mut p = 0;
-        // SAFETY: `p + 24 <= n` and `p + 8 <= n` (n is a multiple of 8) keep `block` in bounds.
+        let (mut p, step) = (0, V::LANES * PV);
+        // SAFETY: every block ends at or before `n`, a multiple of LANES.
         unsafe {
-            while p + 24 <= n {
-                block::<OB_, 3>(out, out_stride, p, src, off, w, taps);
-                p += 24;
+            while p + step <= n {
+                block::<V, OB, PV>(out, out_stride, p, src, off, w);
+                p += step;
             }
-            while p < n {
-                block::<OB_, 1>(out, out_stride, p, src, off, w, taps);
-                p += 8;
-            }
+            remainder!(
+                (n - p) / V::LANES,
+                block::<V, OB>(out, out_stride, p, src, off, w)
+            );
         }
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn correlate(
+    /// Output channels `OB = 4, 3, 2, 1` with `PV[4 - OB]` position registers each.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn correlate_with<
+        V: Vector,
+        const P4: usize,
+        const P3: usize,
+        const P2: usize,
+        const P1: usize,
+    >(
         out: &mut [f32],
         out_stride: usize,
         n: usize,
@@ -484,27 +654,22 @@ mod avx {
         unsafe {
             while o < co {
                 let (op, wp) = (out.add(o * out_stride), w.add(o * taps));
-                let ob = (co - o).min(OB);
+                let ob = (co - o).min(4);
                 match ob {
-                    4 => rows::<4>(op, out_stride, n, src, off, wp),
-                    3 => rows::<3>(op, out_stride, n, src, off, wp),
-                    2 => rows::<2>(op, out_stride, n, src, off, wp),
-                    _ => rows::<1>(op, out_stride, n, src, off, wp),
+                    4 => rows::<V, 4, P4>(op, out_stride, n, src, off, wp),
+                    3 => rows::<V, 3, P3>(op, out_stride, n, src, off, wp),
+                    2 => rows::<V, 2, P2>(op, out_stride, n, src, off, wp),
+                    _ => rows::<V, 1, P1>(op, out_stride, n, src, off, wp),
                 }
                 o += ob;
             }
         }
     }
 
-    /// Output channels and taps per weight-gradient block (9 accumulators, 3 gradient rows and
-    /// one source register: 13 of the 16).
-    const GB: usize = 3;
-    const TB: usize = 3;
-
-    /// `OB_ x TB_` lane accumulators over all `n` positions.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn grad_block<const OB_: usize, const TB_: usize>(
+    /// `OB x TB` lane accumulators over all `n` positions, `acc` and `off` pointing at the
+    /// block's first tap; `OB` gradient registers and one source register besides.
+    #[inline(always)]
+    unsafe fn grad_block<V: Vector, const OB: usize, const TB: usize>(
         acc: *mut f32,
         taps: usize,
         g: *const f32,
@@ -513,37 +678,35 @@ mod avx {
         src: *const f32,
         off: &[usize],
     ) {
-        // SAFETY (whole body): the caller points `acc` and `off` at this block's first tap,
-        // with `TB_` taps and `OB_` channels left, and `n` within the bounds
-        // `correlate_grad` asserted.
+        // SAFETY (whole body): the caller leaves `TB` taps and `OB` channels from here, and
+        // `n` within the bounds `correlate_grad` asserted.
         unsafe {
-            let mut a = [[_mm256_setzero_ps(); TB_]; OB_];
+            let mut a = [[V::zero(); TB]; OB];
             let mut p = 0;
             while p < n {
-                let mut gv = [_mm256_setzero_ps(); OB_];
+                let mut gv = [V::zero(); OB];
                 for (b, v) in gv.iter_mut().enumerate() {
-                    *v = _mm256_loadu_ps(g.add(b * g_stride + p));
+                    *v = V::load(g.add(b * g_stride + p));
                 }
-                for t in 0..TB_ {
-                    let s = _mm256_loadu_ps(src.add(p + off[t]));
-                    for b in 0..OB_ {
-                        a[b][t] = _mm256_fmadd_ps(gv[b], s, a[b][t]);
+                for t in 0..TB {
+                    let s = V::load(src.add(p + off[t]));
+                    for b in 0..OB {
+                        a[b][t] = V::fma(gv[b], s, a[b][t]);
                     }
                 }
-                p += 8;
+                p += V::LANES;
             }
             for (b, ab) in a.iter().enumerate() {
                 for (t, v) in ab.iter().enumerate() {
-                    let at = acc.add((b * taps + t) * 8);
-                    _mm256_storeu_ps(at, _mm256_add_ps(_mm256_loadu_ps(at), *v));
+                    let at = acc.add((b * taps + t) * super::LANES);
+                    V::add(V::load(at), *v).store(at);
                 }
             }
         }
     }
 
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn grad_rows<const OB_: usize>(
+    #[inline(always)]
+    unsafe fn grad_rows<V: Vector, const OB: usize, const TB: usize>(
         acc: *mut f32,
         g: *const f32,
         g_stride: usize,
@@ -551,24 +714,27 @@ mod avx {
         src: *const f32,
         off: &[usize],
     ) {
-        let taps = off.len();
+        let (taps, lanes) = (off.len(), super::LANES);
         let mut j = 0;
-        // SAFETY: every block stays within `taps` taps and `OB_` channels.
+        // SAFETY: every block stays within `taps` taps and `OB` channels.
         unsafe {
-            while j < taps {
-                let (tb, a) = ((taps - j).min(TB), acc.add(j * 8));
-                match tb {
-                    3 => grad_block::<OB_, 3>(a, taps, g, g_stride, n, src, &off[j..]),
-                    2 => grad_block::<OB_, 2>(a, taps, g, g_stride, n, src, &off[j..]),
-                    _ => grad_block::<OB_, 1>(a, taps, g, g_stride, n, src, &off[j..]),
-                }
-                j += tb;
+            while j + TB <= taps {
+                let a = acc.add(j * lanes);
+                grad_block::<V, OB, TB>(a, taps, g, g_stride, n, src, &off[j..]);
+                j += TB;
             }
+            let (a, o) = (acc.add(j * lanes), &off[j..]);
+            remainder!(
+                taps - j,
+                grad_block::<V, OB>(a, taps, g, g_stride, n, src, o)
+            );
         }
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn correlate_grad(
+    /// Output channels `OB = 3, 2, 1` with `TB[3 - OB]` taps each.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn correlate_grad_with<V: Vector, const T3: usize, const T2: usize, const T1: usize>(
         acc: &mut [f32],
         g: &[f32],
         g_stride: usize,
@@ -577,22 +743,80 @@ mod avx {
         off: &[usize],
         co: usize,
     ) {
-        let taps = off.len();
+        let (taps, lanes) = (off.len(), super::LANES);
         let (acc, g, src) = (acc.as_mut_ptr(), g.as_ptr(), src.as_ptr());
         let mut o = 0;
         // SAFETY: `correlate_grad` asserted the bounds for all `co` channels.
         unsafe {
             while o < co {
-                let (ap, gp) = (acc.add(o * taps * 8), g.add(o * g_stride));
-                let ob = (co - o).min(GB);
+                let (ap, gp) = (acc.add(o * taps * lanes), g.add(o * g_stride));
+                let ob = (co - o).min(3);
                 match ob {
-                    3 => grad_rows::<3>(ap, gp, g_stride, n, src, off),
-                    2 => grad_rows::<2>(ap, gp, g_stride, n, src, off),
-                    _ => grad_rows::<1>(ap, gp, g_stride, n, src, off),
+                    3 => grad_rows::<V, 3, T3>(ap, gp, g_stride, n, src, off),
+                    2 => grad_rows::<V, 2, T2>(ap, gp, g_stride, n, src, off),
+                    _ => grad_rows::<V, 1, T1>(ap, gp, g_stride, n, src, off),
                 }
                 o += ob;
             }
         }
+    }
+
+    // The entry points. Block sizes: AVX2 has 16 registers (12 accumulators), AVX-512 32.
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn correlate_avx512(
+        out: &mut [f32],
+        out_stride: usize,
+        n: usize,
+        src: &[f32],
+        off: &[usize],
+        w: &[f32],
+        co: usize,
+    ) {
+        // SAFETY: forwarded from the caller.
+        unsafe { correlate_with::<__m512, 4, 5, 8, 12>(out, out_stride, n, src, off, w, co) }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn correlate_avx2(
+        out: &mut [f32],
+        out_stride: usize,
+        n: usize,
+        src: &[f32],
+        off: &[usize],
+        w: &[f32],
+        co: usize,
+    ) {
+        // SAFETY: forwarded from the caller.
+        unsafe { correlate_with::<__m256, 3, 4, 6, 12>(out, out_stride, n, src, off, w, co) }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn correlate_grad_avx512(
+        acc: &mut [f32],
+        g: &[f32],
+        g_stride: usize,
+        n: usize,
+        src: &[f32],
+        off: &[usize],
+        co: usize,
+    ) {
+        // SAFETY: forwarded from the caller.
+        unsafe { correlate_grad_with::<__m512, 6, 8, 11>(acc, g, g_stride, n, src, off, co) }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn correlate_grad_avx2(
+        acc: &mut [f32],
+        g: &[f32],
+        g_stride: usize,
+        n: usize,
+        src: &[f32],
+        off: &[usize],
+        co: usize,
+    ) {
+        // SAFETY: forwarded from the caller.
+        unsafe { correlate_grad_with::<__m256, 3, 5, 10>(acc, g, g_stride, n, src, off, co) }
     }
 }
 
@@ -606,47 +830,47 @@ mod tests {
             .collect()
     }
 
-    /// The kernels against their definitions, summed in f64, for channel counts that hit every
-    /// block size and lengths with and without a 24-wide body.
+    /// Every implementation this CPU has against the definitions, summed in f64, for channel
+    /// and tap counts that hit every block size and remainder, and lengths shorter and longer
+    /// than one block.
     #[test]
     fn kernels_match_their_definitions() {
-        for &(co, taps, len) in &[
+        let cases = [
             (1, 1, 5),
+            (1, 23, 800),
+            (2, 9, 40),
             (4, 9, 40),
             (6, 25, 668),
             (7, 10, 22),
             (16, 150, 92),
-        ] {
+        ];
+        for (co, taps, len) in cases {
             let off: Vec<usize> = (0..taps).map(|j| j * 3 + j % 2).collect();
             let n = round_up(len);
             let src = data(n + off[taps - 1], 1);
-            let w = data(co * taps, 2);
-            let mut out = vec![f32::NAN; co * n];
-            correlate(&mut out, n, len, &src, &off, &w);
-            for o in 0..co {
-                for p in 0..n {
-                    let r: f64 = (0..taps)
-                        .map(|j| w[o * taps + j] as f64 * src[p + off[j]] as f64)
-                        .sum();
-                    assert!(
-                        (out[o * n + p] as f64 - r).abs() < 1e-4,
-                        "forward {co} {taps}"
-                    );
+            let (w, g) = (data(co * taps, 2), data(co * n, 3));
+            for &kernel in Kernel::available() {
+                let what = format!("{kernel:?} {co} channels {taps} taps {len} long");
+                let mut out = vec![f32::NAN; co * n];
+                correlate_with(kernel, &mut out, n, len, &src, &off, &w);
+                for o in 0..co {
+                    for p in 0..n {
+                        let r: f64 = (0..taps)
+                            .map(|j| w[o * taps + j] as f64 * src[p + off[j]] as f64)
+                            .sum();
+                        assert!((out[o * n + p] as f64 - r).abs() < 1e-4, "{what}: forward");
+                    }
                 }
-            }
-            let g = data(co * n, 3);
-            let mut acc = vec![0.0; co * taps * LANES];
-            correlate_grad(&mut acc, &g, n, len, &src, &off);
-            let gw = reduce_lanes(&acc);
-            for o in 0..co {
-                for j in 0..taps {
-                    let r: f64 = (0..n)
-                        .map(|p| g[o * n + p] as f64 * src[p + off[j]] as f64)
-                        .sum();
-                    assert!(
-                        (gw[o * taps + j] as f64 - r).abs() < 1e-3,
-                        "grad {co} {taps}"
-                    );
+                let mut acc = vec![0.0; co * taps * LANES];
+                correlate_grad_with(kernel, &mut acc, &g, n, len, &src, &off);
+                let gw = reduce_lanes(&acc);
+                for o in 0..co {
+                    for j in 0..taps {
+                        let r: f64 = (0..n)
+                            .map(|p| g[o * n + p] as f64 * src[p + off[j]] as f64)
+                            .sum();
+                        assert!((gw[o * taps + j] as f64 - r).abs() < 1e-3, "{what}: grad");
+                    }
                 }
             }
         }
