@@ -263,7 +263,14 @@ impl Wide {
         let (win, plane) = (&self.win, self.x_plane());
         let mut xp = Vec::with_capacity(batch * win.channels * plane);
         let zeros = |xp: &mut Vec<f32>, n: usize| xp.extend(std::iter::repeat_n(0.0, n));
-        for image in x.chunks_exact(win.height * win.width) {
+        let area = win.height * win.width;
+        for image in x.chunks_exact(area) {
+            if win.padding == 0 {
+                // Rows are already `wp` apart: one copy per plane.
+                xp.extend_from_slice(image);
+                zeros(&mut xp, plane - area);
+                continue;
+            }
             zeros(&mut xp, win.padding * self.wp);
             for row in image.chunks_exact(win.width) {
                 zeros(&mut xp, win.padding);
@@ -330,62 +337,132 @@ pub fn conv_forward(
     let n8 = round_up(wide.span);
     let (oh, ow) = (epi.side(win.out_h), epi.side(win.out_w));
     let mut wide_out = vec![0.0; out_c * n8];
-    let len = batch * out_c * oh * ow;
-    let mut out = (Vec::with_capacity(len), Vec::new());
-    if epi != Epilogue::default() {
-        out.1.reserve_exact(len);
-    }
+    let per_image = out_c * oh * ow;
+    let mut out = vec![0.0; batch * per_image];
+    let mut route = vec![
+        0;
+        if epi == Epilogue::default() {
+            0
+        } else {
+            out.len()
+        }
+    ];
     for img in 0..batch {
         correlate(&mut wide_out, n8, wide.span, &xp[img * plane_in..], &off, w);
-        for (o, &b) in bias.iter().enumerate() {
-            epilogue(
-                &wide_out[o * n8..][..n8],
-                wide.wp,
-                b,
-                epi,
-                (oh, ow),
-                &mut out,
-            );
+        let dst = &mut out[img * per_image..][..per_image];
+        let rt = if route.is_empty() {
+            &mut [][..]
+        } else {
+            &mut route[img * per_image..][..per_image]
+        };
+        let args = EpilogueArgs {
+            src: &wide_out,
+            n8,
+            wp: wide.wp,
+            bias,
+            oh,
+            ow,
+            dst,
+            route: rt,
+        };
+        #[cfg(target_arch = "x86_64")]
+        if Kernel::best() != Kernel::Portable {
+            // SAFETY: every non-portable kernel implies AVX2 and FMA.
+            unsafe { epilogue_avx2(epi, args) };
+            continue;
         }
+        epilogue(epi, args);
     }
-    let (out, route) = out;
     (out, Saved { xp, route })
 }
 
-/// Applies `bias` and `epi` to one wide output channel `src`, appending the `oh x ow` outputs
-/// to `out.0` and, unless `epi` is empty, where each came from to `out.1`. Selections are
-/// written as plain `if` values so that they compile to conditional moves: the comparisons
-/// are data-dependent and branches would mispredict half the time.
-fn epilogue(
-    src: &[f32],
+/// One image's wide output `src` (`n8` values a channel, `wp` a row) and where its epilogue
+/// goes: `oh x ow` values a channel into `dst`, and their origins into `route` (empty when
+/// the epilogue is).
+struct EpilogueArgs<'a> {
+    src: &'a [f32],
+    n8: usize,
     wp: usize,
-    bias: f32,
-    epi: Epilogue,
-    (oh, ow): (usize, usize),
-    out: &mut (Vec<f32>, Vec<u32>),
-) {
-    let relu = |v: f32| if epi.relu { v.max(0.0) } else { v };
-    // A ReLU output of 0 passes no gradient.
-    let cut = |(v, at): (f32, usize)| (v, if epi.relu && v <= 0.0 { CUT } else { at as u32 });
-    for y in 0..oh {
-        if epi.max_pool2 {
-            let (top, bottom) = (2 * y * wp, (2 * y + 1) * wp);
-            let (r0, r1) = (&src[top..top + 2 * ow], &src[bottom..bottom + 2 * ow]);
-            // The later of two candidates wins only when strictly larger: the first largest
-            // in scan order, as the pool layer picks.
-            let pick = |a: (f32, usize), b: (f32, usize)| if b.0 > a.0 { b } else { a };
-            out.extend((0..ow).map(|x| {
-                let v = |row: &[f32], dx: usize| relu(row[2 * x + dx] + bias);
-                let upper = pick((v(r0, 0), top + 2 * x), (v(r0, 1), top + 2 * x + 1));
-                let lower = pick((v(r1, 0), bottom + 2 * x), (v(r1, 1), bottom + 2 * x + 1));
-                cut(pick(upper, lower))
-            }));
-        } else if epi.relu {
-            let row = &src[y * wp..y * wp + ow];
-            out.extend((0..ow).map(|x| cut((relu(row[x] + bias), y * wp + x))));
-        } else {
-            out.0
-                .extend(src[y * wp..y * wp + ow].iter().map(|v| v + bias));
+    bias: &'a [f32],
+    oh: usize,
+    ow: usize,
+    dst: &'a mut [f32],
+    route: &'a mut [u32],
+}
+
+/// [`epilogue`] compiled for AVX2, where its selections vectorize with blends.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn epilogue_avx2(epi: Epilogue, args: EpilogueArgs) {
+    epilogue(epi, args)
+}
+
+#[inline(always)]
+fn epilogue(epi: Epilogue, args: EpilogueArgs) {
+    match (epi.relu, epi.max_pool2) {
+        (false, false) => epilogue_with::<false, false>(args),
+        (true, false) => epilogue_with::<true, false>(args),
+        (false, true) => epilogue_with::<false, true>(args),
+        (true, true) => epilogue_with::<true, true>(args),
+    }
+}
+
+/// Applies the bias, then the ReLU and/or 2x2 max pool, to one image's wide output. The
+/// selections are written as plain `if` values so that they compile to conditional moves or
+/// blends: the comparisons are data-dependent and branches would mispredict half the time.
+#[inline(always)]
+fn epilogue_with<const RELU: bool, const POOL: bool>(a: EpilogueArgs) {
+    let EpilogueArgs {
+        src,
+        n8,
+        wp,
+        bias,
+        oh,
+        ow,
+        dst,
+        route,
+    } = a;
+    // `if` rather than `f32::max`: one compare and blend, and NaN still becomes 0.
+    let relu = |v: f32| if !RELU || v > 0.0 { v } else { 0.0 };
+    // The later of two candidates wins only when strictly larger: the first largest in scan
+    // order, as the pool layer picks.
+    let pick = |a: (f32, u32), b: (f32, u32)| if b.0 > a.0 { b } else { a };
+    let plane = oh * ow;
+    for (o, &b) in bias.iter().enumerate() {
+        let s = &src[o * n8..(o + 1) * n8];
+        let d = &mut dst[o * plane..][..plane];
+        for y in 0..oh {
+            let d = &mut d[y * ow..][..ow];
+            if POOL {
+                let (top, bottom) = (2 * y * wp, (2 * y + 1) * wp);
+                let (r0, r1) = (&s[top..top + 2 * ow], &s[bottom..bottom + 2 * ow]);
+                let r = &mut route[o * plane + y * ow..][..ow];
+                let (top, bottom) = (top as u32, bottom as u32);
+                for x in 0..ow {
+                    let (i, xi) = (2 * x, 2 * x as u32);
+                    let upper = pick(
+                        (relu(r0[i] + b), top + xi),
+                        (relu(r0[i + 1] + b), top + xi + 1),
+                    );
+                    let lower = pick(
+                        (relu(r1[i] + b), bottom + xi),
+                        (relu(r1[i + 1] + b), bottom + xi + 1),
+                    );
+                    let (v, at) = pick(upper, lower);
+                    d[x] = v;
+                    // A ReLU output of 0 passes no gradient.
+                    r[x] = if RELU && v <= 0.0 { CUT } else { at };
+                }
+            } else {
+                let row = &s[y * wp..y * wp + ow];
+                for (x, (dv, &v)) in d.iter_mut().zip(row).enumerate() {
+                    *dv = relu(v + b);
+                    if RELU {
+                        route[o * plane + y * ow + x] =
+                            if *dv > 0.0 { (y * wp + x) as u32 } else { CUT };
+                    }
+                }
+            }
         }
     }
 }
@@ -460,11 +537,16 @@ pub fn conv_backward(
         if let Some(gx) = gx.as_mut() {
             let len = wide.hp * wide.wp;
             correlate(&mut gx_wide, gx_n, len, &g_wide, &off_g, &w_flip);
-            // Crop the padding off.
+            // Crop the padding off (nothing to crop without padding: one copy per plane).
             for ci in 0..c {
+                let plane = &gx_wide[ci * gx_n..][..wide.hp * wide.wp];
+                if win.padding == 0 {
+                    gx.extend_from_slice(plane);
+                    continue;
+                }
                 for y in 0..win.height {
-                    let at = ci * gx_n + (y + win.padding) * wide.wp + win.padding;
-                    gx.extend_from_slice(&gx_wide[at..at + win.width]);
+                    let at = (y + win.padding) * wide.wp + win.padding;
+                    gx.extend_from_slice(&plane[at..at + win.width]);
                 }
             }
         }
