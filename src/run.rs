@@ -5,9 +5,9 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::compile::plan;
@@ -274,10 +274,14 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome> {
 
     // Every round, in report order, with its record minus the result.
     let mut tasks = Vec::new();
+    // Expected cost of each task, to start the longest rounds first.
+    let mut cost = Vec::new();
     for s in &specs {
-        let params = plan(s)?.params;
+        let plan = plan(s)?;
+        let params = plan.params;
         let hash = s.hash();
         for round in 0..s.train.repeats {
+            cost.push(plan.work_per_pair() * s.train.epochs);
             tasks.push((
                 s,
                 RoundRecord {
@@ -333,35 +337,46 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome> {
         .num_threads(opts.jobs.max(1))
         .build()
         .map_err(|e| Error::Usage(format!("cannot start {} threads: {e}", opts.jobs)))?;
-    let trained: Vec<(usize, Result<RoundRecord>)> = pool.install(|| {
-        todo.par_iter()
-            .map(|&i| {
-                let (spec, rec) = &tasks[i];
-                let t = Instant::now();
-                let result = train_round(
-                    spec,
-                    &data,
-                    RoundConfig {
-                        pairs: opts.pairs,
-                        epochs: spec.train.epochs,
-                        data_seed: rec.data_seed,
-                        init_seed: rec.init_seed,
-                    },
-                )
-                .and_then(|result| {
-                    let r = RoundRecord {
-                        result,
-                        seconds: t.elapsed().as_secs_f64(),
-                        ..rec.clone()
-                    };
-                    store.lock().expect("store lock").append(&r)?;
-                    progress.lock().expect("progress lock").round(&r);
-                    Ok(r)
-                });
-                (i, result)
-            })
-            .collect()
+    // Longest rounds first, each thread taking the next round as it becomes free: the
+    // threads finish close together instead of one running the last long round alone.
+    todo.sort_by_key(|&i| std::cmp::Reverse(cost[i]));
+    let next = AtomicUsize::new(0);
+    let trained: Mutex<Vec<(usize, Result<RoundRecord>)>> = Mutex::new(Vec::new());
+    let run_one = |i: usize| -> Result<RoundRecord> {
+        let (spec, rec) = &tasks[i];
+        let t = Instant::now();
+        train_round(
+            spec,
+            &data,
+            RoundConfig {
+                pairs: opts.pairs,
+                epochs: spec.train.epochs,
+                data_seed: rec.data_seed,
+                init_seed: rec.init_seed,
+            },
+        )
+        .and_then(|result| {
+            let r = RoundRecord {
+                result,
+                seconds: t.elapsed().as_secs_f64(),
+                ..rec.clone()
+            };
+            store.lock().expect("store lock").append(&r)?;
+            progress.lock().expect("progress lock").round(&r);
+            Ok(r)
+        })
+    };
+    pool.scope(|scope| {
+        for _ in 0..pool.current_num_threads() {
+            scope.spawn(|_| {
+                while let Some(&i) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let r = run_one(i);
+                    trained.lock().expect("results lock").push((i, r));
+                }
+            });
+        }
     });
+    let trained = trained.into_inner().expect("results lock");
     progress.lock().expect("progress lock").finish();
     for (i, r) in trained {
         results[i] = Some((r?, true));

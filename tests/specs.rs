@@ -175,6 +175,18 @@ fn seed_variant_parameter_counts() {
     assert!((65_000..75_000).contains(&joint), "{joint}");
 }
 
+/// The sweep starts the costliest rounds first by this estimate.
+#[test]
+fn work_per_pair_counts_multiply_adds() {
+    // Direct digit network, weights and biases times the positions they apply at:
+    // conv 60 x 12x12, conv 880 x 4x4, then 30,840 + 10,164 + 850; twice (two digits),
+    // plus the head's 252 + 104 + 18.
+    let direct = 2 * (60 * 144 + 880 * 16 + 30_840 + 10_164 + 850) + 374;
+    assert_eq!(plan(&load("directALWSASYM")).unwrap().work_per_pair(), direct);
+    let shres = plan(&load("SHresALWSASYM")).unwrap().work_per_pair();
+    assert!(shres > 3 * direct, "{shres} vs {direct}");
+}
+
 #[test]
 fn every_shipped_spec_runs_forward() {
     let files = spec::spec_files(&[specs_dir()]).unwrap();

@@ -23,6 +23,24 @@ pub struct Plan {
     pub params: usize,
 }
 
+impl Plan {
+    /// About how many multiply-adds one pair's forward pass takes (each weight times the
+    /// positions it is applied at; the digit network twice): what the sweep schedules by.
+    pub fn work_per_pair(&self) -> usize {
+        self.stacks
+            .iter()
+            .map(|(key, layers)| {
+                let copies = if *key == "model.digit" { 2 } else { 1 };
+                copies
+                    * layers
+                        .iter()
+                        .map(|l| l.params * l.output.1 * l.output.2)
+                        .sum::<usize>()
+            })
+            .sum()
+    }
+}
+
 /// Checks `spec`'s shapes and counts its parameters.
 pub fn plan(spec: &Spec) -> Result<Plan> {
     let m = &spec.model;
