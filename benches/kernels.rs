@@ -1,8 +1,10 @@
 //! The kernels behind one convolution step, timed one by one on the shapes of the seed
 //! networks' convolutions (a batch of 200 digits: 100 pairs through a shared digit network),
-//! to show where a step's time goes. Figures are recorded in benches/README.md.
+//! to show where a step's time goes: the im2col + gemm path (strides above 1) kernel by kernel,
+//! and the direct kernels stride-1 convolutions use. Figures are recorded in benches/README.md.
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use lesser::ops::direct::{self, Epilogue};
 use lesser::ops::kernels::{
     MatRef, Window, cnhw_to_nchw, col2im_add, im2col, matmul, nchw_to_cnhw,
 };
@@ -63,6 +65,16 @@ fn kernels(c: &mut Criterion) {
         let mut gx = vec![0.0; x.len()];
         c.bench_function(&name("col2im"), |b| {
             b.iter(|| col2im_add(&gcols, n, &win, &mut gx))
+        });
+        // What stride-1 convolutions run instead: the direct kernels, whole passes.
+        let bias = vec![0.1; out];
+        let epi = Epilogue::default();
+        c.bench_function(&name("direct forward"), |b| {
+            b.iter(|| direct::conv_forward(&x, n, &win, &w, &bias, epi))
+        });
+        let (_, saved) = direct::conv_forward(&x, n, &win, &w, &bias, epi);
+        c.bench_function(&name("direct backward"), |b| {
+            b.iter(|| direct::conv_backward(&saved, &y, n, &win, &w, out, true))
         });
     }
 }

@@ -233,6 +233,8 @@ fn conv2d_gradients() {
         (2, 1, 6, 5, 1, 3, 1, 1),
         (2, 2, 5, 6, 1, 2, 1, 0),
         (2, 5, 6, 7, 7, 3, 1, 2),
+        // More images than one weight-gradient pass takes (8).
+        (11, 2, 4, 5, 2, 3, 1, 1),
     ] {
         let geom = Conv2dGeometry {
             in_channels: c,

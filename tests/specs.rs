@@ -182,7 +182,10 @@ fn work_per_pair_counts_multiply_adds() {
     // conv 60 x 12x12, conv 880 x 4x4, then 30,840 + 10,164 + 850; twice (two digits),
     // plus the head's 252 + 104 + 18.
     let direct = 2 * (60 * 144 + 880 * 16 + 30_840 + 10_164 + 850) + 374;
-    assert_eq!(plan(&load("directALWSASYM")).unwrap().work_per_pair(), direct);
+    assert_eq!(
+        plan(&load("directALWSASYM")).unwrap().work_per_pair(),
+        direct
+    );
     let shres = plan(&load("SHresALWSASYM")).unwrap().work_per_pair();
     assert!(shres > 3 * direct, "{shres} vs {direct}");
 }

@@ -127,71 +127,97 @@ pub fn correlate_with(
     }
 }
 
+/// What a weight-gradient pass reads: `images` images, image `i`'s wide output gradient at
+/// `g[i * g_image..]` (channels `g_stride` apart, `len` positions each) and its padded input
+/// at `src[i * src_image..]`.
+#[derive(Clone, Copy, Debug)]
+pub struct GradInput<'a> {
+    pub g: &'a [f32],
+    pub g_stride: usize,
+    pub g_image: usize,
+    pub src: &'a [f32],
+    pub src_image: usize,
+    pub images: usize,
+    pub len: usize,
+}
+
+/// The strides of a [`GradInput`], with `len` rounded up: what the vector kernels need.
+#[derive(Clone, Copy, Debug)]
+struct GradLayout {
+    g_stride: usize,
+    g_image: usize,
+    src_image: usize,
+    images: usize,
+    n: usize,
+}
+
 /// Weight-gradient correlation, per lane: for every output channel `o`, tap `j` and lane `l`,
-/// `acc[(o * taps + j) * LANES + l] += sum g[o * g_stride + p] * src[p + off[j]]` over some of
-/// the `p < round_up(len)` (which lane takes which `p` depends on the implementation).
-/// [`reduce_lanes`] turns `acc` into gradients; keeping lanes apart until then spares a
-/// horizontal sum per image.
+/// `acc[(o * taps + j) * LANES + l] += sum g[o * g_stride + p] * src[p + off[j]]` over every
+/// image and some of the `p < round_up(len)` (which lane takes which `p` depends on the
+/// implementation). [`reduce_lanes`] turns `acc` into gradients. Several images per call keep
+/// each block's accumulators in registers across them, which matters when an image is only a
+/// few vectors long.
 ///
-/// Reads `g` up to `(co - 1) * g_stride + round_up(len) - 1` and `src` up to
+/// Reads image `i`'s `g` up to `(co - 1) * g_stride + round_up(len) - 1` and its `src` up to
 /// `round_up(len) - 1 + max(off)`.
 ///
 /// # Panics
 /// When a buffer is shorter than that (a bug in the caller, not bad input).
-pub fn correlate_grad(
-    acc: &mut [f32],
-    g: &[f32],
-    g_stride: usize,
-    len: usize,
-    src: &[f32],
-    off: &[usize],
-) {
-    correlate_grad_with(Kernel::best(), acc, g, g_stride, len, src, off)
+pub fn correlate_grad(acc: &mut [f32], input: GradInput, off: &[usize]) {
+    correlate_grad_with(Kernel::best(), acc, input, off)
 }
 
 /// [`correlate_grad`] with a chosen implementation, which this CPU must support.
-pub fn correlate_grad_with(
-    kernel: Kernel,
-    acc: &mut [f32],
-    g: &[f32],
-    g_stride: usize,
-    len: usize,
-    src: &[f32],
-    off: &[usize],
-) {
+pub fn correlate_grad_with(kernel: Kernel, acc: &mut [f32], input: GradInput, off: &[usize]) {
+    let GradInput {
+        g,
+        g_stride,
+        g_image,
+        src,
+        src_image,
+        images,
+        len,
+    } = input;
     let (taps, n) = (off.len(), round_up(len));
-    if taps == 0 || n == 0 {
+    if taps == 0 || n == 0 || images == 0 {
         return;
     }
     let co = acc.len() / (taps * LANES);
     let max_off = off.iter().copied().max().unwrap_or(0);
     assert!(
         acc.len() == co * taps * LANES
-            && g.len() >= (co.max(1) - 1) * g_stride + n
-            && src.len() >= n + max_off,
+            && g.len() >= (images - 1) * g_image + (co.max(1) - 1) * g_stride + n
+            && src.len() >= (images - 1) * src_image + n + max_off,
         "correlate_grad: buffer too short"
     );
     assert!(
         Kernel::available().contains(&kernel),
         "{kernel:?} unsupported"
     );
+    let layout = GradLayout {
+        g_stride,
+        g_image,
+        src_image,
+        images,
+        n,
+    };
     match kernel {
         // SAFETY: the CPU has the features, and the asserts above bound every access.
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => unsafe { simd::correlate_grad_avx512(acc, g, g_stride, n, src, off, co) },
+        Kernel::Avx512 => unsafe { simd::correlate_grad_avx512(acc, g, src, off, layout, co) },
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => unsafe { simd::correlate_grad_avx2(acc, g, g_stride, n, src, off, co) },
+        Kernel::Avx2 => unsafe { simd::correlate_grad_avx2(acc, g, src, off, layout, co) },
         _ => {
-            for o in 0..co {
-                let go = &g[o * g_stride..][..n];
-                for (j, &at) in off.iter().enumerate() {
-                    let lanes = &mut acc[(o * taps + j) * LANES..][..LANES];
-                    for (gc, sc) in go
-                        .chunks_exact(LANES)
-                        .zip(src[at..at + n].chunks_exact(LANES))
-                    {
-                        for l in 0..LANES {
-                            lanes[l] += gc[l] * sc[l];
+            for i in 0..images {
+                for o in 0..co {
+                    let go = &g[i * g_image + o * g_stride..][..n];
+                    for (j, &at) in off.iter().enumerate() {
+                        let lanes = &mut acc[(o * taps + j) * LANES..][..LANES];
+                        let s = &src[i * src_image + at..][..n];
+                        for (gc, sc) in go.chunks_exact(LANES).zip(s.chunks_exact(LANES)) {
+                            for l in 0..LANES {
+                                lanes[l] += gc[l] * sc[l];
+                            }
                         }
                     }
                 }
@@ -467,6 +493,10 @@ fn epilogue_with<const RELU: bool, const POOL: bool>(a: EpilogueArgs) {
     }
 }
 
+/// Images per weight-gradient pass: enough to amortize a register block's setup over small
+/// images, few enough that their gradients stay in the L2 cache.
+const GRAD_CHUNK: usize = 8;
+
 /// Gradients of [`conv_forward`] given what it saved and the output gradient `gy`:
 /// `(weight grad, bias grad, input grad if asked)`.
 pub fn conv_backward(
@@ -500,46 +530,58 @@ pub fn conv_backward(
 
     let mut gb = vec![0.0; out_c];
     let mut acc = vec![0.0; w.len() * LANES];
-    // The wide output gradient of one image; only its span is ever written, so the margin
-    // and slack stay zero.
-    let mut g_wide = vec![0.0; out_c * g_plane];
-    for (img, gyi) in gy.chunks_exact(out_c * plane_out).enumerate() {
-        for (o, g) in gyi.chunks_exact(plane_out).enumerate() {
-            let gw = &mut g_wide[o * g_plane + wide.margin..][..wide.span];
-            if saved.route.is_empty() {
-                // No epilogue: output row y is wide row y.
-                for (y, row) in g.chunks_exact(win.out_w).enumerate() {
-                    gw[y * wide.wp..][..win.out_w].copy_from_slice(row);
+    // The wide output gradients of a chunk of images; only their spans are ever written, so
+    // margins and slack stay zero.
+    let g_image = out_c * g_plane;
+    let mut g_wide = vec![0.0; GRAD_CHUNK.min(batch) * g_image];
+    for start in (0..batch).step_by(GRAD_CHUNK) {
+        let count = GRAD_CHUNK.min(batch - start);
+        for k in 0..count {
+            let img = start + k;
+            let gyi = &gy[img * out_c * plane_out..][..out_c * plane_out];
+            for (o, g) in gyi.chunks_exact(plane_out).enumerate() {
+                let at = k * g_image + o * g_plane + wide.margin;
+                let gw = &mut g_wide[at..][..wide.span];
+                if saved.route.is_empty() {
+                    // No epilogue: output row y is wide row y.
+                    for (y, row) in g.chunks_exact(win.out_w).enumerate() {
+                        gw[y * wide.wp..][..win.out_w].copy_from_slice(row);
+                    }
+                    gb[o] += g.iter().sum::<f32>();
+                    continue;
                 }
-                gb[o] += g.iter().sum::<f32>();
-                continue;
+                gw.fill(0.0);
+                let r = &saved.route[(img * out_c + o) * plane_out..][..plane_out];
+                let mut sum = 0.0;
+                for (&g, &at) in g.iter().zip(r) {
+                    // Branch-free: a cut value adds 0 to position 0.
+                    let keep = at != CUT;
+                    gw[if keep { at as usize } else { 0 }] += if keep { g } else { 0.0 };
+                    sum += if keep { g } else { 0.0 };
+                }
+                gb[o] += sum;
             }
-            gw.fill(0.0);
-            let r = &saved.route[(img * out_c + o) * plane_out..][..plane_out];
-            let mut sum = 0.0;
-            for (&g, &at) in g.iter().zip(r) {
-                // Branch-free: a cut value adds 0 to position 0.
-                let keep = at != CUT;
-                gw[if keep { at as usize } else { 0 }] += if keep { g } else { 0.0 };
-                sum += if keep { g } else { 0.0 };
-            }
-            gb[o] += sum;
         }
-        let xi = &saved.xp[img * plane_in..];
-        correlate_grad(
-            &mut acc,
-            &g_wide[wide.margin..],
-            g_plane,
-            wide.span,
-            xi,
-            &off,
-        );
-        if let Some(gx) = gx.as_mut() {
+        let input = GradInput {
+            g: &g_wide[wide.margin..],
+            g_stride: g_plane,
+            g_image,
+            src: &saved.xp[start * plane_in..],
+            src_image: plane_in,
+            images: count,
+            len: wide.span,
+        };
+        correlate_grad(&mut acc, input, &off);
+        let Some(gx) = gx.as_mut() else {
+            continue;
+        };
+        for k in 0..count {
             let len = wide.hp * wide.wp;
-            correlate(&mut gx_wide, gx_n, len, &g_wide, &off_g, &w_flip);
+            let g = &g_wide[k * g_image..][..g_image];
+            correlate(&mut gx_wide, gx_n, len, g, &off_g, &w_flip);
             // Crop the padding off (nothing to crop without padding: one copy per plane).
             for ci in 0..c {
-                let plane = &gx_wide[ci * gx_n..][..wide.hp * wide.wp];
+                let plane = &gx_wide[ci * gx_n..][..len];
                 if win.padding == 0 {
                     gx.extend_from_slice(plane);
                     continue;
@@ -560,6 +602,7 @@ mod simd {
     //! AVX2 + FMA. Everything below the entry points is `#[inline(always)]`, so it is compiled
     //! inside an entry point's `#[target_feature]` and every intrinsic inlines.
 
+    use super::GradLayout;
     use std::arch::x86_64::*;
 
     /// The few vector operations the kernels use. All unsafe: they need the CPU feature, and
@@ -748,35 +791,38 @@ mod simd {
         }
     }
 
-    /// `OB x TB` lane accumulators over all `n` positions, `acc` and `off` pointing at the
-    /// block's first tap; `OB` gradient registers and one source register besides.
+    /// `OB x TB` lane accumulators over all `n` positions of every image, `acc` and `off`
+    /// pointing at the block's first tap; `OB` gradient registers and one source register
+    /// besides.
     #[inline(always)]
     unsafe fn grad_block<V: Vector, const OB: usize, const TB: usize>(
         acc: *mut f32,
         taps: usize,
         g: *const f32,
-        g_stride: usize,
-        n: usize,
         src: *const f32,
         off: &[usize],
+        l: GradLayout,
     ) {
         // SAFETY (whole body): the caller leaves `TB` taps and `OB` channels from here, and
-        // `n` within the bounds `correlate_grad` asserted.
+        // every image within the bounds `correlate_grad` asserted.
         unsafe {
             let mut a = [[V::zero(); TB]; OB];
-            let mut p = 0;
-            while p < n {
-                let mut gv = [V::zero(); OB];
-                for (b, v) in gv.iter_mut().enumerate() {
-                    *v = V::load(g.add(b * g_stride + p));
-                }
-                for t in 0..TB {
-                    let s = V::load(src.add(p + off[t]));
-                    for b in 0..OB {
-                        a[b][t] = V::fma(gv[b], s, a[b][t]);
+            for img in 0..l.images {
+                let (g, src) = (g.add(img * l.g_image), src.add(img * l.src_image));
+                let mut p = 0;
+                while p < l.n {
+                    let mut gv = [V::zero(); OB];
+                    for (b, v) in gv.iter_mut().enumerate() {
+                        *v = V::load(g.add(b * l.g_stride + p));
                     }
+                    for t in 0..TB {
+                        let s = V::load(src.add(p + off[t]));
+                        for b in 0..OB {
+                            a[b][t] = V::fma(gv[b], s, a[b][t]);
+                        }
+                    }
+                    p += V::LANES;
                 }
-                p += V::LANES;
             }
             for (b, ab) in a.iter().enumerate() {
                 for (t, v) in ab.iter().enumerate() {
@@ -791,10 +837,9 @@ mod simd {
     unsafe fn grad_rows<V: Vector, const OB: usize, const TB: usize>(
         acc: *mut f32,
         g: *const f32,
-        g_stride: usize,
-        n: usize,
         src: *const f32,
         off: &[usize],
+        l: GradLayout,
     ) {
         let (taps, lanes) = (off.len(), super::LANES);
         let mut j = 0;
@@ -802,27 +847,22 @@ mod simd {
         unsafe {
             while j + TB <= taps {
                 let a = acc.add(j * lanes);
-                grad_block::<V, OB, TB>(a, taps, g, g_stride, n, src, &off[j..]);
+                grad_block::<V, OB, TB>(a, taps, g, src, &off[j..], l);
                 j += TB;
             }
             let (a, o) = (acc.add(j * lanes), &off[j..]);
-            remainder!(
-                taps - j,
-                grad_block::<V, OB>(a, taps, g, g_stride, n, src, o)
-            );
+            remainder!(taps - j, grad_block::<V, OB>(a, taps, g, src, o, l));
         }
     }
 
     /// Output channels `OB = 3, 2, 1` with `TB[3 - OB]` taps each.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     unsafe fn correlate_grad_with<V: Vector, const T3: usize, const T2: usize, const T1: usize>(
         acc: &mut [f32],
         g: &[f32],
-        g_stride: usize,
-        n: usize,
         src: &[f32],
         off: &[usize],
+        l: GradLayout,
         co: usize,
     ) {
         let (taps, lanes) = (off.len(), super::LANES);
@@ -831,12 +871,12 @@ mod simd {
         // SAFETY: `correlate_grad` asserted the bounds for all `co` channels.
         unsafe {
             while o < co {
-                let (ap, gp) = (acc.add(o * taps * lanes), g.add(o * g_stride));
+                let (ap, gp) = (acc.add(o * taps * lanes), g.add(o * l.g_stride));
                 let ob = (co - o).min(3);
                 match ob {
-                    3 => grad_rows::<V, 3, T3>(ap, gp, g_stride, n, src, off),
-                    2 => grad_rows::<V, 2, T2>(ap, gp, g_stride, n, src, off),
-                    _ => grad_rows::<V, 1, T1>(ap, gp, g_stride, n, src, off),
+                    3 => grad_rows::<V, 3, T3>(ap, gp, src, off, l),
+                    2 => grad_rows::<V, 2, T2>(ap, gp, src, off, l),
+                    _ => grad_rows::<V, 1, T1>(ap, gp, src, off, l),
                 }
                 o += ob;
             }
@@ -877,28 +917,26 @@ mod simd {
     pub unsafe fn correlate_grad_avx512(
         acc: &mut [f32],
         g: &[f32],
-        g_stride: usize,
-        n: usize,
         src: &[f32],
         off: &[usize],
+        l: GradLayout,
         co: usize,
     ) {
         // SAFETY: forwarded from the caller.
-        unsafe { correlate_grad_with::<__m512, 6, 8, 11>(acc, g, g_stride, n, src, off, co) }
+        unsafe { correlate_grad_with::<__m512, 6, 8, 11>(acc, g, src, off, l, co) }
     }
 
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn correlate_grad_avx2(
         acc: &mut [f32],
         g: &[f32],
-        g_stride: usize,
-        n: usize,
         src: &[f32],
         off: &[usize],
+        l: GradLayout,
         co: usize,
     ) {
         // SAFETY: forwarded from the caller.
-        unsafe { correlate_grad_with::<__m256, 3, 5, 10>(acc, g, g_stride, n, src, off, co) }
+        unsafe { correlate_grad_with::<__m256, 3, 5, 10>(acc, g, src, off, l, co) }
     }
 }
 
@@ -943,14 +981,26 @@ mod tests {
                         assert!((out[o * n + p] as f64 - r).abs() < 1e-4, "{what}: forward");
                     }
                 }
+                // Two images: the second's data right after the first's.
+                let (g2, src2) = ([&g[..], &g[..]].concat(), [&src[..], &src[..]].concat());
+                let input = GradInput {
+                    g: &g2,
+                    g_stride: n,
+                    g_image: g.len(),
+                    src: &src2,
+                    src_image: src.len(),
+                    images: 2,
+                    len,
+                };
                 let mut acc = vec![0.0; co * taps * LANES];
-                correlate_grad_with(kernel, &mut acc, &g, n, len, &src, &off);
+                correlate_grad_with(kernel, &mut acc, input, &off);
                 let gw = reduce_lanes(&acc);
                 for o in 0..co {
                     for j in 0..taps {
-                        let r: f64 = (0..n)
-                            .map(|p| g[o * n + p] as f64 * src[p + off[j]] as f64)
-                            .sum();
+                        let r: f64 = 2.0
+                            * (0..n)
+                                .map(|p| g[o * n + p] as f64 * src[p + off[j]] as f64)
+                                .sum::<f64>();
                         assert!((gw[o * taps + j] as f64 - r).abs() < 1e-3, "{what}: grad");
                     }
                 }
