@@ -416,6 +416,74 @@ struct EpilogueArgs<'a> {
     route: &'a mut [u32],
 }
 
+/// One output row of ReLU (if `RELU`) and 2x2 max pool, 8 outputs at a time: the same
+/// selections as the scalar loop in [`epilogue_with`] (strictly greater wins, ReLU turns NaN
+/// into 0, and a ReLU output of 0 is cut), with masks instead of branches.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pool_row_avx512<const RELU: bool>(
+    (r0, r1): (&[f32], &[f32]),
+    bias: f32,
+    (top, bottom): (u32, u32),
+    d: &mut [f32],
+    r: &mut [u32],
+) {
+    use std::arch::x86_64::*;
+    let ow = d.len();
+    assert!(r0.len() >= 2 * ow && r1.len() >= 2 * ow && r.len() >= ow);
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 0, 0, 0, 0, 0, 0, 0);
+    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 0, 0, 0, 0, 0, 0, 0, 0);
+    let (b, zero, one) = (
+        _mm512_set1_ps(bias),
+        _mm512_setzero_ps(),
+        _mm512_set1_epi32(1),
+    );
+    // max_ps returns its second operand when the first is NaN: 0, as the scalar ReLU.
+    let act = |v: __m512| {
+        let v = _mm512_add_ps(v, b);
+        if RELU { _mm512_max_ps(v, zero) } else { v }
+    };
+    // The better of two candidates; the second only when strictly larger.
+    let pick = |(av, ai): (__m512, __m512i), (bv, bi): (__m512, __m512i)| {
+        let take = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(bv, av);
+        (
+            _mm512_mask_blend_ps(take, av, bv),
+            _mm512_mask_blend_epi32(take, ai, bi),
+        )
+    };
+    let mut x = 0;
+    while x < ow {
+        let m = (ow - x).min(8);
+        let (in_mask, out_mask) = (((1u32 << (2 * m)) - 1) as u16, ((1u32 << m) - 1) as u16);
+        // SAFETY: the masks keep every load within `2 * ow` values of the rows and every
+        // store within `ow` values of `d` and `r`, as asserted above.
+        unsafe {
+            let a = act(_mm512_maskz_loadu_ps(in_mask, r0.as_ptr().add(2 * x)));
+            let c = act(_mm512_maskz_loadu_ps(in_mask, r1.as_ptr().add(2 * x)));
+            // Position of each output's top-left value: 2 * (x + lane) in its row.
+            let col = _mm512_add_epi32(even, _mm512_set1_epi32(2 * x as i32));
+            let ti = _mm512_add_epi32(col, _mm512_set1_epi32(top as i32));
+            let bi = _mm512_add_epi32(col, _mm512_set1_epi32(bottom as i32));
+            let upper = pick(
+                (_mm512_permutexvar_ps(even, a), ti),
+                (_mm512_permutexvar_ps(odd, a), _mm512_add_epi32(ti, one)),
+            );
+            let lower = pick(
+                (_mm512_permutexvar_ps(even, c), bi),
+                (_mm512_permutexvar_ps(odd, c), _mm512_add_epi32(bi, one)),
+            );
+            let (v, mut at) = pick(upper, lower);
+            if RELU {
+                let live = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, zero);
+                at = _mm512_mask_blend_epi32(live, _mm512_set1_epi32(CUT as i32), at);
+            }
+            _mm512_mask_storeu_ps(d.as_mut_ptr().add(x), out_mask, v);
+            _mm512_mask_storeu_epi32(r.as_mut_ptr().add(x).cast(), out_mask, at);
+        }
+        x += 8;
+    }
+}
+
 /// [`epilogue`] compiled for AVX2, where its selections vectorize with blends.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
@@ -448,6 +516,7 @@ fn epilogue_with<const RELU: bool, const POOL: bool>(a: EpilogueArgs) {
         dst,
         route,
     } = a;
+    let avx512 = Kernel::best() == Kernel::Avx512;
     // `if` rather than `f32::max`: one compare and blend, and NaN still becomes 0.
     let relu = |v: f32| if !RELU || v > 0.0 { v } else { 0.0 };
     // The later of two candidates wins only when strictly larger: the first largest in scan
@@ -464,6 +533,12 @@ fn epilogue_with<const RELU: bool, const POOL: bool>(a: EpilogueArgs) {
                 let (r0, r1) = (&s[top..top + 2 * ow], &s[bottom..bottom + 2 * ow]);
                 let r = &mut route[o * plane + y * ow..][..ow];
                 let (top, bottom) = (top as u32, bottom as u32);
+                #[cfg(target_arch = "x86_64")]
+                if avx512 {
+                    // SAFETY: `avx512` is only set when the CPU has AVX-512F.
+                    unsafe { pool_row_avx512::<RELU>((r0, r1), b, (top, bottom), d, r) };
+                    continue;
+                }
                 for x in 0..ow {
                     let (i, xi) = (2 * x, 2 * x as u32);
                     let upper = pick(
@@ -481,11 +556,15 @@ fn epilogue_with<const RELU: bool, const POOL: bool>(a: EpilogueArgs) {
                 }
             } else {
                 let row = &s[y * wp..y * wp + ow];
-                for (x, (dv, &v)) in d.iter_mut().zip(row).enumerate() {
+                for (dv, &v) in d.iter_mut().zip(row) {
                     *dv = relu(v + b);
-                    if RELU {
-                        route[o * plane + y * ow + x] =
-                            if *dv > 0.0 { (y * wp + x) as u32 } else { CUT };
+                }
+                if RELU {
+                    // A ReLU output of 0 passes no gradient.
+                    let r = &mut route[o * plane + y * ow..][..ow];
+                    let base = (y * wp) as u32;
+                    for (x, (rv, &dv)) in r.iter_mut().zip(d.iter()).enumerate() {
+                        *rv = if dv > 0.0 { base + x as u32 } else { CUT };
                     }
                 }
             }
