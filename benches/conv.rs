@@ -60,7 +60,7 @@ fn convs(c: &mut Criterion) {
     step(c, "conv 6->16 k3 6x6 fwd+bwd b100", 6, 16, 3, 6);
     step(c, "conv 1->6 k5 28x28 fwd+bwd b100", 1, 6, 5, 28);
     step(c, "conv 6->16 k5 12x12 fwd+bwd b100", 6, 16, 5, 12);
-    // The SHres smoothing convolution: one channel in and out, direct (im2col-free) path.
+    // The SHres smoothing convolution: one channel in and out, padding 1.
     step_padded(
         c,
         "conv 1->1 k3 p1 28x28 fwd+bwd b100",

@@ -1,12 +1,13 @@
-//! Direct (im2col-free) kernels for stride-1 convolutions, register-blocked for AVX2 + FMA.
+//! Direct (im2col-free) kernels for stride-1 convolutions, register-blocked for AVX-512 and
+//! AVX2 + FMA.
 //!
 //! The "wide" layout: every channel of an image is zero-padded and stored flat, `wp` values a
 //! row, so a stride-1 convolution becomes a 1-D correlation: output position `p = y * wp + x`
 //! reads tap `j` (channel, kernel row, kernel column) at `p + off[j]`, where
 //! `off[j] = channel * plane + ky * wp + kx`. Each output row is computed `wp` wide; its last
 //! `kernel - 1` values are junk that callers drop. In exchange every kernel below is a few long
-//! contiguous loops over `p`, several output channels and 24 positions at a time held in
-//! registers, with no im2col copy.
+//! contiguous loops over `p`, several output channels and several vectors of positions at a
+//! time held in registers, with no im2col copy.
 //!
 //! Lengths are rounded up to [`LANES`]: callers size buffers with [`round_up`] and keep the
 //! slack zero (see each function for what it reads). Without AVX2 and FMA the same loops run
