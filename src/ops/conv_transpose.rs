@@ -96,6 +96,9 @@ pub fn conv_transpose2d<T: OpTape>(
     check_len("conv_transpose2d weight", weight, geom.weight_len())?;
     check_len("conv_transpose2d bias", bias, geom.out_channels)?;
     let (out_c, positions, patch) = (geom.out_channels, h * w, win.patch());
+    if geom.kernel == geom.stride && geom.padding == 0 {
+        return Ok(blocks(x, weight, bias, geom, input_grad));
+    }
 
     let np = n * positions;
 
@@ -141,4 +144,66 @@ pub fn conv_transpose2d<T: OpTape>(
         matmul(&mut gxc, MatRef::new(&wv, c, patch), gcm, false);
         Ok(Some(cnhw_to_nchw(&gxc, n, c, positions, None)))
     }))
+}
+
+/// The common upsampling case, kernel = stride and no padding: every input pixel writes its own
+/// `k x k` block of the output, `out[o, y*k+dy, x*k+dx] = b[o] + sum_c w[c, o, dy, dx] x[c, y, x]`.
+/// Plain loops: as a gemm this has an inner dimension of `in` (often 1), all packing overhead.
+fn blocks<T: OpTape>(
+    x: Act<T>,
+    weight: &Param,
+    bias: &Param,
+    geom: ConvTranspose2dGeometry,
+    input_grad: bool,
+) -> Act<T> {
+    let (n, c, h, w) = *x.shape();
+    let (out_c, k) = (geom.out_channels, geom.kernel);
+    let (oh, ow) = (h * k, w * k);
+    let (xv, wv, bv) = (values(&x), values(weight), values(bias));
+    // Where weight `(c, o, dy, dx)` is.
+    let wi = move |ci: usize, o: usize, dy: usize, dx: usize| ((ci * out_c + o) * k + dy) * k + dx;
+    let mut out = vec![0.0; n * out_c * oh * ow];
+    for (img, dst) in out.chunks_exact_mut(out_c * oh * ow).enumerate() {
+        let xi = &xv[img * c * h * w..][..c * h * w];
+        for (o, plane) in dst.chunks_exact_mut(oh * ow).enumerate() {
+            plane.fill(bv[o]);
+            for ci in 0..c {
+                let xc = &xi[ci * h * w..][..h * w];
+                for (oy, row) in plane.chunks_exact_mut(ow).enumerate() {
+                    let (y, dy) = (oy / k, oy % k);
+                    for (ox, v) in row.iter_mut().enumerate() {
+                        *v += wv[wi(ci, o, dy, ox % k)] * xc[y * w + ox / k];
+                    }
+                }
+            }
+        }
+    }
+    let (weight, bias) = (weight.clone(), bias.clone());
+    unary_op(x, out, (n, out_c, oh, ow), move |gy, grads| {
+        let mut gb = vec![0.0; out_c];
+        let mut gw = vec![0.0; wv.len()];
+        let mut gx = vec![0.0; if input_grad { xv.len() } else { 0 }];
+        for (img, gyi) in gy.chunks_exact(out_c * oh * ow).enumerate() {
+            let xi = &xv[img * c * h * w..][..c * h * w];
+            for (o, plane) in gyi.chunks_exact(oh * ow).enumerate() {
+                gb[o] += plane.iter().sum::<f32>();
+                for ci in 0..c {
+                    let xc = &xi[ci * h * w..][..h * w];
+                    for (oy, row) in plane.chunks_exact(ow).enumerate() {
+                        let (y, dy) = (oy / k, oy % k);
+                        for (ox, &g) in row.iter().enumerate() {
+                            let (at, dx) = (y * w + ox / k, ox % k);
+                            gw[wi(ci, o, dy, dx)] += g * xc[at];
+                            if input_grad {
+                                gx[(img * c + ci) * h * w + at] += g * wv[wi(ci, o, dy, dx)];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        add_param_grad(grads, &bias, &gb)?;
+        add_param_grad(grads, &weight, &gw)?;
+        Ok(input_grad.then_some(gx))
+    })
 }

@@ -24,6 +24,14 @@ pub fn round_up(n: usize) -> usize {
     n.div_ceil(LANES) * LANES
 }
 
+/// The largest of `off`, which must be ascending (as [`Wide`] builds them): its last. Checked
+/// in debug builds only; the kernels run once per image, and a scan per call showed in
+/// profiles.
+fn last_offset(off: &[usize]) -> usize {
+    debug_assert!(off.windows(2).all(|w| w[0] <= w[1]), "offsets ascend");
+    off.last().copied().unwrap_or(0)
+}
+
 /// An implementation of the two kernels below.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
@@ -63,7 +71,8 @@ impl Kernel {
 }
 
 /// Forward correlation: `out[o * out_stride + p] = sum_j w[o * taps + j] * src[p + off[j]]`
-/// for every output channel `o < w.len() / taps` and `p < round_up(len)`, `taps = off.len()`.
+/// for every output channel `o < w.len() / taps` and `p < round_up(len)`, `taps = off.len()`;
+/// `off` ascending.
 ///
 /// Reads `src` up to `round_up(len) - 1 + max(off)`.
 ///
@@ -95,7 +104,7 @@ pub fn correlate_with(
         return;
     }
     let co = w.len() / taps;
-    let max_off = off.iter().copied().max().unwrap_or(0);
+    let max_off = last_offset(off);
     assert!(
         w.len() == co * taps
             && out_stride >= n
@@ -153,9 +162,9 @@ struct GradLayout {
 }
 
 /// Weight-gradient correlation, per lane: for every output channel `o`, tap `j` and lane `l`,
-/// `acc[(o * taps + j) * LANES + l] += sum g[o * g_stride + p] * src[p + off[j]]` over every
-/// image and some of the `p < round_up(len)` (which lane takes which `p` depends on the
-/// implementation). [`reduce_lanes`] turns `acc` into gradients. Several images per call keep
+/// `acc[(o * taps + j) * LANES + l] += sum g[o * g_stride + p] * src[p + off[j]]` (`off`
+/// ascending) over every image and some of the `p < round_up(len)` (which lane takes which
+/// `p` depends on the implementation). [`reduce_lanes`] turns `acc` into gradients. Several images per call keep
 /// each block's accumulators in registers across them, which matters when an image is only a
 /// few vectors long.
 ///
@@ -184,7 +193,7 @@ pub fn correlate_grad_with(kernel: Kernel, acc: &mut [f32], input: GradInput, of
         return;
     }
     let co = acc.len() / (taps * LANES);
-    let max_off = off.iter().copied().max().unwrap_or(0);
+    let max_off = last_offset(off);
     assert!(
         acc.len() == co * taps * LANES
             && g.len() >= (images - 1) * g_image + (co.max(1) - 1) * g_stride + n
