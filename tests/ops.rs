@@ -444,6 +444,39 @@ fn linear_forward_and_gradients() {
         &|x, ps| linear(x, &ps[0], &ps[1], 4, true).unwrap(),
         &|x, ps| linear(x, &ps[0], &ps[1], 4, true).unwrap(),
     );
+    // Sizes that are not whole vectors, more rows than one register block: against the
+    // definition, and gradients by finite differences.
+    let (n, inf, outf) = (7, 37, 21);
+    let (x, wt, b) = (
+        rand_vec(&mut rng, n * inf),
+        rand_vec(&mut rng, outf * inf),
+        rand_vec(&mut rng, outf),
+    );
+    let y = linear(
+        act(x.clone(), (n, inf, 1, 1)),
+        &param(wt.clone()),
+        &param(b.clone()),
+        outf,
+        true,
+    )
+    .unwrap();
+    let r: Vec<f32> = (0..n * outf)
+        .map(|k| {
+            let (p, o) = (k / outf, k % outf);
+            b[o] + (0..inf)
+                .map(|i| x[p * inf + i] * wt[o * inf + i])
+                .sum::<f32>()
+        })
+        .collect();
+    assert_close(&values(&y), &r, 1e-5, "linear");
+    let params = vec![rand_vec(&mut rng, 18 * 37), rand_vec(&mut rng, 18)];
+    grad_check(
+        rand_vec(&mut rng, 5 * 37),
+        (5, 37, 1, 1),
+        params,
+        &|x, ps| linear(x, &ps[0], &ps[1], 18, true).unwrap(),
+        &|x, ps| linear(x, &ps[0], &ps[1], 18, true).unwrap(),
+    );
 }
 
 #[test]

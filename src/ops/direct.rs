@@ -100,7 +100,7 @@ pub fn correlate_with(
     w: &[f32],
 ) {
     let (taps, n) = (off.len(), round_up(len));
-    if taps == 0 || n == 0 {
+    if taps == 0 || n == 0 || w.is_empty() {
         return;
     }
     let co = w.len() / taps;
