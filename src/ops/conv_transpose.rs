@@ -169,10 +169,13 @@ fn blocks<T: OpTape>(
             plane.fill(bv[o]);
             for ci in 0..c {
                 let xc = &xi[ci * h * w..][..h * w];
-                for (oy, row) in plane.chunks_exact_mut(ow).enumerate() {
-                    let (y, dy) = (oy / k, oy % k);
-                    for (ox, v) in row.iter_mut().enumerate() {
-                        *v += wv[wi(ci, o, dy, ox % k)] * xc[y * w + ox / k];
+                // Output row y*k+dy takes input row y through kernel row dy.
+                for (r, row) in plane.chunks_exact_mut(ow).enumerate() {
+                    let (xr, wr) = (&xc[r / k * w..][..w], &wv[wi(ci, o, r % k, 0)..][..k]);
+                    for (block, &v) in row.chunks_exact_mut(k).zip(xr) {
+                        for (d, &wk) in block.iter_mut().zip(wr) {
+                            *d += wk * v;
+                        }
                     }
                 }
             }
@@ -189,13 +192,23 @@ fn blocks<T: OpTape>(
                 gb[o] += plane.iter().sum::<f32>();
                 for ci in 0..c {
                     let xc = &xi[ci * h * w..][..h * w];
-                    for (oy, row) in plane.chunks_exact(ow).enumerate() {
-                        let (y, dy) = (oy / k, oy % k);
-                        for (ox, &g) in row.iter().enumerate() {
-                            let (at, dx) = (y * w + ox / k, ox % k);
-                            gw[wi(ci, o, dy, dx)] += g * xc[at];
+                    let gxc = &mut gx[if input_grad {
+                        (img * c + ci) * h * w
+                    } else {
+                        0
+                    }..];
+                    for (r, row) in plane.chunks_exact(ow).enumerate() {
+                        let (y, at) = (r / k, wi(ci, o, r % k, 0));
+                        let (xr, wr) = (&xc[y * w..][..w], &wv[at..][..k]);
+                        let gwr = &mut gw[at..][..k];
+                        for (x, (block, &v)) in row.chunks_exact(k).zip(xr).enumerate() {
+                            let mut gsum = 0.0;
+                            for ((g, &wk), gwk) in block.iter().zip(wr).zip(gwr.iter_mut()) {
+                                *gwk += g * v;
+                                gsum += g * wk;
+                            }
                             if input_grad {
-                                gx[(img * c + ci) * h * w + at] += g * wv[wi(ci, o, dy, dx)];
+                                gxc[y * w + x] += gsum;
                             }
                         }
                     }
