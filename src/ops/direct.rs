@@ -641,11 +641,13 @@ pub fn conv_backward(
                 }
                 gw.fill(0.0);
                 let r = &saved.route[(img * out_c + o) * plane_out..][..plane_out];
-                let mut sum = 0.0;
+                let (mut sum, mut sink) = (0.0, 0.0);
                 for (&g, &at) in g.iter().zip(r) {
-                    // Branch-free: a cut value adds 0 to position 0.
+                    // Every wide position is the origin of at most one output (pooling windows
+                    // do not overlap), so a plain store does; a cut value goes to `sink`.
+                    // Branch-free, and with no read of what the previous store wrote.
                     let keep = at != CUT;
-                    gw[if keep { at as usize } else { 0 }] += if keep { g } else { 0.0 };
+                    *(if keep { &mut gw[at as usize] } else { &mut sink }) = g;
                     sum += if keep { g } else { 0.0 };
                 }
                 gb[o] += sum;
