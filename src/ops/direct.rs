@@ -348,9 +348,11 @@ const CUT: u32 = u32::MAX;
 pub struct Saved {
     /// The padded input.
     xp: Vec<f32>,
-    /// For every output value, the wide position (within its channel) of the convolution
-    /// output it came from, or [`CUT`]; empty without an epilogue (row `y` is wide row `y`).
+    /// With a pool: for every output value, the wide position (within its channel) of the
+    /// convolution output it came from, or [`CUT`]. Empty otherwise (row `y` is wide row `y`).
     route: Vec<u32>,
+    /// With a ReLU and no pool: the output, whose positive values pass the gradient.
+    relu_out: Vec<f32>,
 }
 
 /// Stride-1 convolution of `batch` images `x` (`N x C x H x W`) with `w` (`out x C x k x k`)
@@ -375,14 +377,7 @@ pub fn conv_forward(
     let mut wide_out = vec![0.0; out_c * n8];
     let per_image = out_c * oh * ow;
     let mut out = vec![0.0; batch * per_image];
-    let mut route = vec![
-        0;
-        if epi == Epilogue::default() {
-            0
-        } else {
-            out.len()
-        }
-    ];
+    let mut route = vec![0; if epi.max_pool2 { out.len() } else { 0 }];
     for img in 0..batch {
         correlate(&mut wide_out, n8, wide.span, &xp[img * plane_in..], &off, w);
         let dst = &mut out[img * per_image..][..per_image];
@@ -409,7 +404,19 @@ pub fn conv_forward(
         }
         epilogue(epi, args);
     }
-    (out, Saved { xp, route })
+    let relu_out = if epi.relu && !epi.max_pool2 {
+        out.clone()
+    } else {
+        Vec::new()
+    };
+    (
+        out,
+        Saved {
+            xp,
+            route,
+            relu_out,
+        },
+    )
 }
 
 /// One image's wide output `src` (`n8` values a channel, `wp` a row) and where its epilogue
@@ -569,14 +576,6 @@ fn epilogue_with<const RELU: bool, const POOL: bool>(a: EpilogueArgs) {
                 for (dv, &v) in d.iter_mut().zip(row) {
                     *dv = relu(v + b);
                 }
-                if RELU {
-                    // A ReLU output of 0 passes no gradient.
-                    let r = &mut route[o * plane + y * ow..][..ow];
-                    let base = (y * wp) as u32;
-                    for (x, (rv, &dv)) in r.iter_mut().zip(d.iter()).enumerate() {
-                        *rv = if dv > 0.0 { base + x as u32 } else { CUT };
-                    }
-                }
             }
         }
     }
@@ -631,12 +630,25 @@ pub fn conv_backward(
             for (o, g) in gyi.chunks_exact(plane_out).enumerate() {
                 let at = k * g_image + o * g_plane + wide.margin;
                 let gw = &mut g_wide[at..][..wide.span];
-                if saved.route.is_empty() {
+                if saved.route.is_empty() && saved.relu_out.is_empty() {
                     // No epilogue: output row y is wide row y.
                     for (y, row) in g.chunks_exact(win.out_w).enumerate() {
                         gw[y * wide.wp..][..win.out_w].copy_from_slice(row);
                     }
                     gb[o] += g.iter().sum::<f32>();
+                    continue;
+                }
+                if saved.route.is_empty() {
+                    // A ReLU alone: the gradient passes where the output is positive.
+                    let y_out = &saved.relu_out[(img * out_c + o) * plane_out..][..plane_out];
+                    let rows = g.chunks_exact(win.out_w).zip(y_out.chunks_exact(win.out_w));
+                    for (y, (row, yr)) in rows.enumerate() {
+                        let dst = &mut gw[y * wide.wp..][..win.out_w];
+                        for ((d, &g), &v) in dst.iter_mut().zip(row).zip(yr) {
+                            *d = if v > 0.0 { g } else { 0.0 };
+                            gb[o] += *d;
+                        }
+                    }
                     continue;
                 }
                 gw.fill(0.0);
@@ -647,7 +659,11 @@ pub fn conv_backward(
                     // do not overlap), so a plain store does; a cut value goes to `sink`.
                     // Branch-free, and with no read of what the previous store wrote.
                     let keep = at != CUT;
-                    *(if keep { &mut gw[at as usize] } else { &mut sink }) = g;
+                    *(if keep {
+                        &mut gw[at as usize]
+                    } else {
+                        &mut sink
+                    }) = g;
                     sum += if keep { g } else { 0.0 };
                 }
                 gb[o] += sum;
