@@ -642,13 +642,15 @@ pub fn conv_backward(
                     // A ReLU alone: the gradient passes where the output is positive.
                     let y_out = &saved.relu_out[(img * out_c + o) * plane_out..][..plane_out];
                     let rows = g.chunks_exact(win.out_w).zip(y_out.chunks_exact(win.out_w));
+                    let mut sum = 0.0;
                     for (y, (row, yr)) in rows.enumerate() {
                         let dst = &mut gw[y * wide.wp..][..win.out_w];
                         for ((d, &g), &v) in dst.iter_mut().zip(row).zip(yr) {
                             *d = if v > 0.0 { g } else { 0.0 };
-                            gb[o] += *d;
+                            sum += *d;
                         }
                     }
+                    gb[o] += sum;
                     continue;
                 }
                 gw.fill(0.0);
