@@ -70,9 +70,9 @@ fn kernels(c: &mut Criterion) {
         let bias = vec![0.1; out];
         let epi = Epilogue::default();
         c.bench_function(&name("direct forward"), |b| {
-            b.iter(|| direct::conv_forward(&x, n, &win, &w, &bias, epi))
+            b.iter(|| direct::conv_forward(&x, n, &win, &w, &bias, epi, true))
         });
-        let (_, saved) = direct::conv_forward(&x, n, &win, &w, &bias, epi);
+        let (_, saved) = direct::conv_forward(&x, n, &win, &w, &bias, epi, true);
         c.bench_function(&name("direct backward"), |b| {
             b.iter(|| direct::conv_backward(&saved, &y, n, &win, &w, out, true))
         });

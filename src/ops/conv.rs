@@ -112,7 +112,7 @@ pub fn conv2d_fused<T: OpTape>(
     // Stride 1 (every seed layer): direct, register-blocked kernels, no im2col copy.
     let out_c = geom.out_channels;
     let (wv, bv) = (values(weight), values(bias));
-    let (out, saved) = direct::conv_forward(&values(&x), n, &win, &wv, &bv, epi);
+    let (out, saved) = direct::conv_forward(&values(&x), n, &win, &wv, &bv, epi, T::OWNS_TAPE);
     let (weight, bias) = (weight.clone(), bias.clone());
     let dims = (n, out_c, epi.side(win.out_h), epi.side(win.out_w));
     Ok(unary_op(x, out, dims, move |gy, grads| {

@@ -61,7 +61,8 @@ impl Kernel {
                 if has!("avx2") && has!("fma") {
                     all.push(Kernel::Avx2);
                 }
-                if has!("avx512f") {
+                // The AVX-512 build also compiles the epilogue for AVX2.
+                if has!("avx512f") && has!("avx2") && has!("fma") {
                     all.push(Kernel::Avx512);
                 }
             }
@@ -357,7 +358,8 @@ pub struct Saved {
 
 /// Stride-1 convolution of `batch` images `x` (`N x C x H x W`) with `w` (`out x C x k x k`)
 /// plus `bias`, then `epi`: returns the `N x out x OH x OW` output (`OH`, `OW` as
-/// [`Epilogue::side`] gives them) and what the backward pass needs.
+/// [`Epilogue::side`] gives them) and, when `for_backward`, what the backward pass needs
+/// (else an empty [`Saved`]: evaluation keeps nothing).
 pub fn conv_forward(
     x: &[f32],
     batch: usize,
@@ -365,6 +367,7 @@ pub fn conv_forward(
     w: &[f32],
     bias: &[f32],
     epi: Epilogue,
+    for_backward: bool,
 ) -> (Vec<f32>, Saved) {
     let wide = Wide::new(win);
     let (out_c, plane_in) = (bias.len(), win.channels * wide.x_plane());
@@ -403,6 +406,9 @@ pub fn conv_forward(
             continue;
         }
         epilogue(epi, args);
+    }
+    if !for_backward {
+        return (out, Saved::default());
     }
     let relu_out = if epi.relu && !epi.max_pool2 {
         out.clone()
