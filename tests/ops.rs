@@ -265,8 +265,9 @@ fn fused_convolution_equals_its_layers() {
         (2, 1, 14, 14, 6, 3, 1, 0),
         (3, 6, 6, 6, 16, 3, 1, 0),
         (2, 3, 9, 8, 5, 3, 1, 1),
-        // Rows of 9 pooled outputs: more than one 8-wide vector step.
+        // Rows of 9 and of 17 pooled outputs: more than one 8- or 16-wide vector step.
         (2, 1, 20, 21, 2, 3, 1, 0),
+        (2, 1, 5, 37, 2, 3, 1, 0),
         (2, 2, 9, 9, 3, 3, 2, 1),
     ] {
         let geom = Conv2dGeometry::new(c, o, k, s, p);

@@ -439,27 +439,34 @@ struct EpilogueArgs<'a> {
     route: &'a mut [u32],
 }
 
-/// One output row of ReLU (if `RELU`) and 2x2 max pool, 8 outputs at a time: the same
-/// selections as the scalar loop in [`epilogue_with`] (strictly greater wins, ReLU turns NaN
-/// into 0, and a ReLU output of 0 is cut), with masks instead of branches.
+/// One channel of ReLU (if `RELU`) and 2x2 max pool over the wide output `s` (`wp` values a
+/// row), 16 outputs at a time: the same selections as the scalar loop in [`epilogue_with`]
+/// (strictly greater wins, ReLU turns NaN into 0, and a ReLU output of 0 is cut), with masks
+/// instead of branches. A whole channel per call, so the constants are set up once.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn pool_row_avx512<const RELU: bool>(
-    (r0, r1): (&[f32], &[f32]),
+unsafe fn pool_plane_avx512<const RELU: bool>(
+    s: &[f32],
+    (wp, oh, ow): (usize, usize, usize),
     bias: f32,
-    (top, bottom): (u32, u32),
     d: &mut [f32],
     r: &mut [u32],
 ) {
     use std::arch::x86_64::*;
-    let ow = d.len();
-    assert!(r0.len() >= 2 * ow && r1.len() >= 2 * ow && r.len() >= ow);
-    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 0, 0, 0, 0, 0, 0, 0);
-    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 0, 0, 0, 0, 0, 0, 0, 0);
-    let (b, zero, one) = (
+    if oh == 0 || ow == 0 {
+        return;
+    }
+    assert!(
+        (2 * oh - 1) * wp + 2 * ow <= s.len() && d.len() >= oh * ow && r.len() >= oh * ow,
+        "pool_plane: buffer too short"
+    );
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let (b, zero, one, cut) = (
         _mm512_set1_ps(bias),
         _mm512_setzero_ps(),
         _mm512_set1_epi32(1),
+        _mm512_set1_epi32(CUT as i32),
     );
     // max_ps returns its second operand when the first is NaN: 0, as the scalar ReLU.
     let act = |v: __m512| {
@@ -474,36 +481,53 @@ unsafe fn pool_row_avx512<const RELU: bool>(
             _mm512_mask_blend_epi32(take, ai, bi),
         )
     };
-    let mut x = 0;
-    while x < ow {
-        let m = (ow - x).min(8);
-        let (in_mask, out_mask) = (((1u32 << (2 * m)) - 1) as u16, ((1u32 << m) - 1) as u16);
-        // SAFETY: the masks keep every load within `2 * ow` values of the rows and every
-        // store within `ow` values of `d` and `r`, as asserted above.
-        unsafe {
-            let a = act(_mm512_maskz_loadu_ps(in_mask, r0.as_ptr().add(2 * x)));
-            let c = act(_mm512_maskz_loadu_ps(in_mask, r1.as_ptr().add(2 * x)));
-            // Position of each output's top-left value: 2 * (x + lane) in its row.
-            let col = _mm512_add_epi32(even, _mm512_set1_epi32(2 * x as i32));
-            let ti = _mm512_add_epi32(col, _mm512_set1_epi32(top as i32));
-            let bi = _mm512_add_epi32(col, _mm512_set1_epi32(bottom as i32));
-            let upper = pick(
-                (_mm512_permutexvar_ps(even, a), ti),
-                (_mm512_permutexvar_ps(odd, a), _mm512_add_epi32(ti, one)),
-            );
-            let lower = pick(
-                (_mm512_permutexvar_ps(even, c), bi),
-                (_mm512_permutexvar_ps(odd, c), _mm512_add_epi32(bi, one)),
-            );
-            let (v, mut at) = pick(upper, lower);
-            if RELU {
-                let live = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, zero);
-                at = _mm512_mask_blend_epi32(live, _mm512_set1_epi32(CUT as i32), at);
+    // The even and odd columns of 32 values from `p`, of which the first `m` are read.
+    let split = |p: *const f32, m: usize| {
+        let (m0, m1) = (
+            ((1u64 << m.min(16)) - 1) as u16,
+            ((1u64 << m.saturating_sub(16)) - 1) as u16,
+        );
+        // SAFETY: the caller keeps the `m` values from `p` within `s`; masked lanes are not
+        // read.
+        let (v0, v1) = unsafe {
+            (
+                act(_mm512_maskz_loadu_ps(m0, p)),
+                act(_mm512_maskz_loadu_ps(m1, p.add(16))),
+            )
+        };
+        (
+            _mm512_permutex2var_ps(v0, even, v1),
+            _mm512_permutex2var_ps(v0, odd, v1),
+        )
+    };
+    for y in 0..oh {
+        let (top, bottom) = (2 * y * wp, (2 * y + 1) * wp);
+        let (d, r) = (&mut d[y * ow..][..ow], &mut r[y * ow..][..ow]);
+        let mut x = 0;
+        while x < ow {
+            let m = (ow - x).min(16);
+            let out_mask = ((1u32 << m) - 1) as u16;
+            // SAFETY: reads stay within `2 * ow` values of rows `2y` and `2y + 1`, within `s`
+            // as asserted; stores within `ow` values of `d` and `r`.
+            unsafe {
+                let (a_even, a_odd) = split(s.as_ptr().add(top + 2 * x), 2 * m);
+                let (c_even, c_odd) = split(s.as_ptr().add(bottom + 2 * x), 2 * m);
+                // Position of each output's top-left value: 2 * (x + lane) in its row.
+                let col = _mm512_add_epi32(even, _mm512_set1_epi32(2 * x as i32));
+                let ti = _mm512_add_epi32(col, _mm512_set1_epi32(top as i32));
+                let bi = _mm512_add_epi32(col, _mm512_set1_epi32(bottom as i32));
+                let upper = pick((a_even, ti), (a_odd, _mm512_add_epi32(ti, one)));
+                let lower = pick((c_even, bi), (c_odd, _mm512_add_epi32(bi, one)));
+                let (v, mut at) = pick(upper, lower);
+                if RELU {
+                    let live = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, zero);
+                    at = _mm512_mask_blend_epi32(live, cut, at);
+                }
+                _mm512_mask_storeu_ps(d.as_mut_ptr().add(x), out_mask, v);
+                _mm512_mask_storeu_epi32(r.as_mut_ptr().add(x).cast(), out_mask, at);
             }
-            _mm512_mask_storeu_ps(d.as_mut_ptr().add(x), out_mask, v);
-            _mm512_mask_storeu_epi32(r.as_mut_ptr().add(x).cast(), out_mask, at);
+            x += 16;
         }
-        x += 8;
     }
 }
 
@@ -549,6 +573,13 @@ fn epilogue_with<const RELU: bool, const POOL: bool>(a: EpilogueArgs) {
     for (o, &b) in bias.iter().enumerate() {
         let s = &src[o * n8..(o + 1) * n8];
         let d = &mut dst[o * plane..][..plane];
+        #[cfg(target_arch = "x86_64")]
+        if POOL && avx512 {
+            let r = &mut route[o * plane..][..plane];
+            // SAFETY: `avx512` is only set when the CPU has AVX-512F.
+            unsafe { pool_plane_avx512::<RELU>(s, (wp, oh, ow), b, d, r) };
+            continue;
+        }
         for y in 0..oh {
             let d = &mut d[y * ow..][..ow];
             if POOL {
@@ -556,12 +587,6 @@ fn epilogue_with<const RELU: bool, const POOL: bool>(a: EpilogueArgs) {
                 let (r0, r1) = (&s[top..top + 2 * ow], &s[bottom..bottom + 2 * ow]);
                 let r = &mut route[o * plane + y * ow..][..ow];
                 let (top, bottom) = (top as u32, bottom as u32);
-                #[cfg(target_arch = "x86_64")]
-                if avx512 {
-                    // SAFETY: `avx512` is only set when the CPU has AVX-512F.
-                    unsafe { pool_row_avx512::<RELU>((r0, r1), b, (top, bottom), d, r) };
-                    continue;
-                }
                 for x in 0..ow {
                     let (i, xi) = (2 * x, 2 * x as u32);
                     let upper = pick(
