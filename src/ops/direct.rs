@@ -138,6 +138,107 @@ pub fn correlate_with(
     }
 }
 
+/// [`correlate`] over taps that come in rows of `k` neighbours, as a convolution's do, set up
+/// once for many images: tap `(r, kx)` reads `src[p + rows[r] + kx]` with weight
+/// `w[o * taps + r * k + kx]` (`rows` ascending, `taps = rows.len() * k`).
+///
+/// With fewer than 4 output channels the kernels would load a source vector for every
+/// multiply-add. Then (with 25 taps or more) each kernel column becomes an output channel of its own (`co * k`
+/// channels over `rows.len()` taps, each load shared by `k` multiply-adds) and the columns are
+/// added up after, each shifted by its `kx`: the same products, summed in another order.
+pub struct RowTaps {
+    /// Every tap's offset (the plain case) or each row's first (split by column).
+    off: Vec<usize>,
+    k: usize,
+    /// The weights, reordered `(o, kx, r)` when split.
+    w: Vec<f32>,
+    /// Output channels, or 0 when not split.
+    split_co: usize,
+    /// The columns' partial sums, when split.
+    h: Vec<f32>,
+}
+
+impl RowTaps {
+    pub fn new(rows: &[usize], k: usize, w: &[f32]) -> Self {
+        let (r_len, taps) = (rows.len(), rows.len() * k);
+        let co = w.len().checked_div(taps).unwrap_or(0);
+        // A few taps load little either way, and splitting costs a pass over the output.
+        if co >= 4 || co == 0 || k == 1 || taps < 25 {
+            let off = rows.iter().flat_map(|&r| r..r + k).collect();
+            return RowTaps {
+                off,
+                k,
+                w: w.to_vec(),
+                split_co: 0,
+                h: Vec::new(),
+            };
+        }
+        let mut ws = vec![0.0; w.len()];
+        for (i, &v) in w.iter().enumerate() {
+            let (o, r, kx) = (i / taps, (i / k) % r_len, i % k);
+            ws[(o * k + kx) * r_len + r] = v;
+        }
+        RowTaps {
+            off: rows.to_vec(),
+            k,
+            w: ws,
+            split_co: co,
+            h: Vec::new(),
+        }
+    }
+
+    /// Writes what [`correlate`] with these taps writes. Reads `src` as far as it does
+    /// (`round_up(len) + k - 2 + max(rows)`) or, split by column, up to
+    /// `round_up(len + k - 1) - 1 + max(rows)`: at most 15 values further.
+    pub fn correlate(&mut self, out: &mut [f32], out_stride: usize, len: usize, src: &[f32]) {
+        let (co, k) = (self.split_co, self.k);
+        if co == 0 {
+            return correlate(out, out_stride, len, src, &self.off, &self.w);
+        }
+        let n = round_up(len);
+        // Column kx's sums are read `kx` positions on: rows long enough for that, zero beyond
+        // `round_up(len + k - 1)`.
+        let h_stride = round_up(n + k);
+        self.h.clear();
+        self.h.resize(co * k * h_stride, 0.0);
+        correlate(&mut self.h, h_stride, len + k - 1, src, &self.off, &self.w);
+        assert!(
+            out.len() >= (co - 1) * out_stride + n,
+            "RowTaps::correlate: buffer too short"
+        );
+        for o in 0..co {
+            let dst = &mut out[o * out_stride..][..n];
+            let cols = &self.h[o * k * h_stride..][..k * h_stride];
+            #[cfg(target_arch = "x86_64")]
+            if Kernel::best() == Kernel::Avx512 {
+                // SAFETY: the CPU has AVX-512F.
+                unsafe { add_columns_avx512(dst, cols, h_stride, k) };
+                continue;
+            }
+            add_columns(dst, cols, h_stride, k);
+        }
+    }
+}
+
+/// `dst[p] = sum_kx cols[kx * stride + kx + p]`: the kernel columns of [`RowTaps`] added up.
+#[inline(always)]
+fn add_columns(dst: &mut [f32], cols: &[f32], stride: usize, k: usize) {
+    let n = dst.len();
+    dst.copy_from_slice(&cols[..n]);
+    for kx in 1..k {
+        for (d, v) in dst.iter_mut().zip(&cols[kx * stride + kx..][..n]) {
+            *d += v;
+        }
+    }
+}
+
+/// [`add_columns`] compiled for AVX-512, where its loops vectorize 16 wide.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn add_columns_avx512(dst: &mut [f32], cols: &[f32], stride: usize, k: usize) {
+    add_columns(dst, cols, stride, k)
+}
+
 /// What a weight-gradient pass reads: `images` images, image `i`'s wide output gradient at
 /// `g[i * g_image..]` (channels `g_stride` apart, `len` positions each) and its padded input
 /// at `src[i * src_image..]`.
@@ -294,6 +395,14 @@ impl Wide {
         off
     }
 
+    /// The first tap of each kernel row, `(c, ky)`, for [`correlate_rows`].
+    fn rows(&self, channels: usize, plane: usize) -> Vec<usize> {
+        let k = self.win.kernel;
+        (0..channels)
+            .flat_map(|c| (0..k).map(move |ky| c * plane + ky * self.wp))
+            .collect()
+    }
+
     /// Copies `batch` `C x H x W` images into zero-padded planes of [`Self::x_plane`] values
     /// (appending, so no value is written twice).
     fn pad(&self, x: &[f32], batch: usize) -> Vec<f32> {
@@ -371,10 +480,8 @@ pub fn conv_forward(
 ) -> (Vec<f32>, Saved) {
     let wide = Wide::new(win);
     let (out_c, plane_in) = (bias.len(), win.channels * wide.x_plane());
-    let (xp, off) = (
-        wide.pad(x, batch),
-        wide.offsets(win.channels, wide.x_plane()),
-    );
+    let xp = wide.pad(x, batch);
+    let mut taps = RowTaps::new(&wide.rows(win.channels, wide.x_plane()), win.kernel, w);
     let n8 = round_up(wide.span);
     let (oh, ow) = (epi.side(win.out_h), epi.side(win.out_w));
     let mut wide_out = vec![0.0; out_c * n8];
@@ -382,7 +489,7 @@ pub fn conv_forward(
     let mut out = vec![0.0; batch * per_image];
     let mut route = vec![0; if epi.max_pool2 { out.len() } else { 0 }];
     for img in 0..batch {
-        correlate(&mut wide_out, n8, wide.span, &xp[img * plane_in..], &off, w);
+        taps.correlate(&mut wide_out, n8, wide.span, &xp[img * plane_in..]);
         let dst = &mut out[img * per_image..][..per_image];
         let rt = if route.is_empty() {
             &mut [][..]
@@ -531,6 +638,42 @@ unsafe fn pool_plane_avx512<const RELU: bool>(
     }
 }
 
+/// One channel of bias and ReLU (if `RELU`) from the wide output `s` (`wp` values a row) into
+/// `oh x ow` values, 16 at a time with masks: the scalar loop's values (ReLU turns NaN into 0).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn bias_plane_avx512<const RELU: bool>(
+    s: &[f32],
+    (wp, oh, ow): (usize, usize, usize),
+    bias: f32,
+    d: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    if oh == 0 || ow == 0 {
+        return;
+    }
+    assert!(
+        (oh - 1) * wp + ow <= s.len() && d.len() >= oh * ow,
+        "bias_plane: buffer too short"
+    );
+    let (b, zero) = (_mm512_set1_ps(bias), _mm512_setzero_ps());
+    for y in 0..oh {
+        let mut x = 0;
+        while x < ow {
+            let mask = ((1u32 << (ow - x).min(16)) - 1) as u16;
+            // SAFETY: the masks keep reads within row `y`'s `ow` values of `s` and writes
+            // within `d`, as asserted.
+            unsafe {
+                let v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, s.as_ptr().add(y * wp + x)), b);
+                // max_ps returns its second operand when the first is NaN: 0.
+                let v = if RELU { _mm512_max_ps(v, zero) } else { v };
+                _mm512_mask_storeu_ps(d.as_mut_ptr().add(y * ow + x), mask, v);
+            }
+            x += 16;
+        }
+    }
+}
+
 /// [`epilogue`] compiled for AVX2, where its selections vectorize with blends.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
@@ -574,10 +717,16 @@ fn epilogue_with<const RELU: bool, const POOL: bool>(a: EpilogueArgs) {
         let s = &src[o * n8..(o + 1) * n8];
         let d = &mut dst[o * plane..][..plane];
         #[cfg(target_arch = "x86_64")]
-        if POOL && avx512 {
-            let r = &mut route[o * plane..][..plane];
+        if avx512 {
             // SAFETY: `avx512` is only set when the CPU has AVX-512F.
-            unsafe { pool_plane_avx512::<RELU>(s, (wp, oh, ow), b, d, r) };
+            unsafe {
+                if POOL {
+                    let r = &mut route[o * plane..][..plane];
+                    pool_plane_avx512::<RELU>(s, (wp, oh, ow), b, d, r);
+                } else {
+                    bias_plane_avx512::<RELU>(s, (wp, oh, ow), b, d);
+                }
+            }
             continue;
         }
         for y in 0..oh {
@@ -642,7 +791,7 @@ pub fn conv_backward(
             *v = w[(o * c + ci) * taps + taps - 1 - t];
         }
     }
-    let off_g = wide.offsets(out_c, g_plane);
+    let mut taps_g = RowTaps::new(&wide.rows(out_c, g_plane), win.kernel, &w_flip);
     let gx_n = round_up(wide.hp * wide.wp);
     let mut gx_wide = vec![0.0; if input_grad { c * gx_n } else { 0 }];
     let mut gx = input_grad.then(|| Vec::with_capacity(batch * win.image()));
@@ -652,7 +801,8 @@ pub fn conv_backward(
     // The wide output gradients of a chunk of images; only their spans are ever written, so
     // margins and slack stay zero.
     let g_image = out_c * g_plane;
-    let mut g_wide = vec![0.0; GRAD_CHUNK.min(batch) * g_image];
+    // (Plus slack: split by column, the input gradient reads up to 15 values further.)
+    let mut g_wide = vec![0.0; GRAD_CHUNK.min(batch) * g_image + LANES];
     for start in (0..batch).step_by(GRAD_CHUNK) {
         let count = GRAD_CHUNK.min(batch - start);
         for k in 0..count {
@@ -717,8 +867,8 @@ pub fn conv_backward(
         };
         for k in 0..count {
             let len = wide.hp * wide.wp;
-            let g = &g_wide[k * g_image..][..g_image];
-            correlate(&mut gx_wide, gx_n, len, g, &off_g, &w_flip);
+            let g = &g_wide[k * g_image..];
+            taps_g.correlate(&mut gx_wide, gx_n, len, g);
             // Crop the padding off (nothing to crop without padding: one copy per plane).
             for ci in 0..c {
                 let plane = &gx_wide[ci * gx_n..][..len];
@@ -1143,6 +1293,46 @@ mod tests {
                                 .sum::<f64>();
                         assert!((gw[o * taps + j] as f64 - r).abs() < 1e-3, "{what}: grad");
                     }
+                }
+            }
+        }
+    }
+
+    /// Rows of kernel taps, split by column (fewer than 4 channels and 25 taps or more) or not,
+    /// against the definition: every real position (`p < len`), lengths that are not whole
+    /// vectors, and no read beyond the bound the docs give.
+    #[test]
+    fn row_taps_match_the_definition() {
+        // (channels, rows, k, len)
+        for (co, r_len, k, len) in [
+            (1, 30, 5, 784),
+            (2, 9, 3, 37),
+            (3, 5, 5, 20),
+            (1, 3, 3, 900),
+            (6, 6, 5, 92),
+        ] {
+            let rows: Vec<usize> = (0..r_len).map(|r| r * 29 + r % 3).collect();
+            let taps = r_len * k;
+            let split = co < 4 && k > 1 && taps >= 25;
+            let read = rows[r_len - 1]
+                + if split {
+                    round_up(len + k - 1) - 1
+                } else {
+                    round_up(len) + k - 2
+                };
+            // Exactly as long as the docs say it reads: a read beyond panics.
+            let src = data(read + 1, 4);
+            let w = data(co * taps, 5);
+            let n = round_up(len);
+            let mut out = vec![f32::NAN; co * n];
+            RowTaps::new(&rows, k, &w).correlate(&mut out, n, len, &src);
+            for o in 0..co {
+                for p in 0..len {
+                    let r: f64 = (0..taps)
+                        .map(|j| w[o * taps + j] as f64 * src[p + rows[j / k] + j % k] as f64)
+                        .sum();
+                    let what = format!("{co} channels {r_len}x{k} taps {len} long, at {o}, {p}");
+                    assert!((out[o * n + p] as f64 - r).abs() < 1e-4, "{what}");
                 }
             }
         }
