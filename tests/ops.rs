@@ -270,7 +270,13 @@ fn fused_convolution_equals_its_layers() {
         (2, 1, 5, 37, 2, 3, 1, 0),
         (2, 2, 9, 9, 3, 3, 2, 1),
     ] {
-        let geom = Conv2dGeometry::new(c, o, k, s, p);
+        let geom = Conv2dGeometry {
+            in_channels: c,
+            out_channels: o,
+            kernel: k,
+            stride: s,
+            padding: p,
+        };
         let x = rand_vec(&mut rng, n * c * h * w);
         let (wt, b) = (
             param(rand_vec(&mut rng, o * c * k * k)),

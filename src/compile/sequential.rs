@@ -97,7 +97,13 @@ impl Sequential {
                     padding,
                     ..
                 } => {
-                    let geom = Conv2dGeometry::new(c, out, kernel, stride, padding);
+                    let geom = Conv2dGeometry {
+                        in_channels: c,
+                        out_channels: out,
+                        kernel,
+                        stride,
+                        padding,
+                    };
                     let bound = 1.0 / ((c * kernel * kernel) as f32).sqrt();
                     let w = uniform(store, dev, rng, geom.weight_len(), bound);
                     let b = uniform(store, dev, rng, out, bound);
@@ -109,7 +115,13 @@ impl Sequential {
                     stride,
                     padding,
                 } => {
-                    let geom = ConvTranspose2dGeometry::new(c, out, kernel, stride, padding);
+                    let geom = ConvTranspose2dGeometry {
+                        in_channels: c,
+                        out_channels: out,
+                        kernel,
+                        stride,
+                        padding,
+                    };
                     // PyTorch takes fan_in from weight dim 1, which is `out` here.
                     let bound = 1.0 / ((out * kernel * kernel) as f32).sqrt();
                     let w = uniform(store, dev, rng, geom.weight_len(), bound);

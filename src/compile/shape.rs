@@ -61,7 +61,13 @@ pub fn infer_layer(
             if out == 0 {
                 return Err("out must be at least 1".into());
             }
-            let geom = Conv2dGeometry::new(c, out, kernel, stride, padding);
+            let geom = Conv2dGeometry {
+                in_channels: c,
+                out_channels: out,
+                kernel,
+                stride,
+                padding,
+            };
             let win = geom
                 .window(c, h, w)
                 .map_err(|e| format!("{e} ({})", show(input)))?;
@@ -76,7 +82,13 @@ pub fn infer_layer(
             if out == 0 {
                 return Err("out must be at least 1".into());
             }
-            let geom = ConvTranspose2dGeometry::new(c, out, kernel, stride, padding);
+            let geom = ConvTranspose2dGeometry {
+                in_channels: c,
+                out_channels: out,
+                kernel,
+                stride,
+                padding,
+            };
             let win = geom
                 .window(c, h, w)
                 .map_err(|e| format!("{e} ({})", show(input)))?;

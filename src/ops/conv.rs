@@ -18,23 +18,6 @@ pub struct Conv2dGeometry {
 }
 
 impl Conv2dGeometry {
-    /// A convolution from `in_channels` to `out_channels`.
-    pub fn new(
-        in_channels: usize,
-        out_channels: usize,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-    ) -> Self {
-        Conv2dGeometry {
-            in_channels,
-            out_channels,
-            kernel,
-            stride,
-            padding,
-        }
-    }
-
     /// Values in the weight (`out x in x k x k`).
     pub fn weight_len(&self) -> usize {
         self.out_channels * self.in_channels * self.kernel * self.kernel

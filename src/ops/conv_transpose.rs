@@ -16,23 +16,6 @@ pub struct ConvTranspose2dGeometry {
 }
 
 impl ConvTranspose2dGeometry {
-    /// A transposed convolution from `in_channels` to `out_channels`.
-    pub fn new(
-        in_channels: usize,
-        out_channels: usize,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-    ) -> Self {
-        ConvTranspose2dGeometry {
-            in_channels,
-            out_channels,
-            kernel,
-            stride,
-            padding,
-        }
-    }
-
     /// Values in the weight (`in x out x k x k`, PyTorch's layout).
     pub fn weight_len(&self) -> usize {
         self.in_channels * self.out_channels * self.kernel * self.kernel

@@ -14,6 +14,7 @@
 //! in plain Rust (same sums, in another order and rounded separately rather than fused).
 
 use super::kernels::Window;
+use std::borrow::Cow;
 
 /// Values per AVX-512 register (two AVX2 registers); every length is processed in whole
 /// multiples of it.
@@ -146,29 +147,28 @@ pub fn correlate_with(
 /// multiply-add. Then (with 25 taps or more) each kernel column becomes an output channel of its own (`co * k`
 /// channels over `rows.len()` taps, each load shared by `k` multiply-adds) and the columns are
 /// added up after, each shifted by its `kx`: the same products, summed in another order.
-pub struct RowTaps {
+pub struct RowTaps<'w> {
     /// Every tap's offset (the plain case) or each row's first (split by column).
     off: Vec<usize>,
     k: usize,
     /// The weights, reordered `(o, kx, r)` when split.
-    w: Vec<f32>,
+    w: Cow<'w, [f32]>,
     /// Output channels, or 0 when not split.
     split_co: usize,
     /// The columns' partial sums, when split.
     h: Vec<f32>,
 }
 
-impl RowTaps {
-    pub fn new(rows: &[usize], k: usize, w: &[f32]) -> Self {
+impl<'w> RowTaps<'w> {
+    pub fn new(rows: &[usize], k: usize, w: &'w [f32]) -> Self {
         let (r_len, taps) = (rows.len(), rows.len() * k);
         let co = w.len().checked_div(taps).unwrap_or(0);
         // A few taps load little either way, and splitting costs a pass over the output.
         if co >= 4 || co == 0 || k == 1 || taps < 25 {
-            let off = rows.iter().flat_map(|&r| r..r + k).collect();
             return RowTaps {
-                off,
+                off: row_taps(rows, k),
                 k,
-                w: w.to_vec(),
+                w: Cow::Borrowed(w),
                 split_co: 0,
                 h: Vec::new(),
             };
@@ -181,7 +181,7 @@ impl RowTaps {
         RowTaps {
             off: rows.to_vec(),
             k,
-            w: ws,
+            w: Cow::Owned(ws),
             split_co: co,
             h: Vec::new(),
         }
@@ -237,6 +237,11 @@ fn add_columns(dst: &mut [f32], cols: &[f32], stride: usize, k: usize) {
 #[target_feature(enable = "avx512f")]
 unsafe fn add_columns_avx512(dst: &mut [f32], cols: &[f32], stride: usize, k: usize) {
     add_columns(dst, cols, stride, k)
+}
+
+/// Every tap's offset: `k` neighbours from each row's first.
+fn row_taps(rows: &[usize], k: usize) -> Vec<usize> {
+    rows.iter().flat_map(|&r| r..r + k).collect()
 }
 
 /// What a weight-gradient pass reads: `images` images, image `i`'s wide output gradient at
@@ -385,17 +390,10 @@ impl Wide {
 
     /// Tap offsets over `channels` planes of `plane` values, in weight order `(c, ky, kx)`.
     fn offsets(&self, channels: usize, plane: usize) -> Vec<usize> {
-        let k = self.win.kernel;
-        let mut off = Vec::with_capacity(channels * k * k);
-        for c in 0..channels {
-            for ky in 0..k {
-                off.extend((0..k).map(|kx| c * plane + ky * self.wp + kx));
-            }
-        }
-        off
+        row_taps(&self.rows(channels, plane), self.win.kernel)
     }
 
-    /// The first tap of each kernel row, `(c, ky)`, for [`correlate_rows`].
+    /// The first tap of each kernel row, `(c, ky)`, for [`RowTaps`].
     fn rows(&self, channels: usize, plane: usize) -> Vec<usize> {
         let k = self.win.kernel;
         (0..channels)
