@@ -4,10 +4,10 @@
 //! and the direct kernels stride-1 convolutions use. Figures are recorded in benches/README.md.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use lesser::ops::direct::{self, Epilogue};
 use lesser::ops::kernels::{
     MatRef, Window, cnhw_to_nchw, col2im_add, im2col, matmul, nchw_to_cnhw,
 };
+use lesser::ops::lanes::{self, Epilogue};
 
 fn kernels(c: &mut Criterion) {
     let n = 200;
@@ -70,11 +70,11 @@ fn kernels(c: &mut Criterion) {
         let bias = vec![0.1; out];
         let epi = Epilogue::default();
         c.bench_function(&name("direct forward"), |b| {
-            b.iter(|| direct::conv_forward(&x, n, &win, &w, &bias, epi, true))
+            b.iter(|| lanes::conv_forward(&x, n, &win, &w, &bias, epi, true))
         });
-        let (_, saved) = direct::conv_forward(&x, n, &win, &w, &bias, epi, true);
+        let (_, saved) = lanes::conv_forward(&x, n, &win, &w, &bias, epi, true);
         c.bench_function(&name("direct backward"), |b| {
-            b.iter(|| direct::conv_backward(&saved, &y, n, &win, &w, out, true))
+            b.iter(|| lanes::conv_backward(&saved, &y, n, &win, &w, out, true))
         });
     }
 }

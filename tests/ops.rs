@@ -182,6 +182,9 @@ fn conv2d_forward_matches_reference() {
         (2, 2, 6, 6, 1, 5, 1, 2),
         (2, 1, 8, 5, 2, 2, 1, 0),
         (1, 1, 28, 28, 1, 7, 1, 3),
+        // More images than one group of 16 (the direct path's lanes), the last group partial.
+        (20, 2, 7, 6, 3, 3, 1, 1),
+        (33, 1, 6, 6, 2, 3, 1, 0),
     ] {
         let x = rand_vec(&mut rng, n * c * h * w);
         let wt = rand_vec(&mut rng, o * c * k * k);
@@ -233,8 +236,8 @@ fn conv2d_gradients() {
         (2, 1, 6, 5, 1, 3, 1, 1),
         (2, 2, 5, 6, 1, 2, 1, 0),
         (2, 5, 6, 7, 7, 3, 1, 2),
-        // More images than one weight-gradient pass takes (8).
-        (11, 2, 4, 5, 2, 3, 1, 1),
+        // More images than one group of 16 lanes, the last group partial.
+        (18, 2, 4, 5, 2, 3, 1, 1),
     ] {
         let geom = Conv2dGeometry {
             in_channels: c,
@@ -269,6 +272,8 @@ fn fused_convolution_equals_its_layers() {
         (2, 1, 20, 21, 2, 3, 1, 0),
         (2, 1, 5, 37, 2, 3, 1, 0),
         (2, 2, 9, 9, 3, 3, 2, 1),
+        // Two groups of 16 images, the second partial.
+        (20, 2, 8, 7, 3, 3, 1, 0),
     ] {
         let geom = Conv2dGeometry {
             in_channels: c,

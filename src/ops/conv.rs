@@ -1,7 +1,7 @@
 //! 2-D convolution (PyTorch's `Conv2d`, square kernel, zero padding).
 
-use super::direct::{self, Epilogue};
 use super::kernels::{MatRef, Window, cnhw_to_nchw, col2im_add, im2col, matmul, nchw_to_cnhw};
+use super::lanes::{self, Epilogue};
 use super::{Act, OpTape, Param, add_param_grad, check_len, unary_op, values};
 use super::{Activation, PoolKind, activation, pool2d};
 use crate::error::{Error, Result};
@@ -92,14 +92,14 @@ pub fn conv2d_fused<T: OpTape>(
         }
         return Ok(y);
     }
-    // Stride 1 (every seed layer): direct, register-blocked kernels, no im2col copy.
+    // Stride 1 (every seed layer): register-blocked kernels on 16 images at a time.
     let out_c = geom.out_channels;
     let (wv, bv) = (values(weight), values(bias));
-    let (out, saved) = direct::conv_forward(&values(&x), n, &win, &wv, &bv, epi, T::OWNS_TAPE);
+    let (out, saved) = lanes::conv_forward(&values(&x), n, &win, &wv, &bv, epi, T::OWNS_TAPE);
     let (weight, bias) = (weight.clone(), bias.clone());
     let dims = (n, out_c, epi.side(win.out_h), epi.side(win.out_w));
     Ok(unary_op(x, out, dims, move |gy, grads| {
-        let (gw, gb, gx) = direct::conv_backward(&saved, gy, n, &win, &wv, out_c, input_grad);
+        let (gw, gb, gx) = lanes::conv_backward(&saved, gy, n, &win, &wv, out_c, input_grad);
         add_param_grad(grads, &bias, &gb)?;
         add_param_grad(grads, &weight, &gw)?;
         Ok(gx)

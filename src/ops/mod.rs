@@ -10,6 +10,7 @@
 
 pub mod direct;
 pub mod kernels;
+pub mod lanes;
 
 mod conv;
 mod conv_transpose;
@@ -22,8 +23,8 @@ mod pool;
 
 pub use conv::{Conv2dGeometry, conv2d, conv2d_fused};
 pub use conv_transpose::{ConvTranspose2dGeometry, conv_transpose2d};
-pub use direct::Epilogue;
 pub use elementwise::{Activation, activation, threshold, upsample_nearest};
+pub use lanes::Epilogue;
 pub use linear::linear;
 pub use loss::{cross_entropy, logits_argmax};
 pub use norm::{BatchNormState, batch_norm2d};

@@ -1,0 +1,732 @@
+//! Stride-1 convolution on the image-per-lane layout.
+//!
+//! A batch is cut into groups of [`LANES`] images, and each group is stored
+//! `C x H x W x LANES`: one pixel of the 16 images side by side (missing images of the last
+//! group are zeros). A stride-1 convolution is then, output row by output row, the 1-D
+//! correlation of [`correlate`] with tap offsets in whole pixels: every vector the kernels
+//! load is one pixel of 16 images, aligned to a cache line, and every position they compute
+//! is an output (no padding columns, no rounding of an image to whole vectors). The weight
+//! gradient is [`correlate_grad`] with output rows as its "images", the input gradient the
+//! forward correlation of the output gradient with the kernel flipped. The layout is entered
+//! and left by one transposing pass each way.
+
+use std::ops::{Deref, DerefMut};
+
+use super::direct::{GradInput, Kernel, LANES, correlate, correlate_grad, reduce_lanes};
+use super::kernels::Window;
+
+/// Zero-initialized `f32`s starting on a 64-byte boundary (when the allocator allows), so
+/// that a pixel of 16 lanes is one cache line.
+#[derive(Debug, Default)]
+pub struct Aligned {
+    buf: Vec<f32>,
+    start: usize,
+    len: usize,
+}
+
+impl Aligned {
+    pub fn zeros(len: usize) -> Self {
+        let buf = vec![0.0; len + LANES];
+        let start = buf.as_ptr().align_offset(64);
+        let start = if start < LANES { start } else { 0 };
+        Aligned { buf, start, len }
+    }
+}
+
+impl Deref for Aligned {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.buf[self.start..self.start + self.len]
+    }
+}
+
+impl DerefMut for Aligned {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.buf[self.start..self.start + self.len]
+    }
+}
+
+/// Groups of [`LANES`] images in a batch of `n`.
+fn groups(n: usize) -> usize {
+    n.div_ceil(LANES)
+}
+
+/// Images of group `g` in a batch of `n`.
+fn in_group(n: usize, g: usize) -> usize {
+    (n - g * LANES).min(LANES)
+}
+
+/// `C x H x W` images stored with `pad` zeros all round: the planes of one group.
+#[derive(Clone, Copy, Debug)]
+struct Planes {
+    c: usize,
+    h: usize,
+    w: usize,
+    pad: usize,
+}
+
+impl Planes {
+    fn hp(&self) -> usize {
+        self.h + 2 * self.pad
+    }
+    fn wp(&self) -> usize {
+        self.w + 2 * self.pad
+    }
+    /// Pixels of one padded plane.
+    fn area(&self) -> usize {
+        self.hp() * self.wp()
+    }
+    /// Values of one group.
+    fn group(&self) -> usize {
+        self.c * self.area() * LANES
+    }
+    /// Values of one image in NCHW, padding excluded.
+    fn image(&self) -> usize {
+        self.c * self.h * self.w
+    }
+    /// Offsets of the taps of a `k x k` kernel, in weight order `(c, ky, kx)`.
+    fn taps(&self, k: usize) -> Vec<usize> {
+        let (area, wp) = (self.area(), self.wp());
+        (0..self.c)
+            .flat_map(|c| (0..k).flat_map(move |ky| (0..k).map(move |kx| (c, ky, kx))))
+            .map(|(c, ky, kx)| (c * area + ky * wp + kx) * LANES)
+            .collect()
+    }
+    /// Where image pixel `(c, y, x)` sits in a group, in pixels.
+    fn pixel(&self, c: usize, y: usize, x: usize) -> usize {
+        (c * self.hp() + y + self.pad) * self.wp() + x + self.pad
+    }
+
+    /// Group `g` of the NCHW batch `x` (`n` images) into `dst` (one group; missing images
+    /// become zeros, padding is left as it is).
+    fn enter(&self, x: &[f32], n: usize, g: usize, dst: &mut [f32]) {
+        let (m, image) = (in_group(n, g), self.image());
+        let x = &x[g * LANES * image..];
+        for c in 0..self.c {
+            for y in 0..self.h {
+                let src = &x[(c * self.h + y) * self.w..];
+                let at = self.pixel(c, y, 0) * LANES;
+                gather(&mut dst[at..at + self.w * LANES], src, image, m);
+            }
+        }
+    }
+
+    /// The images of group `g` (of a batch of `n`) from `src` (one group) into the NCHW
+    /// batch `x`, padding dropped.
+    fn leave(&self, src: &[f32], n: usize, g: usize, x: &mut [f32]) {
+        let (m, image) = (in_group(n, g), self.image());
+        let x = &mut x[g * LANES * image..];
+        for c in 0..self.c {
+            for y in 0..self.h {
+                let dst = &mut x[(c * self.h + y) * self.w..];
+                let at = self.pixel(c, y, 0) * LANES;
+                scatter(dst, &src[at..at + self.w * LANES], image, m);
+            }
+        }
+    }
+}
+/// `dst[p * LANES + l] = src[l * stride + p]` for `l < m` and every pixel `p` of `dst`: `m`
+/// rows of `src`, `stride` apart, into pixels. Lanes from `m` on are set to 0.
+fn gather(dst: &mut [f32], src: &[f32], stride: usize, m: usize) {
+    let len = dst.len() / LANES;
+    if len == 0 || m == 0 {
+        return;
+    }
+    assert!(
+        m <= LANES && src.len() >= (m - 1) * stride + len,
+        "gather: buffer too short"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if Kernel::best() == Kernel::Avx512 && stride * LANES < i32::MAX as usize {
+        // SAFETY: the CPU has AVX-512F; the assert bounds every masked read.
+        return unsafe { simd::gather(dst, src, stride, m) };
+    }
+    for (p, d) in dst.chunks_exact_mut(LANES).enumerate() {
+        for (l, v) in d.iter_mut().enumerate() {
+            *v = if l < m { src[l * stride + p] } else { 0.0 };
+        }
+    }
+}
+
+/// The inverse of [`gather`]: `dst[l * stride + p] = src[p * LANES + l]` for `l < m` and
+/// every pixel `p` of `src`.
+fn scatter(dst: &mut [f32], src: &[f32], stride: usize, m: usize) {
+    let len = src.len() / LANES;
+    if len == 0 || m == 0 {
+        return;
+    }
+    assert!(
+        m <= LANES && dst.len() >= (m - 1) * stride + len,
+        "scatter: buffer too short"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if Kernel::best() == Kernel::Avx512 && stride * LANES < i32::MAX as usize {
+        // SAFETY: the CPU has AVX-512F; the assert bounds every masked write.
+        return unsafe { simd::scatter(dst, src, stride, m) };
+    }
+    for (p, s) in src.chunks_exact(LANES).enumerate() {
+        for (l, &v) in s.iter().enumerate().take(m) {
+            dst[l * stride + p] = v;
+        }
+    }
+}
+
+/// What a convolution applies to its own output before handing it on, fused into the
+/// convolution so that its full-size output is never stored: a ReLU, then a 2x2 max pool with
+/// stride 2 (floor mode). ReLU first, then pool, as the layers are written; the two commute
+/// except for NaN, which ReLU turns into 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Epilogue {
+    pub relu: bool,
+    pub max_pool2: bool,
+}
+
+impl Epilogue {
+    /// Output side for a convolution output side.
+    pub fn side(&self, conv_side: usize) -> usize {
+        if self.max_pool2 {
+            conv_side / 2
+        } else {
+            conv_side
+        }
+    }
+}
+
+/// A pooled output that passes no gradient back (ReLU cut it off).
+const CUT: u8 = u8::MAX;
+
+/// What [`conv_forward`] keeps for [`conv_backward`].
+#[derive(Debug, Default)]
+pub struct Saved {
+    /// The input, in the lane layout with the convolution's padding.
+    x: Aligned,
+    /// With a pool: for every pooled value (lane layout), which of its window's four
+    /// values it came from (row-major), or [`CUT`].
+    route: Vec<u8>,
+    /// With a ReLU and no pool: the output (lane layout), whose positive values pass the
+    /// gradient.
+    relu_out: Aligned,
+}
+
+/// The sizes of one stride-1 convolution.
+#[derive(Clone, Copy, Debug)]
+struct Conv {
+    input: Planes,
+    k: usize,
+    co: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Conv {
+    fn new(win: &Window, co: usize) -> Self {
+        assert_eq!(win.stride, 1, "the lane kernels are for stride 1");
+        let input = Planes {
+            c: win.channels,
+            h: win.height,
+            w: win.width,
+            pad: win.padding,
+        };
+        Conv {
+            input,
+            k: win.kernel,
+            co,
+            oh: win.out_h,
+            ow: win.out_w,
+        }
+    }
+
+    /// The convolution's output planes, with a margin of `k - 1` all round: the input
+    /// gradient is the forward correlation of these with the flipped kernel.
+    fn grad_planes(&self) -> Planes {
+        // Non-square outputs keep their own sides; `pad` is the margin.
+        Planes {
+            c: self.co,
+            h: self.oh,
+            w: self.ow,
+            pad: self.k - 1,
+        }
+    }
+}
+
+/// Stride-1 convolution of `batch` images `x` (`N x C x H x W`) with `w` (`out x C x k x k`)
+/// plus `bias`, then `epi`: returns the `N x out x OH x OW` output (`OH`, `OW` as
+/// [`Epilogue::side`] gives them) and, when `for_backward`, what the backward pass needs
+/// (else an empty [`Saved`]: evaluation keeps nothing).
+pub fn conv_forward(
+    x: &[f32],
+    batch: usize,
+    win: &Window,
+    w: &[f32],
+    bias: &[f32],
+    epi: Epilogue,
+    for_backward: bool,
+) -> (Vec<f32>, Saved) {
+    let cv = Conv::new(win, bias.len());
+    let (co, oh, ow) = (cv.co, cv.oh, cv.ow);
+    let (xp, wp) = (cv.input, cv.input.wp());
+    let off = xp.taps(cv.k);
+    let out_p = Planes {
+        c: co,
+        h: epi.side(oh),
+        w: epi.side(ow),
+        pad: 0,
+    };
+    let n_groups = groups(batch);
+    // What the backward pass reads is kept for every group; the rest is one group's, reused.
+    let keep_out = for_backward && epi.relu && !epi.max_pool2;
+    let per = |keep: bool| if keep { n_groups } else { 1 };
+    let slot = |keep: bool, g: usize| if keep { g } else { 0 };
+    let mut xl = Aligned::zeros(per(for_backward) * xp.group());
+    let mut ep = Aligned::zeros(per(keep_out) * out_p.group());
+    let mut route = vec![
+        0;
+        if for_backward && epi.max_pool2 {
+            n_groups * out_p.group()
+        } else {
+            0
+        }
+    ];
+    let mut conv = Aligned::zeros(co * oh * ow * LANES);
+    let mut y = vec![0.0; batch * out_p.image()];
+    for g in 0..n_groups {
+        let src = &mut xl[slot(for_backward, g) * xp.group()..][..xp.group()];
+        xp.enter(x, batch, g, src);
+        for y in 0..oh {
+            let row = &mut conv[y * ow * LANES..];
+            correlate(
+                row,
+                oh * ow * LANES,
+                ow * LANES,
+                &src[y * wp * LANES..],
+                &off,
+                w,
+            );
+        }
+        let dst = &mut ep[slot(keep_out, g) * out_p.group()..][..out_p.group()];
+        let rt = if route.is_empty() {
+            &mut [][..]
+        } else {
+            &mut route[g * out_p.group()..][..out_p.group()]
+        };
+        epilogue(epi, &conv, (co, oh, ow), bias, dst, rt);
+        out_p.leave(dst, batch, g, &mut y);
+    }
+    if !for_backward {
+        return (y, Saved::default());
+    }
+    let relu_out = if keep_out { ep } else { Aligned::default() };
+    (
+        y,
+        Saved {
+            x: xl,
+            route,
+            relu_out,
+        },
+    )
+}
+
+/// Bias, then `epi`, over one group's convolution output `src` (`co x oh x ow` pixels) into
+/// `dst` (`co x OH x OW` pixels) and, with a pool, `route` (unless it is empty).
+fn epilogue(
+    epi: Epilogue,
+    src: &[f32],
+    dims: (usize, usize, usize),
+    bias: &[f32],
+    dst: &mut [f32],
+    route: &mut [u8],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if Kernel::best() == Kernel::Avx512 {
+        // SAFETY: the CPU has AVX-512F.
+        return unsafe { simd::epilogue(epi, src, dims, bias, dst, route) };
+    }
+    epilogue_any(epi, src, dims, bias, dst, route)
+}
+
+#[inline(always)]
+fn epilogue_any(
+    epi: Epilogue,
+    src: &[f32],
+    dims: (usize, usize, usize),
+    bias: &[f32],
+    dst: &mut [f32],
+    route: &mut [u8],
+) {
+    match (epi.relu, epi.max_pool2) {
+        (false, false) => epilogue_with::<false, false>(src, dims, bias, dst, route),
+        (true, false) => epilogue_with::<true, false>(src, dims, bias, dst, route),
+        (false, true) => epilogue_with::<false, true>(src, dims, bias, dst, route),
+        (true, true) => epilogue_with::<true, true>(src, dims, bias, dst, route),
+    }
+}
+
+/// One pixel of 16 lanes at `at`.
+#[inline(always)]
+fn px(v: &[f32], at: usize) -> &[f32; LANES] {
+    v[at..at + LANES].try_into().expect("a whole pixel")
+}
+
+/// The selections are written as plain `if` values, lane by lane, so that they compile to
+/// vector compares and blends.
+#[inline(always)]
+fn epilogue_with<const RELU: bool, const POOL: bool>(
+    src: &[f32],
+    (co, oh, ow): (usize, usize, usize),
+    bias: &[f32],
+    dst: &mut [f32],
+    route: &mut [u8],
+) {
+    // `if` rather than `f32::max`: NaN becomes 0, as PyTorch's ReLU.
+    let act = |v: f32| if !RELU || v > 0.0 { v } else { 0.0 };
+    if !POOL {
+        let plane = oh * ow * LANES;
+        let planes = src.chunks_exact(plane).zip(dst.chunks_exact_mut(plane));
+        for ((s, d), &b) in planes.zip(bias).take(co) {
+            for (d, &s) in d.iter_mut().zip(s) {
+                *d = act(s + b);
+            }
+        }
+        return;
+    }
+    let pixel = |o: usize, y: usize, x: usize| ((o * oh + y) * ow + x) * LANES;
+    let mut at = 0;
+    for (o, &b) in bias.iter().enumerate().take(co) {
+        for py in 0..oh / 2 {
+            for qx in 0..ow / 2 {
+                let (y, x) = (2 * py, 2 * qx);
+                let (p0, p1) = (px(src, pixel(o, y, x)), px(src, pixel(o, y, x + 1)));
+                let (p2, p3) = (px(src, pixel(o, y + 1, x)), px(src, pixel(o, y + 1, x + 1)));
+                let (mut v, mut from) = ([0.0; LANES], [0u8; LANES]);
+                for l in 0..LANES {
+                    // The first largest in scan order wins, as the pool layer picks.
+                    let (mut best, mut i) = (act(p0[l] + b), 0);
+                    for (k, p) in [(1, p1), (2, p2), (3, p3)] {
+                        let c = act(p[l] + b);
+                        i = if c > best { k } else { i };
+                        best = if c > best { c } else { best };
+                    }
+                    v[l] = best;
+                    // A ReLU output of 0 passes no gradient.
+                    from[l] = if RELU && best <= 0.0 { CUT } else { i };
+                }
+                dst[at..at + LANES].copy_from_slice(&v);
+                if !route.is_empty() {
+                    route[at..at + LANES].copy_from_slice(&from);
+                }
+                at += LANES;
+            }
+        }
+    }
+}
+
+/// Gradients of [`conv_forward`] given what it saved and the output gradient `gy`:
+/// `(weight grad, bias grad, input grad if asked)`.
+pub fn conv_backward(
+    saved: &Saved,
+    gy: &[f32],
+    batch: usize,
+    win: &Window,
+    w: &[f32],
+    out_c: usize,
+    input_grad: bool,
+) -> (Vec<f32>, Vec<f32>, Option<Vec<f32>>) {
+    let cv = Conv::new(win, out_c);
+    let (c, co, k, oh, ow) = (cv.input.c, cv.co, cv.k, cv.oh, cv.ow);
+    let pooled = !saved.route.is_empty();
+    let out_p = Planes {
+        c: co,
+        h: if pooled { oh / 2 } else { oh },
+        w: if pooled { ow / 2 } else { ow },
+        pad: 0,
+    };
+    let gp = cv.grad_planes();
+    let (gwp, margin) = (gp.wp(), (gp.pad * gp.wp() + gp.pad) * LANES);
+    let mut gyl = Aligned::zeros(out_p.group());
+    // One group's convolution-output gradient; its margins are never written, so they stay
+    // zero.
+    let mut gc = Aligned::zeros(gp.group());
+    let mut gb_lanes = vec![0.0; co * LANES];
+    let mut acc = vec![0.0; w.len() * LANES];
+    let off = cv.input.taps(k);
+
+    let taps = k * k;
+    let mut w_flip = vec![0.0; if input_grad { w.len() } else { 0 }];
+    for (i, v) in w_flip.iter_mut().enumerate() {
+        // (input channel, output channel, tap reversed): the input gradient's weights.
+        let (ci, o, t) = (i / (co * taps), (i / taps) % co, i % taps);
+        *v = w[(o * c + ci) * taps + taps - 1 - t];
+    }
+    let off_g = gp.taps(k);
+    let (xp, x_wp) = (cv.input, cv.input.wp());
+    let mut gxl = Aligned::zeros(if input_grad { xp.group() } else { 0 });
+    let mut gx = vec![0.0; if input_grad { batch * xp.image() } else { 0 }];
+
+    for g in 0..groups(batch) {
+        out_p.enter(gy, batch, g, &mut gyl);
+        let at = g * out_p.group();
+        let how = match (pooled, saved.relu_out.is_empty()) {
+            (true, _) => Spread::Route(&saved.route[at..][..out_p.group()]),
+            (false, false) => Spread::Relu(&saved.relu_out[at..][..out_p.group()]),
+            (false, true) => Spread::Plain,
+        };
+        spread(&gyl, how, (co, oh, ow), gp, &mut gc, &mut gb_lanes);
+        let input = GradInput {
+            g: &gc[margin..],
+            g_stride: gp.area() * LANES,
+            g_image: gwp * LANES,
+            src: &saved.x[g * xp.group()..],
+            src_image: x_wp * LANES,
+            images: oh,
+            len: ow * LANES,
+        };
+        correlate_grad(&mut acc, input, &off);
+        if input_grad {
+            for y in 0..xp.hp() {
+                let row = &mut gxl[y * x_wp * LANES..];
+                let src = &gc[y * gwp * LANES..];
+                correlate(row, xp.area() * LANES, x_wp * LANES, src, &off_g, &w_flip);
+            }
+            xp.leave(&gxl, batch, g, &mut gx);
+        }
+    }
+    let gb = gb_lanes
+        .chunks_exact(LANES)
+        .map(|l| l.iter().sum())
+        .collect();
+    (reduce_lanes(&acc), gb, input_grad.then_some(gx))
+}
+
+/// How the gradient of an epilogue's output reaches the convolution's output.
+#[derive(Clone, Copy)]
+enum Spread<'a> {
+    /// Through the pool, to where each value came from (the forward pass's route).
+    Route(&'a [u8]),
+    /// Through a ReLU alone: where its output (this) is positive.
+    Relu(&'a [f32]),
+    /// No epilogue: as it is.
+    Plain,
+}
+
+/// Writes one group's convolution-output gradient (`co x oh x ow` pixels) into the interior of
+/// `gc` (planes `gp`, margin `gp.pad`) from the gradient `src` of the epilogue's output, and
+/// adds it to the bias gradient's lanes `gb`.
+fn spread(
+    src: &[f32],
+    how: Spread,
+    dims: (usize, usize, usize),
+    gp: Planes,
+    gc: &mut [f32],
+    gb: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if Kernel::best() == Kernel::Avx512 {
+        // SAFETY: the CPU has AVX-512F.
+        return unsafe { simd::spread(src, how, dims, gp, gc, gb) };
+    }
+    spread_any(src, how, dims, gp, gc, gb)
+}
+
+#[inline(always)]
+fn spread_any(
+    src: &[f32],
+    how: Spread,
+    (co, oh, ow): (usize, usize, usize),
+    gp: Planes,
+    gc: &mut [f32],
+    gb: &mut [f32],
+) {
+    let at = |o: usize, y: usize, x: usize| gp.pixel(o, y, x) * LANES;
+    let mut i = 0;
+    for (o, gb) in gb.chunks_exact_mut(LANES).enumerate().take(co) {
+        if let Spread::Route(route) = how {
+            for y in (0..oh / 2).map(|y| 2 * y) {
+                for x in (0..ow / 2).map(|x| 2 * x) {
+                    let (s, r) = (px(src, i), &route[i..i + LANES]);
+                    let window = [
+                        at(o, y, x),
+                        at(o, y, x + 1),
+                        at(o, y + 1, x),
+                        at(o, y + 1, x + 1),
+                    ];
+                    for (which, p) in window.into_iter().enumerate() {
+                        let d = &mut gc[p..p + LANES];
+                        for l in 0..LANES {
+                            d[l] = if r[l] == which as u8 { s[l] } else { 0.0 };
+                        }
+                    }
+                    for l in 0..LANES {
+                        gb[l] += if r[l] == CUT { 0.0 } else { s[l] };
+                    }
+                    i += LANES;
+                }
+            }
+            continue;
+        }
+        for y in 0..oh {
+            let row = &mut gc[at(o, y, 0)..][..ow * LANES];
+            for d in row.chunks_exact_mut(LANES) {
+                let s = px(src, i);
+                for l in 0..LANES {
+                    d[l] = match how {
+                        Spread::Relu(out) if out[i + l] <= 0.0 => 0.0,
+                        _ => s[l],
+                    };
+                    gb[l] += d[l];
+                }
+                i += LANES;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    //! AVX-512 gathers and scatters for the transposes into and out of the lane layout.
+
+    use super::{Epilogue, LANES, Planes, Spread};
+    use std::arch::x86_64::*;
+
+    /// [`super::epilogue`] compiled for AVX-512, where its lane loops vectorize 16 wide.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn epilogue(
+        epi: Epilogue,
+        src: &[f32],
+        dims: (usize, usize, usize),
+        bias: &[f32],
+        dst: &mut [f32],
+        route: &mut [u8],
+    ) {
+        super::epilogue_any(epi, src, dims, bias, dst, route)
+    }
+
+    /// [`super::spread`] with AVX-512: one pixel of 16 lanes per instruction, the selections
+    /// as masks.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn spread(
+        src: &[f32],
+        how: Spread,
+        (co, oh, ow): (usize, usize, usize),
+        gp: Planes,
+        gc: &mut [f32],
+        gb: &mut [f32],
+    ) {
+        let at = |o: usize, y: usize, x: usize| gp.pixel(o, y, x) * LANES;
+        let pooled = matches!(how, Spread::Route(_));
+        let pixels = if pooled { (oh / 2) * (ow / 2) } else { oh * ow };
+        assert!(
+            src.len() >= co * pixels * LANES
+                && gb.len() >= co * LANES
+                && gc.len() >= at(co - 1, oh - 1, ow - 1) + LANES,
+            "spread: buffer too short"
+        );
+        // SAFETY: every pixel read or written lies within the bounds just asserted (the
+        // route and ReLU output are as long as `src`, checked below).
+        unsafe {
+            let cut = _mm512_set1_epi32(super::CUT as i32);
+            let mut i = 0;
+            for o in 0..co {
+                let mut sum = _mm512_setzero_ps();
+                match how {
+                    Spread::Route(route) => {
+                        assert!(route.len() >= src.len(), "spread: route too short");
+                        for y in (0..oh / 2).map(|y| 2 * y) {
+                            for x in (0..ow / 2).map(|x| 2 * x) {
+                                let s = _mm512_loadu_ps(src.as_ptr().add(i));
+                                let r = _mm512_cvtepu8_epi32(_mm_loadu_si128(
+                                    route.as_ptr().add(i).cast(),
+                                ));
+                                let window = [
+                                    at(o, y, x),
+                                    at(o, y, x + 1),
+                                    at(o, y + 1, x),
+                                    at(o, y + 1, x + 1),
+                                ];
+                                for (which, p) in window.into_iter().enumerate() {
+                                    let hit =
+                                        _mm512_cmpeq_epi32_mask(r, _mm512_set1_epi32(which as i32));
+                                    _mm512_storeu_ps(
+                                        gc.as_mut_ptr().add(p),
+                                        _mm512_maskz_mov_ps(hit, s),
+                                    );
+                                }
+                                let live = _mm512_cmpneq_epi32_mask(r, cut);
+                                sum = _mm512_mask_add_ps(sum, live, sum, s);
+                                i += LANES;
+                            }
+                        }
+                    }
+                    Spread::Relu(out) => {
+                        assert!(out.len() >= src.len(), "spread: output too short");
+                        for y in 0..oh {
+                            for x in 0..ow {
+                                let s = _mm512_loadu_ps(src.as_ptr().add(i));
+                                let v = _mm512_loadu_ps(out.as_ptr().add(i));
+                                let live = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, _mm512_setzero_ps());
+                                let d = _mm512_maskz_mov_ps(live, s);
+                                _mm512_storeu_ps(gc.as_mut_ptr().add(at(o, y, x)), d);
+                                sum = _mm512_add_ps(sum, d);
+                                i += LANES;
+                            }
+                        }
+                    }
+                    Spread::Plain => {
+                        for y in 0..oh {
+                            for x in 0..ow {
+                                let s = _mm512_loadu_ps(src.as_ptr().add(i));
+                                _mm512_storeu_ps(gc.as_mut_ptr().add(at(o, y, x)), s);
+                                sum = _mm512_add_ps(sum, s);
+                                i += LANES;
+                            }
+                        }
+                    }
+                }
+                let b = gb.as_mut_ptr().add(o * LANES);
+                _mm512_storeu_ps(b, _mm512_add_ps(_mm512_loadu_ps(b), sum));
+            }
+        }
+    }
+
+    /// Lane `l`'s index, `l * stride`, and the mask of the first `m` lanes.
+    #[inline(always)]
+    unsafe fn rows(stride: usize, m: usize) -> (__m512i, u16) {
+        let s = stride as i32;
+        // SAFETY: plain register arithmetic.
+        let idx = unsafe {
+            _mm512_mullo_epi32(
+                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                _mm512_set1_epi32(s),
+            )
+        };
+        (idx, ((1u32 << m) - 1) as u16)
+    }
+
+    /// [`super::gather`], the caller having checked the bounds.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn gather(dst: &mut [f32], src: &[f32], stride: usize, m: usize) {
+        // SAFETY: masked lanes are not read; the others stay within `src` as the caller
+        // checked, and each store within `dst`.
+        unsafe {
+            let (idx, mask) = rows(stride, m);
+            let keep = _mm512_setzero_ps();
+            for (p, d) in dst.chunks_exact_mut(LANES).enumerate() {
+                let v = _mm512_mask_i32gather_ps::<4>(keep, mask, idx, src.as_ptr().add(p));
+                _mm512_storeu_ps(d.as_mut_ptr(), v);
+            }
+        }
+    }
+
+    /// [`super::scatter`], the caller having checked the bounds.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn scatter(dst: &mut [f32], src: &[f32], stride: usize, m: usize) {
+        // SAFETY: masked lanes are not written; the others stay within `dst` as the caller
+        // checked, and each load within `src`.
+        unsafe {
+            let (idx, mask) = rows(stride, m);
+            for (p, s) in src.chunks_exact(LANES).enumerate() {
+                let v = _mm512_loadu_ps(s.as_ptr());
+                _mm512_mask_i32scatter_ps::<4>(dst.as_mut_ptr().add(p), mask, idx, v);
+            }
+        }
+    }
+}
