@@ -183,15 +183,15 @@ fn blocks<T: OpTape>(
                     for (r, row) in plane.chunks_exact(ow).enumerate() {
                         let (y, at) = (r / k, wi(ci, o, r % k, 0));
                         let (xr, wr) = (&xc[y * w..][..w], &wv[at..][..k]);
-                        let gwr = &mut gw[at..][..k];
-                        for (x, (block, &v)) in row.chunks_exact(k).zip(xr).enumerate() {
-                            let mut gsum = 0.0;
-                            for ((g, &wk), gwk) in block.iter().zip(wr).zip(gwr.iter_mut()) {
-                                *gwk += g * v;
-                                gsum += g * wk;
-                            }
-                            if input_grad {
-                                gxc[y * w + x] += gsum;
+                        // Whole-row dot products: no sum waits on the one before it.
+                        for (dx, gwk) in gw[at..][..k].iter_mut().enumerate() {
+                            let blocks = row.chunks_exact(k).zip(xr);
+                            *gwk += blocks.map(|(b, &v)| b[dx] * v).sum::<f32>();
+                        }
+                        if input_grad {
+                            let gxr = &mut gxc[y * w..][..w];
+                            for (gxv, block) in gxr.iter_mut().zip(row.chunks_exact(k)) {
+                                *gxv += block.iter().zip(wr).map(|(g, wk)| g * wk).sum::<f32>();
                             }
                         }
                     }

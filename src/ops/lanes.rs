@@ -10,6 +10,7 @@
 //! forward correlation of the output gradient with the kernel flipped. The layout is entered
 //! and left by one transposing pass each way.
 
+use std::mem::MaybeUninit;
 use std::ops::{Deref, DerefMut};
 
 use super::direct::{GradInput, Kernel, LANES, correlate, correlate_grad, reduce_lanes};
@@ -112,8 +113,8 @@ impl Planes {
     }
 
     /// The images of group `g` (of a batch of `n`) from `src` (one group) into the NCHW
-    /// batch `x`, padding dropped.
-    fn leave(&self, src: &[f32], n: usize, g: usize, x: &mut [f32]) {
+    /// batch `x`, padding dropped: every value of those images is written.
+    fn leave(&self, src: &[f32], n: usize, g: usize, x: &mut [MaybeUninit<f32>]) {
         let (m, image) = (in_group(n, g), self.image());
         let x = &mut x[g * LANES * image..];
         for c in 0..self.c {
@@ -125,6 +126,24 @@ impl Planes {
         }
     }
 }
+
+/// `n` images of `p` from [`Planes::leave`], group by group: the batch, each value written
+/// once and never zeroed first.
+fn leave_all(
+    n: usize,
+    p: Planes,
+    mut group: impl FnMut(usize, &mut [MaybeUninit<f32>]),
+) -> Vec<f32> {
+    let len = n * p.image();
+    let mut out = Vec::with_capacity(len);
+    for g in 0..groups(n) {
+        group(g, &mut out.spare_capacity_mut()[..len]);
+    }
+    // SAFETY: the groups' `leave` wrote all `len` values (every image of the batch).
+    unsafe { out.set_len(len) };
+    out
+}
+
 /// `dst[p * LANES + l] = src[l * stride + p]` for `l < m` and every pixel `p` of `dst`: `m`
 /// rows of `src`, `stride` apart, into pixels. Lanes from `m` on are set to 0.
 fn gather(dst: &mut [f32], src: &[f32], stride: usize, m: usize) {
@@ -150,7 +169,7 @@ fn gather(dst: &mut [f32], src: &[f32], stride: usize, m: usize) {
 
 /// The inverse of [`gather`]: `dst[l * stride + p] = src[p * LANES + l]` for `l < m` and
 /// every pixel `p` of `src`.
-fn scatter(dst: &mut [f32], src: &[f32], stride: usize, m: usize) {
+fn scatter(dst: &mut [MaybeUninit<f32>], src: &[f32], stride: usize, m: usize) {
     let len = src.len() / LANES;
     if len == 0 || m == 0 {
         return;
@@ -166,7 +185,7 @@ fn scatter(dst: &mut [f32], src: &[f32], stride: usize, m: usize) {
     }
     for (p, s) in src.chunks_exact(LANES).enumerate() {
         for (l, &v) in s.iter().enumerate().take(m) {
-            dst[l * stride + p] = v;
+            dst[l * stride + p].write(v);
         }
     }
 }
@@ -288,8 +307,7 @@ pub fn conv_forward(
         }
     ];
     let mut conv = Aligned::zeros(co * oh * ow * LANES);
-    let mut y = vec![0.0; batch * out_p.image()];
-    for g in 0..n_groups {
+    let y = leave_all(batch, out_p, |g, y| {
         let src = &mut xl[slot(for_backward, g) * xp.group()..][..xp.group()];
         xp.enter(x, batch, g, src);
         for y in 0..oh {
@@ -310,8 +328,8 @@ pub fn conv_forward(
             &mut route[g * out_p.group()..][..out_p.group()]
         };
         epilogue(epi, &conv, (co, oh, ow), bias, dst, rt);
-        out_p.leave(dst, batch, g, &mut y);
-    }
+        out_p.leave(dst, batch, g, y);
+    });
     if !for_backward {
         return (y, Saved::default());
     }
@@ -460,9 +478,9 @@ pub fn conv_backward(
     let off_g = gp.taps(k);
     let (xp, x_wp) = (cv.input, cv.input.wp());
     let mut gxl = Aligned::zeros(if input_grad { xp.group() } else { 0 });
-    let mut gx = vec![0.0; if input_grad { batch * xp.image() } else { 0 }];
 
-    for g in 0..groups(batch) {
+    // Group `g`'s weight and bias gradients, and its input gradient into `gx` if given.
+    let mut group = |g: usize, gx: Option<&mut [MaybeUninit<f32>]>| {
         out_p.enter(gy, batch, g, &mut gyl);
         let at = g * out_p.group();
         let how = match (pooled, saved.relu_out.is_empty()) {
@@ -481,20 +499,26 @@ pub fn conv_backward(
             len: ow * LANES,
         };
         correlate_grad(&mut acc, input, &off);
-        if input_grad {
+        if let Some(gx) = gx {
             for y in 0..xp.hp() {
                 let row = &mut gxl[y * x_wp * LANES..];
                 let src = &gc[y * gwp * LANES..];
                 correlate(row, xp.area() * LANES, x_wp * LANES, src, &off_g, &w_flip);
             }
-            xp.leave(&gxl, batch, g, &mut gx);
+            xp.leave(&gxl, batch, g, gx);
         }
-    }
+    };
+    let gx = if input_grad {
+        Some(leave_all(batch, xp, |g, gx| group(g, Some(gx))))
+    } else {
+        (0..groups(batch)).for_each(|g| group(g, None));
+        None
+    };
     let gb = gb_lanes
         .chunks_exact(LANES)
         .map(|l| l.iter().sum())
         .collect();
-    (reduce_lanes(&acc), gb, input_grad.then_some(gx))
+    (reduce_lanes(&acc), gb, gx)
 }
 
 /// How the gradient of an epilogue's output reaches the convolution's output.
@@ -586,6 +610,7 @@ mod simd {
 
     use super::{Epilogue, LANES, Planes, Spread};
     use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
 
     /// [`super::epilogue`] compiled for AVX-512, where its lane loops vectorize 16 wide.
     #[target_feature(enable = "avx512f")]
@@ -718,14 +743,15 @@ mod simd {
 
     /// [`super::scatter`], the caller having checked the bounds.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn scatter(dst: &mut [f32], src: &[f32], stride: usize, m: usize) {
+    pub unsafe fn scatter(dst: &mut [MaybeUninit<f32>], src: &[f32], stride: usize, m: usize) {
         // SAFETY: masked lanes are not written; the others stay within `dst` as the caller
         // checked, and each load within `src`.
         unsafe {
             let (idx, mask) = rows(stride, m);
             for (p, s) in src.chunks_exact(LANES).enumerate() {
                 let v = _mm512_loadu_ps(s.as_ptr());
-                _mm512_mask_i32scatter_ps::<4>(dst.as_mut_ptr().add(p), mask, idx, v);
+                let at = dst.as_mut_ptr().add(p).cast::<f32>();
+                _mm512_mask_i32scatter_ps::<4>(at, mask, idx, v);
             }
         }
     }
