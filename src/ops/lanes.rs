@@ -98,16 +98,27 @@ impl Planes {
         (c * self.hp() + y + self.pad) * self.wp() + x + self.pad
     }
 
+    /// A plane's pixels as runs contiguous in both layouts: `(runs, pixels a run)`.
+    fn runs(&self) -> (usize, usize) {
+        if self.pad == 0 {
+            (1, self.h * self.w)
+        } else {
+            (self.h, self.w)
+        }
+    }
+
     /// Group `g` of the NCHW batch `x` (`n` images) into `dst` (one group; missing images
     /// become zeros, padding is left as it is).
     fn enter(&self, x: &[f32], n: usize, g: usize, dst: &mut [f32]) {
         let (m, image) = (in_group(n, g), self.image());
         let x = &x[g * LANES * image..];
+        // Unpadded, a plane is one run of pixels; padded, a row.
+        let (runs, len) = self.runs();
         for c in 0..self.c {
-            for y in 0..self.h {
-                let src = &x[(c * self.h + y) * self.w..];
-                let at = self.pixel(c, y, 0) * LANES;
-                gather(&mut dst[at..at + self.w * LANES], src, image, m);
+            for r in 0..runs {
+                let src = &x[(c * self.h) * self.w + r * len..];
+                let at = self.pixel(c, r, 0) * LANES;
+                gather(&mut dst[at..at + len * LANES], src, image, m);
             }
         }
     }
@@ -117,11 +128,12 @@ impl Planes {
     fn leave(&self, src: &[f32], n: usize, g: usize, x: &mut [MaybeUninit<f32>]) {
         let (m, image) = (in_group(n, g), self.image());
         let x = &mut x[g * LANES * image..];
+        let (runs, len) = self.runs();
         for c in 0..self.c {
-            for y in 0..self.h {
-                let dst = &mut x[(c * self.h + y) * self.w..];
-                let at = self.pixel(c, y, 0) * LANES;
-                scatter(dst, &src[at..at + self.w * LANES], image, m);
+            for r in 0..runs {
+                let dst = &mut x[(c * self.h) * self.w + r * len..];
+                let at = self.pixel(c, r, 0) * LANES;
+                scatter(dst, &src[at..at + len * LANES], image, m);
             }
         }
     }
@@ -156,7 +168,7 @@ fn gather(dst: &mut [f32], src: &[f32], stride: usize, m: usize) {
         "gather: buffer too short"
     );
     #[cfg(target_arch = "x86_64")]
-    if Kernel::best() == Kernel::Avx512 && stride * LANES < i32::MAX as usize {
+    if Kernel::best() == Kernel::Avx512 {
         // SAFETY: the CPU has AVX-512F; the assert bounds every masked read.
         return unsafe { simd::gather(dst, src, stride, m) };
     }
@@ -179,7 +191,7 @@ fn scatter(dst: &mut [MaybeUninit<f32>], src: &[f32], stride: usize, m: usize) {
         "scatter: buffer too short"
     );
     #[cfg(target_arch = "x86_64")]
-    if Kernel::best() == Kernel::Avx512 && stride * LANES < i32::MAX as usize {
+    if Kernel::best() == Kernel::Avx512 {
         // SAFETY: the CPU has AVX-512F; the assert bounds every masked write.
         return unsafe { simd::scatter(dst, src, stride, m) };
     }
@@ -712,46 +724,136 @@ mod simd {
         }
     }
 
-    /// Lane `l`'s index, `l * stride`, and the mask of the first `m` lanes.
+    /// Transposes the 16 x 16 matrix whose rows are `r`.
     #[inline(always)]
-    unsafe fn rows(stride: usize, m: usize) -> (__m512i, u16) {
-        let s = stride as i32;
-        // SAFETY: plain register arithmetic.
-        let idx = unsafe {
-            _mm512_mullo_epi32(
-                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                _mm512_set1_epi32(s),
-            )
-        };
-        (idx, ((1u32 << m) - 1) as u16)
-    }
-
-    /// [`super::gather`], the caller having checked the bounds.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn gather(dst: &mut [f32], src: &[f32], stride: usize, m: usize) {
-        // SAFETY: masked lanes are not read; the others stay within `src` as the caller
-        // checked, and each store within `dst`.
+    unsafe fn transpose(r: &mut [__m512; 16]) {
+        // SAFETY (whole body): register shuffles only.
         unsafe {
-            let (idx, mask) = rows(stride, m);
-            let keep = _mm512_setzero_ps();
-            for (p, d) in dst.chunks_exact_mut(LANES).enumerate() {
-                let v = _mm512_mask_i32gather_ps::<4>(keep, mask, idx, src.as_ptr().add(p));
-                _mm512_storeu_ps(d.as_mut_ptr(), v);
+            let lo = |a, b| _mm512_unpacklo_ps(a, b);
+            let hi = |a, b| _mm512_unpackhi_ps(a, b);
+            let lo2 = |a: __m512, b: __m512| {
+                _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)))
+            };
+            let hi2 = |a: __m512, b: __m512| {
+                _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)))
+            };
+            // Pairs of rows interleaved by 32, then by 64 bits: 4 x 4 blocks within each
+            // 128-bit lane.
+            let mut t = [_mm512_setzero_ps(); 16];
+            for i in 0..8 {
+                t[2 * i] = lo(r[2 * i], r[2 * i + 1]);
+                t[2 * i + 1] = hi(r[2 * i], r[2 * i + 1]);
+            }
+            for j in 0..4 {
+                let b = 4 * j;
+                r[b] = lo2(t[b], t[b + 2]);
+                r[b + 1] = hi2(t[b], t[b + 2]);
+                r[b + 2] = lo2(t[b + 1], t[b + 3]);
+                r[b + 3] = hi2(t[b + 1], t[b + 3]);
+            }
+            // Then the 128-bit lanes themselves, across groups of 4 and of 8 rows.
+            for j in 0..2 {
+                let b = 8 * j;
+                for q in 0..4 {
+                    t[b + q] = _mm512_shuffle_f32x4::<0x88>(r[b + q], r[b + q + 4]);
+                    t[b + q + 4] = _mm512_shuffle_f32x4::<0xdd>(r[b + q], r[b + q + 4]);
+                }
+            }
+            for q in 0..8 {
+                r[q] = _mm512_shuffle_f32x4::<0x88>(t[q], t[q + 8]);
+                r[q + 8] = _mm512_shuffle_f32x4::<0xdd>(t[q], t[q + 8]);
             }
         }
     }
 
-    /// [`super::scatter`], the caller having checked the bounds.
+    /// The mask of the first `n` of 16.
+    fn first(n: usize) -> u16 {
+        ((1u32 << n) - 1) as u16
+    }
+
+    /// [`super::gather`], the caller having checked the bounds: 16 pixels at a time, loaded
+    /// as 16 rows and transposed.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn gather(dst: &mut [f32], src: &[f32], stride: usize, m: usize) {
+        let len = dst.len() / LANES;
+        // SAFETY: masked loads read only the first `n` values of each of the `m` rows,
+        // within `src` as the caller checked; stores stay within `dst`.
+        unsafe {
+            let mut p = 0;
+            while p < len {
+                let n = (len - p).min(16);
+                let mut r = [_mm512_setzero_ps(); 16];
+                for (l, row) in r.iter_mut().enumerate().take(m) {
+                    *row = _mm512_maskz_loadu_ps(first(n), src.as_ptr().add(l * stride + p));
+                }
+                transpose(&mut r);
+                for (q, v) in r.iter().enumerate().take(n) {
+                    _mm512_storeu_ps(dst.as_mut_ptr().add((p + q) * LANES), *v);
+                }
+                p += 16;
+            }
+        }
+    }
+
+    /// [`super::scatter`], the caller having checked the bounds: 16 pixels at a time,
+    /// transposed and stored as 16 rows.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn scatter(dst: &mut [MaybeUninit<f32>], src: &[f32], stride: usize, m: usize) {
-        // SAFETY: masked lanes are not written; the others stay within `dst` as the caller
-        // checked, and each load within `src`.
+        let len = src.len() / LANES;
+        // SAFETY: loads stay within `src`; masked stores write only the first `n` values of
+        // each of the `m` rows, within `dst` as the caller checked.
         unsafe {
-            let (idx, mask) = rows(stride, m);
-            for (p, s) in src.chunks_exact(LANES).enumerate() {
-                let v = _mm512_loadu_ps(s.as_ptr());
-                let at = dst.as_mut_ptr().add(p).cast::<f32>();
-                _mm512_mask_i32scatter_ps::<4>(at, mask, idx, v);
+            let mut p = 0;
+            while p < len {
+                let n = (len - p).min(16);
+                let mut r = [_mm512_setzero_ps(); 16];
+                for (q, v) in r.iter_mut().enumerate().take(n) {
+                    *v = _mm512_loadu_ps(src.as_ptr().add((p + q) * LANES));
+                }
+                transpose(&mut r);
+                for (l, row) in r.iter().enumerate().take(m) {
+                    let at = dst.as_mut_ptr().add(l * stride + p).cast::<f32>();
+                    _mm512_mask_storeu_ps(at, first(n), *row);
+                }
+                p += 16;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The transposes into and out of the lane layout (AVX-512 where the CPU has it) against
+    /// their definitions: partial groups, runs shorter and longer than 16 pixels, and nothing
+    /// written outside the rows.
+    #[test]
+    fn transposes_match_their_definitions() {
+        for m in [1, 7, 16] {
+            for len in [1, 5, 16, 17, 40] {
+                let stride = len + 3;
+                let src: Vec<f32> = (0..m * stride).map(|i| i as f32 + 0.5).collect();
+                let mut px = vec![f32::NAN; len * LANES];
+                gather(&mut px, &src, stride, m);
+                for p in 0..len {
+                    for l in 0..LANES {
+                        let want = if l < m { src[l * stride + p] } else { 0.0 };
+                        assert_eq!(
+                            px[p * LANES + l],
+                            want,
+                            "gather m {m} len {len} at {p}, {l}"
+                        );
+                    }
+                }
+                let mut back = vec![MaybeUninit::new(-1.0); m * stride];
+                scatter(&mut back, &px, stride, m);
+                for (i, v) in back.iter().enumerate() {
+                    // SAFETY: every value was initialized above.
+                    let v = unsafe { v.assume_init() };
+                    let want = if i % stride < len { src[i] } else { -1.0 };
+                    assert_eq!(v, want, "scatter m {m} len {len} at {i}");
+                }
             }
         }
     }
