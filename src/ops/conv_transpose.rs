@@ -155,10 +155,9 @@ fn blocks<T: OpTape>(
                 // Output row y*k+dy takes input row y through kernel row dy.
                 for (r, row) in plane.chunks_exact_mut(ow).enumerate() {
                     let (xr, wr) = (&xc[r / k * w..][..w], &wv[wi(ci, o, r % k, 0)..][..k]);
-                    for (block, &v) in row.chunks_exact_mut(k).zip(xr) {
-                        for (d, &wk) in block.iter_mut().zip(wr) {
-                            *d += wk * v;
-                        }
+                    match k {
+                        2 => add_blocks::<2>(row, xr, wr),
+                        _ => add_blocks_any(row, xr, wr, k),
                     }
                 }
             }
@@ -202,4 +201,24 @@ fn blocks<T: OpTape>(
         add_param_grad(grads, &weight, &gw)?;
         Ok(input_grad.then_some(gx))
     })
+}
+
+/// `row[x * k + dx] += wr[dx] * xr[x]`: one output row of [`blocks`].
+fn add_blocks_any(row: &mut [f32], xr: &[f32], wr: &[f32], k: usize) {
+    for (block, &v) in row.chunks_exact_mut(k).zip(xr) {
+        for (d, &wk) in block.iter_mut().zip(wr) {
+            *d += wk * v;
+        }
+    }
+}
+
+/// [`add_blocks_any`] for a kernel of `K` known when compiling (2, the SHres upsampling's),
+/// which the compiler vectorizes.
+fn add_blocks<const K: usize>(row: &mut [f32], xr: &[f32], wr: &[f32]) {
+    let wr: [f32; K] = wr.try_into().expect("K weights");
+    for (block, &v) in row.chunks_exact_mut(K).zip(xr) {
+        for (d, wk) in block.iter_mut().zip(wr) {
+            *d += wk * v;
+        }
+    }
 }

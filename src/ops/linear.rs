@@ -5,23 +5,32 @@
 //! result per batch row or per output feature, several rows and 64 (AVX-512) or 24 (AVX2)
 //! positions at a time in registers. Rows are padded to whole vectors with zeros.
 
+use std::borrow::Cow;
+
 use super::direct::{correlate, round_up};
 use super::{Act, OpTape, Param, add_param_grad, check_len, unary_op, values};
 use crate::error::{Error, Result};
 use dfdx::prelude::HasShape;
 
-/// `rows x cols` row-major values copied into rows of `stride` values (zeros after `cols`).
-fn pad_rows(v: &[f32], cols: usize, stride: usize) -> Vec<f32> {
+/// `rows x cols` row-major values in rows of `stride` values (zeros after `cols`): borrowed
+/// when they already are, else copied.
+fn pad_rows(v: &[f32], cols: usize, stride: usize) -> Cow<'_, [f32]> {
+    if cols == stride {
+        return Cow::Borrowed(v);
+    }
     let mut out = Vec::with_capacity(v.len() / cols.max(1) * stride);
     for row in v.chunks_exact(cols) {
         out.extend_from_slice(row);
         out.extend(std::iter::repeat_n(0.0, stride - cols));
     }
-    out
+    Cow::Owned(out)
 }
 
-/// The first `cols` values of every row of `stride` values.
-fn unpad_rows(v: &[f32], cols: usize, stride: usize) -> Vec<f32> {
+/// The first `cols` values of every row of `stride` values (`v` itself when that is all).
+fn unpad_rows(v: Vec<f32>, cols: usize, stride: usize) -> Vec<f32> {
+    if cols == stride {
+        return v;
+    }
     let mut out = Vec::with_capacity(v.len() / stride.max(1) * cols);
     for row in v.chunks_exact(stride) {
         out.extend_from_slice(&row[..cols]);
@@ -100,7 +109,7 @@ pub fn linear<T: OpTape>(
             let mut gw = vec![0.0; out_features * in_r];
             let x_rows = pad_rows(&xv, inf, in_r);
             correlate(&mut gw, in_r, inf, &x_rows, &row_offsets(n, in_r), &gyt);
-            add_param_grad(grads, &weight, &unpad_rows(&gw, inf, in_r))?;
+            add_param_grad(grads, &weight, &unpad_rows(gw, inf, in_r))?;
             if !input_grad {
                 return Ok(None);
             }
@@ -116,7 +125,7 @@ pub fn linear<T: OpTape>(
                 &row_offsets(out_features, in_r),
                 gy,
             );
-            Ok(Some(unpad_rows(&gx, inf, in_r)))
+            Ok(Some(unpad_rows(gx, inf, in_r)))
         },
     ))
 }
