@@ -238,6 +238,8 @@ fn conv2d_gradients() {
         (2, 5, 6, 7, 7, 3, 1, 2),
         // More images than one group of 16 lanes, the last group partial.
         (18, 2, 4, 5, 2, 3, 1, 1),
+        // 5x5 on 12x12: the input gradient's edge rows take only some kernel rows.
+        (1, 2, 12, 12, 9, 5, 1, 0),
     ] {
         let geom = Conv2dGeometry {
             in_channels: c,

@@ -462,7 +462,7 @@ pub fn conv_backward(
     input_grad: bool,
 ) -> (Vec<f32>, Vec<f32>, Option<Vec<f32>>) {
     let cv = Conv::new(win, out_c);
-    let (c, co, k, oh, ow) = (cv.input.c, cv.co, cv.k, cv.oh, cv.ow);
+    let (co, k, oh, ow) = (cv.co, cv.k, cv.oh, cv.ow);
     let pooled = !saved.route.is_empty();
     let out_p = Planes {
         c: co,
@@ -480,14 +480,11 @@ pub fn conv_backward(
     let mut acc = vec![0.0; w.len() * LANES];
     let off = cv.input.taps(k);
 
-    let taps = k * k;
-    let mut w_flip = vec![0.0; if input_grad { w.len() } else { 0 }];
-    for (i, v) in w_flip.iter_mut().enumerate() {
-        // (input channel, output channel, tap reversed): the input gradient's weights.
-        let (ci, o, t) = (i / (co * taps), (i / taps) % co, i % taps);
-        *v = w[(o * c + ci) * taps + taps - 1 - t];
-    }
-    let off_g = gp.taps(k);
+    let rows_g = if input_grad {
+        input_grad_taps(&cv, w)
+    } else {
+        Vec::new()
+    };
     let (xp, x_wp) = (cv.input, cv.input.wp());
     let mut gxl = Aligned::zeros(if input_grad { xp.group() } else { 0 });
 
@@ -512,10 +509,10 @@ pub fn conv_backward(
         };
         correlate_grad(&mut acc, input, &off);
         if let Some(gx) = gx {
-            for y in 0..xp.hp() {
+            for (y, (off_g, w_g)) in rows_g.iter().enumerate() {
                 let row = &mut gxl[y * x_wp * LANES..];
                 let src = &gc[y * gwp * LANES..];
-                correlate(row, xp.area() * LANES, x_wp * LANES, src, &off_g, &w_flip);
+                correlate(row, xp.area() * LANES, x_wp * LANES, src, off_g, w_g);
             }
             xp.leave(&gxl, batch, g, gx);
         }
@@ -531,6 +528,43 @@ pub fn conv_backward(
         .map(|l| l.iter().sum())
         .collect();
     (reduce_lanes(&acc), gb, gx)
+}
+
+/// The input gradient's taps and weights for each row `y` of the padded input: the forward
+/// correlation of the output gradient (with its margins) with the kernel flipped and its
+/// channel axes swapped, over only the kernel rows that reach a row of the gradient inside
+/// its margins (the others would add products with zeros: a third of the work for 5x5
+/// kernels on 12x12 images). Taps ordered `(output channel, kernel row, kernel column)`,
+/// weights `(input channel, tap)`.
+fn input_grad_taps(cv: &Conv, w: &[f32]) -> Vec<(Vec<usize>, Vec<f32>)> {
+    let (c, co, k, oh) = (cv.input.c, cv.co, cv.k, cv.oh);
+    let gp = cv.grad_planes();
+    let (area, gwp, m) = (gp.area(), gp.wp(), k - 1);
+    let taps = k * k;
+    (0..cv.input.hp())
+        .map(|y| {
+            // Gradient row y + ky - m must be one of the oh real rows.
+            let kys: Vec<usize> = (0..k)
+                .filter(|ky| (m..m + oh).contains(&(y + ky)))
+                .collect();
+            let each = || {
+                let kys = &kys;
+                (0..co).flat_map(move |o| {
+                    kys.iter()
+                        .flat_map(move |&ky| (0..k).map(move |kx| (o, ky, kx)))
+                })
+            };
+            let off = each()
+                .map(|(o, ky, kx)| (o * area + ky * gwp + kx) * LANES)
+                .collect();
+            let w_g = (0..c)
+                .flat_map(|ci| {
+                    each().map(move |(o, ky, kx)| w[(o * c + ci) * taps + taps - 1 - (ky * k + kx)])
+                })
+                .collect();
+            (off, w_g)
+        })
+        .collect()
 }
 
 /// How the gradient of an epilogue's output reaches the convolution's output.
