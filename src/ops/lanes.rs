@@ -480,11 +480,7 @@ pub fn conv_backward(
     let mut acc = vec![0.0; w.len() * LANES];
     let off = cv.input.taps(k);
 
-    let rows_g = if input_grad {
-        input_grad_taps(&cv, w)
-    } else {
-        Vec::new()
-    };
+    let rows_g = input_grad.then(|| InputGradTaps::new(&cv, w));
     let (xp, x_wp) = (cv.input, cv.input.wp());
     let mut gxl = Aligned::zeros(if input_grad { xp.group() } else { 0 });
 
@@ -508,8 +504,9 @@ pub fn conv_backward(
             len: ow * LANES,
         };
         correlate_grad(&mut acc, input, &off);
-        if let Some(gx) = gx {
-            for (y, (off_g, w_g)) in rows_g.iter().enumerate() {
+        if let (Some(gx), Some(rows_g)) = (gx, &rows_g) {
+            for y in 0..xp.hp() {
+                let (off_g, w_g) = rows_g.row(y);
                 let row = &mut gxl[y * x_wp * LANES..];
                 let src = &gc[y * gwp * LANES..];
                 correlate(row, xp.area() * LANES, x_wp * LANES, src, off_g, w_g);
@@ -530,41 +527,60 @@ pub fn conv_backward(
     (reduce_lanes(&acc), gb, gx)
 }
 
-/// The input gradient's taps and weights for each row `y` of the padded input: the forward
+/// The taps and weights of the input gradient, for the rows of the padded input: the forward
 /// correlation of the output gradient (with its margins) with the kernel flipped and its
 /// channel axes swapped, over only the kernel rows that reach a row of the gradient inside
 /// its margins (the others would add products with zeros: a third of the work for 5x5
-/// kernels on 12x12 images). Taps ordered `(output channel, kernel row, kernel column)`,
-/// weights `(input channel, tap)`.
-fn input_grad_taps(cv: &Conv, w: &[f32]) -> Vec<(Vec<usize>, Vec<f32>)> {
-    let (c, co, k, oh) = (cv.input.c, cv.co, cv.k, cv.oh);
-    let gp = cv.grad_planes();
-    let (area, gwp, m) = (gp.area(), gp.wp(), k - 1);
-    let taps = k * k;
-    (0..cv.input.hp())
-        .map(|y| {
-            // Gradient row y + ky - m must be one of the oh real rows.
-            let kys: Vec<usize> = (0..k)
-                .filter(|ky| (m..m + oh).contains(&(y + ky)))
-                .collect();
-            let each = || {
-                let kys = &kys;
-                (0..co).flat_map(move |o| {
-                    kys.iter()
-                        .flat_map(move |&ky| (0..k).map(move |kx| (o, ky, kx)))
-                })
-            };
-            let off = each()
-                .map(|(o, ky, kx)| (o * area + ky * gwp + kx) * LANES)
-                .collect();
-            let w_g = (0..c)
-                .flat_map(|ci| {
-                    each().map(move |(o, ky, kx)| w[(o * c + ci) * taps + taps - 1 - (ky * k + kx)])
-                })
-                .collect();
-            (off, w_g)
-        })
-        .collect()
+/// kernels on 12x12 images).
+struct InputGradTaps {
+    /// Per distinct span of kernel rows: tap offsets, ordered `(output channel, kernel row,
+    /// kernel column)`, and weights `(input channel, tap)`.
+    sets: Vec<(Vec<usize>, Vec<f32>)>,
+    /// Which set each padded input row takes.
+    row_set: Vec<usize>,
+}
+
+impl InputGradTaps {
+    fn new(cv: &Conv, w: &[f32]) -> Self {
+        let (c, co, k, oh) = (cv.input.c, cv.co, cv.k, cv.oh);
+        let gp = cv.grad_planes();
+        let (area, gwp, m, taps) = (gp.area(), gp.wp(), k - 1, k * k);
+        // The flipped kernel, `(input channel, output channel, kernel row, kernel column)`.
+        let mut flip = vec![0.0; w.len()];
+        for (i, v) in flip.iter_mut().enumerate() {
+            let (ci, o, t) = (i / (co * taps), (i / taps) % co, i % taps);
+            *v = w[(o * c + ci) * taps + taps - 1 - t];
+        }
+        let (mut sets, mut spans, mut row_set) = (Vec::new(), Vec::new(), Vec::new());
+        for y in 0..cv.input.hp() {
+            // Gradient row y + ky - m must be one of the oh real rows: ky in lo..hi.
+            let (lo, hi) = (m.saturating_sub(y), (m + oh).saturating_sub(y).min(k));
+            if let Some(i) = spans.iter().position(|&s| s == (lo, hi)) {
+                row_set.push(i);
+                continue;
+            }
+            let mut off = Vec::with_capacity(co * (hi - lo) * k);
+            for o in 0..co {
+                for ky in lo..hi {
+                    off.extend((0..k).map(|kx| (o * area + ky * gwp + kx) * LANES));
+                }
+            }
+            let mut w_g = Vec::with_capacity(c * off.len());
+            for kernel in flip.chunks_exact(taps) {
+                w_g.extend_from_slice(&kernel[lo * k..hi * k]);
+            }
+            row_set.push(sets.len());
+            spans.push((lo, hi));
+            sets.push((off, w_g));
+        }
+        InputGradTaps { sets, row_set }
+    }
+
+    /// Row `y`'s taps and weights.
+    fn row(&self, y: usize) -> (&[usize], &[f32]) {
+        let (off, w) = &self.sets[self.row_set[y]];
+        (off, w)
+    }
 }
 
 /// How the gradient of an epilogue's output reaches the convolution's output.
