@@ -832,13 +832,17 @@ mod simd {
             let mut p = 0;
             while p < len {
                 let n = (len - p).min(16);
+                // Fixed counts of masked loads and stores, so that `r` stays in registers;
+                // rows from `m` on load nothing and so are zeros.
                 let mut r = [_mm512_setzero_ps(); 16];
-                for (l, row) in r.iter_mut().enumerate().take(m) {
-                    *row = _mm512_maskz_loadu_ps(first(n), src.as_ptr().add(l * stride + p));
+                for (l, row) in r.iter_mut().enumerate() {
+                    let at = src.as_ptr().add(l.min(m - 1) * stride + p);
+                    *row = _mm512_maskz_loadu_ps(if l < m { first(n) } else { 0 }, at);
                 }
                 transpose(&mut r);
-                for (q, v) in r.iter().enumerate().take(n) {
-                    _mm512_storeu_ps(dst.as_mut_ptr().add((p + q) * LANES), *v);
+                for (q, v) in r.iter().enumerate() {
+                    let at = dst.as_mut_ptr().add((p + q.min(n - 1)) * LANES);
+                    _mm512_mask_storeu_ps(at, if q < n { 0xffff } else { 0 }, *v);
                 }
                 p += 16;
             }
@@ -856,14 +860,17 @@ mod simd {
             let mut p = 0;
             while p < len {
                 let n = (len - p).min(16);
+                // Fixed counts of masked loads and stores, so that `r` stays in registers (a
+                // loop of `n` copies is compiled to a memcpy onto the stack).
                 let mut r = [_mm512_setzero_ps(); 16];
-                for (q, v) in r.iter_mut().enumerate().take(n) {
-                    *v = _mm512_loadu_ps(src.as_ptr().add((p + q) * LANES));
+                for (q, v) in r.iter_mut().enumerate() {
+                    let at = src.as_ptr().add((p + q.min(n - 1)) * LANES);
+                    *v = _mm512_maskz_loadu_ps(if q < n { 0xffff } else { 0 }, at);
                 }
                 transpose(&mut r);
-                for (l, row) in r.iter().enumerate().take(m) {
-                    let at = dst.as_mut_ptr().add(l * stride + p).cast::<f32>();
-                    _mm512_mask_storeu_ps(at, first(n), *row);
+                for (l, row) in r.iter().enumerate() {
+                    let at = dst.as_mut_ptr().add(l.min(m - 1) * stride + p).cast::<f32>();
+                    _mm512_mask_storeu_ps(at, if l < m { first(n) } else { 0 }, *row);
                 }
                 p += 16;
             }
