@@ -1,7 +1,7 @@
 //! The kernels behind one convolution step, timed one by one on the shapes of the seed
 //! networks' convolutions (a batch of 200 digits: 100 pairs through a shared digit network),
 //! to show where a step's time goes: the im2col + gemm path (strides above 1) kernel by kernel,
-//! and the direct kernels stride-1 convolutions use. Figures are recorded in benches/README.md.
+//! and the lane passes stride-1 convolutions use (`lesser::ops::lanes`). Figures are recorded in benches/README.md.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use lesser::ops::kernels::{
@@ -66,14 +66,14 @@ fn kernels(c: &mut Criterion) {
         c.bench_function(&name("col2im"), |b| {
             b.iter(|| col2im_add(&gcols, n, &win, &mut gx))
         });
-        // What stride-1 convolutions run instead: the direct kernels, whole passes.
+        // What stride-1 convolutions run instead: the lane passes, transposes included.
         let bias = vec![0.1; out];
         let epi = Epilogue::default();
-        c.bench_function(&name("direct forward"), |b| {
+        c.bench_function(&name("lanes forward"), |b| {
             b.iter(|| lanes::conv_forward(&x, n, &win, &w, &bias, epi, true))
         });
         let (_, saved) = lanes::conv_forward(&x, n, &win, &w, &bias, epi, true);
-        c.bench_function(&name("direct backward"), |b| {
+        c.bench_function(&name("lanes backward"), |b| {
             b.iter(|| lanes::conv_backward(&saved, &y, n, &win, &w, out, true))
         });
     }
