@@ -869,7 +869,10 @@ mod simd {
                 }
                 transpose(&mut r);
                 for (l, row) in r.iter().enumerate() {
-                    let at = dst.as_mut_ptr().add(l.min(m - 1) * stride + p).cast::<f32>();
+                    let at = dst
+                        .as_mut_ptr()
+                        .add(l.min(m - 1) * stride + p)
+                        .cast::<f32>();
                     _mm512_mask_storeu_ps(at, if l < m { first(n) } else { 0 }, *row);
                 }
                 p += 16;
