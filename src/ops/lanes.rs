@@ -159,23 +159,49 @@ fn leave_all(
 /// `dst[p * LANES + l] = src[l * stride + p]` for `l < m` and every pixel `p` of `dst`: `m`
 /// rows of `src`, `stride` apart, into pixels. Lanes from `m` on are set to 0.
 fn gather(dst: &mut [f32], src: &[f32], stride: usize, m: usize) {
-    let len = dst.len() / LANES;
+    gather_strided(dst, LANES, dst.len() / LANES, src, stride, m)
+}
+
+/// [`gather`] with pixels `dst_stride` apart: `dst[p * dst_stride + l]` for `p < len` and
+/// `l < 16` (from `m` on, 0); what lies between pixels is left as it is.
+fn gather_strided(
+    dst: &mut [f32],
+    dst_stride: usize,
+    len: usize,
+    src: &[f32],
+    stride: usize,
+    m: usize,
+) {
     if len == 0 || m == 0 {
         return;
     }
     assert!(
-        m <= LANES && src.len() >= (m - 1) * stride + len,
+        m <= LANES
+            && dst_stride >= LANES
+            && dst.len() >= (len - 1) * dst_stride + LANES
+            && src.len() >= (m - 1) * stride + len,
         "gather: buffer too short"
     );
     #[cfg(target_arch = "x86_64")]
     if Kernel::best() == Kernel::Avx512 {
-        // SAFETY: the CPU has AVX-512F; the assert bounds every masked read.
-        return unsafe { simd::gather(dst, src, stride, m) };
+        // SAFETY: the CPU has AVX-512F; the assert bounds every masked read and every store.
+        return unsafe { simd::gather(dst, dst_stride, len, src, stride, m) };
     }
-    for (p, d) in dst.chunks_exact_mut(LANES).enumerate() {
-        for (l, v) in d.iter_mut().enumerate() {
+    for p in 0..len {
+        for (l, v) in dst[p * dst_stride..][..LANES].iter_mut().enumerate() {
             *v = if l < m { src[l * stride + p] } else { 0.0 };
         }
+    }
+}
+
+/// `dst[c * dst_stride + r] = src[r * cols + c]`: the transpose of the `rows x cols`
+/// row-major `src`, its rows as columns of `dst`, whose rows (`dst_stride >= round_up(rows)`
+/// apart) are zero from `rows` to `round_up(rows)`. In 16 x 16 blocks (the linear layers'
+/// weights: a plain loop stores each value to another cache line).
+pub(crate) fn transpose(dst: &mut [f32], dst_stride: usize, src: &[f32], rows: usize, cols: usize) {
+    for r0 in (0..rows).step_by(LANES) {
+        let m = (rows - r0).min(LANES);
+        gather_strided(&mut dst[r0..], dst_stride, cols, &src[r0 * cols..], cols, m);
     }
 }
 
@@ -821,11 +847,17 @@ mod simd {
         ((1u32 << n) - 1) as u16
     }
 
-    /// [`super::gather`], the caller having checked the bounds: 16 pixels at a time, loaded
-    /// as 16 rows and transposed.
+    /// [`super::gather_strided`], the caller having checked the bounds: 16 pixels at a time,
+    /// loaded as 16 rows and transposed.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn gather(dst: &mut [f32], src: &[f32], stride: usize, m: usize) {
-        let len = dst.len() / LANES;
+    pub unsafe fn gather(
+        dst: &mut [f32],
+        dst_stride: usize,
+        len: usize,
+        src: &[f32],
+        stride: usize,
+        m: usize,
+    ) {
         // SAFETY: masked loads read only the first `n` values of each of the `m` rows,
         // within `src` as the caller checked; stores stay within `dst`.
         unsafe {
@@ -841,7 +873,7 @@ mod simd {
                 }
                 transpose(&mut r);
                 for (q, v) in r.iter().enumerate() {
-                    let at = dst.as_mut_ptr().add((p + q.min(n - 1)) * LANES);
+                    let at = dst.as_mut_ptr().add((p + q.min(n - 1)) * dst_stride);
                     _mm512_mask_storeu_ps(at, if q < n { 0xffff } else { 0 }, *v);
                 }
                 p += 16;
@@ -905,6 +937,14 @@ mod tests {
                             "gather m {m} len {len} at {p}, {l}"
                         );
                     }
+                }
+                // As a matrix transpose: `m` rows of `len` into columns, padded to 16.
+                let mut t = vec![f32::NAN; len * LANES];
+                transpose(&mut t, LANES, &src[..m * len], m, len);
+                for (i, v) in t.iter().enumerate() {
+                    let (c, r) = (i / LANES, i % LANES);
+                    let want = if r < m { src[r * len + c] } else { 0.0 };
+                    assert_eq!(*v, want, "transpose m {m} len {len} at {c}, {r}");
                 }
                 let mut back = vec![MaybeUninit::new(-1.0); m * stride];
                 scatter(&mut back, &px, stride, m);

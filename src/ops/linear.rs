@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 
 use super::direct::{correlate, round_up};
+use super::lanes::transpose;
 use super::{Act, OpTape, Param, add_param_grad, check_len, unary_op, values};
 use crate::error::{Error, Result};
 use dfdx::prelude::HasShape;
@@ -66,11 +67,7 @@ pub fn linear<T: OpTape>(
 
     // y[p, o] = sum_i x[p, i] W^T[i, o]: batch rows as output channels, features as positions.
     let mut wt = vec![0.0; inf * out_r];
-    for (o, row) in wv.chunks_exact(inf).enumerate() {
-        for (i, &v) in row.iter().enumerate() {
-            wt[i * out_r + o] = v;
-        }
-    }
+    transpose(&mut wt, out_r, &wv, out_features, inf);
     let mut y = vec![0.0; n * out_r];
     correlate(
         &mut y,
