@@ -10,6 +10,9 @@ use crate::spec::Optimizer;
 #[derive(Debug, Clone)]
 pub struct Optim {
     config: Optimizer,
+    /// The parameters' values, updated here and copied into the tensors (dfdx lends no
+    /// mutable view of a tensor's data), so that they are not copied out every step.
+    weights: Vec<Vec<f32>>,
     first: Vec<Vec<f32>>,
     second: Vec<Vec<f32>>,
     steps: i32,
@@ -18,21 +21,24 @@ pub struct Optim {
 impl Optim {
     /// Fresh state for `params`.
     pub fn new(config: Optimizer, params: &[Param]) -> Self {
-        let zeros = || params.iter().map(|p| vec![0.0; values(p).len()]).collect();
+        let weights: Vec<Vec<f32>> = params.iter().map(values).collect();
+        let zeros = || weights.iter().map(|w| vec![0.0; w.len()]).collect();
         Optim {
             config,
             first: zeros(),
             second: zeros(),
+            weights,
             steps: 0,
         }
     }
 
     /// One update of every parameter from `grads` (a parameter without a gradient gets zero).
+    /// `params` must be the ones this optimizer was made for, changed by nothing else.
     pub fn step(&mut self, params: &mut [Param], grads: &mut Gradients<f32, Cpu>) {
         self.steps += 1;
         for (i, p) in params.iter_mut().enumerate() {
             let g: &[f32] = grads.get_or_alloc_mut(&*p).expect("CPU allocation");
-            let mut w = values(p);
+            let w = &mut self.weights[i];
             match self.config {
                 Optimizer::Adam {
                     lr,
@@ -49,7 +55,7 @@ impl Optim {
                         c1,
                         c2,
                     };
-                    adam.update(&mut w, g, m, v);
+                    adam.update(w, g, m, v);
                 }
                 Optimizer::Sgd {
                     lr,
@@ -69,7 +75,7 @@ impl Optim {
                     }
                 }
             }
-            p.copy_from(&w);
+            p.copy_from(w);
         }
     }
 }
