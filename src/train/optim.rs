@@ -113,14 +113,8 @@ impl Adam {
 
     #[inline(always)]
     fn update_any(self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
-        let Adam {
-            lr,
-            b1,
-            b2,
-            weight_decay,
-            c1,
-            c2,
-        } = self;
+        let (lr, b1, b2, weight_decay) = (self.lr, self.b1, self.b2, self.weight_decay);
+        let (c1, c2) = (self.c1, self.c2);
         for (((w, g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
             let g = g + weight_decay * *w;
             *m = b1 * *m + (1.0 - b1) * g;
