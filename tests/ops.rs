@@ -341,6 +341,60 @@ fn fused_convolution_equals_its_layers() {
     }
 }
 
+/// A threshold at 0 with value 0 after a convolution, which the compiler folds into the
+/// convolution as a ReLU: the same outputs and the same gradients as the two layers.
+#[test]
+fn threshold_at_zero_is_the_fused_relu() {
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let (n, c, h, w, o, k) = (18, 1, 9, 9, 2, 3);
+    let geom = Conv2dGeometry {
+        in_channels: c,
+        out_channels: o,
+        kernel: k,
+        stride: 1,
+        padding: 1,
+    };
+    let x = rand_vec(&mut rng, n * c * h * w);
+    let (wt, b) = (
+        param(rand_vec(&mut rng, o * c * k * k)),
+        param(rand_vec(&mut rng, o)),
+    );
+    let run = |fused: bool| {
+        let xt = act(x.clone(), (n, c, h, w));
+        let y = if fused {
+            let epi = Epilogue {
+                relu: true,
+                max_pool2: false,
+            };
+            conv2d_fused(xt.leaky_trace(), &wt, &b, geom, epi, true).unwrap()
+        } else {
+            threshold(
+                conv2d(xt.leaky_trace(), &wt, &b, geom, true).unwrap(),
+                0.0,
+                0.0,
+            )
+        };
+        let out = values(&y);
+        let r = act(
+            (0..out.len()).map(|i| (i % 5) as f32 - 2.0).collect(),
+            *y.shape(),
+        );
+        let grads = (y * r).sum::<(), _>().backward();
+        let g = [
+            grads.get(&xt).as_vec(),
+            grads.get(&wt).as_vec(),
+            grads.get(&b).as_vec(),
+        ];
+        (out, g)
+    };
+    let (fused, layers) = (run(true), run(false));
+    assert_eq!(fused.0, layers.0, "output");
+    assert!(fused.0.iter().any(|&v| v == 0.0), "some outputs were cut");
+    for (i, (a, b)) in fused.1.iter().zip(&layers.1).enumerate() {
+        assert_close(a, b, 1e-5, &format!("gradient {i}"));
+    }
+}
+
 #[test]
 fn conv_transpose2d_forward_matches_reference() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);

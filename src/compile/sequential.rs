@@ -56,11 +56,17 @@ fn constant(store: &mut Vec<Param>, dev: &Cpu, len: usize, value: f32) -> usize 
 
 /// Appends `layer`, folding a ReLU into the convolution right before it, and a 2x2 max pool
 /// (stride 2) into a convolution before it (and its ReLU): the same numbers, computed without
-/// storing the convolution's full-size output.
+/// storing the convolution's full-size output. A threshold at 0 with value 0 is a ReLU (the
+/// same outputs, NaN included, and the same gradient mask), so it folds the same way.
 fn push_fused(layers: &mut Vec<Layer>, layer: Layer) {
     if let Some(Layer::Conv2d(_, _, _, epi)) = layers.last_mut() {
+        let relu = match layer {
+            Layer::Activation(Activation::Relu) => true,
+            Layer::Threshold(t, v) => t == 0.0 && v == 0.0,
+            _ => false,
+        };
         match layer {
-            Layer::Activation(Activation::Relu) if !epi.relu && !epi.max_pool2 => {
+            _ if relu && !epi.relu && !epi.max_pool2 => {
                 epi.relu = true;
                 return;
             }
