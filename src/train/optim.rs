@@ -48,12 +48,11 @@ impl Optim {
                     let (c1, c2) = (1.0 - b1.powi(self.steps), 1.0 - b2.powi(self.steps));
                     let (m, v) = (&mut self.first[i], &mut self.second[i]);
                     let adam = Adam {
-                        lr,
+                        step: lr / c1,
                         b1,
                         b2,
                         weight_decay,
-                        c1,
-                        c2,
+                        inv_sqrt_c2: 1.0 / c2.sqrt(),
                     };
                     adam.update(w, g, m, v);
                 }
@@ -80,16 +79,15 @@ impl Optim {
     }
 }
 
-/// One Adam update's constants: the step size, the moments' decay rates, the weight decay and
-/// the bias corrections `1 - b^t`.
+/// One Adam update's constants, as PyTorch's `Adam` arranges them: the step size
+/// `lr / (1 - b1^t)`, the moments' decay rates, the weight decay, and `1 / sqrt(1 - b2^t)`.
 #[derive(Clone, Copy)]
 struct Adam {
-    lr: f32,
+    step: f32,
     b1: f32,
     b2: f32,
     weight_decay: f32,
-    c1: f32,
-    c2: f32,
+    inv_sqrt_c2: f32,
 }
 
 impl Adam {
@@ -104,7 +102,7 @@ impl Adam {
     }
 
     /// [`Adam::update`] compiled for AVX-512: the same operations on each element (no fusing,
-    /// IEEE division and square root), 16 at a time.
+    /// IEEE division and square root, so the same results), 16 at a time.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn update_avx512(self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
@@ -113,13 +111,59 @@ impl Adam {
 
     #[inline(always)]
     fn update_any(self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
-        let (lr, b1, b2, weight_decay) = (self.lr, self.b1, self.b2, self.weight_decay);
-        let (c1, c2) = (self.c1, self.c2);
+        let (step, b1, b2, weight_decay) = (self.step, self.b1, self.b2, self.weight_decay);
         for (((w, g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
             let g = g + weight_decay * *w;
             *m = b1 * *m + (1.0 - b1) * g;
             *v = b2 * *v + (1.0 - b2) * g * g;
-            *w -= lr * (*m / c1) / ((*v / c2).sqrt() + 1e-8);
+            // One square root and one division an element (the bias corrections are folded
+            // into two constants).
+            let denom = v.sqrt() * self.inv_sqrt_c2 + 1e-8;
+            *w -= step * *m / denom;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three Adam steps against PyTorch's update rule computed in f64.
+    #[test]
+    fn adam_follows_pytorch() {
+        let (lr, b1, b2, wd, eps) = (0.01f64, 0.9f64, 0.999f64, 0.1f64, 1e-8f64);
+        let grads = [
+            [0.5, -2.0, 1e-3, 0.0],
+            [0.25, 1.0, -1e-3, 3.0],
+            [-1.0, 0.5, 0.0, -3.0],
+        ];
+        let (mut w, mut m, mut v) = (vec![1.0f32, -0.5, 0.25, 2.0], vec![0.0; 4], vec![0.0; 4]);
+        let (mut rw, mut rm, mut rv) = ([1.0f64, -0.5, 0.25, 2.0], [0.0f64; 4], [0.0f64; 4]);
+        for (t, g) in grads.iter().enumerate() {
+            let t = t as i32 + 1;
+            let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+            let adam = Adam {
+                step: (lr / c1) as f32,
+                b1: b1 as f32,
+                b2: b2 as f32,
+                weight_decay: wd as f32,
+                inv_sqrt_c2: (1.0 / c2.sqrt()) as f32,
+            };
+            let g32: Vec<f32> = g.iter().map(|&x| x as f32).collect();
+            adam.update(&mut w, &g32, &mut m, &mut v);
+            for j in 0..4 {
+                let g = g[j] + wd * rw[j];
+                rm[j] = b1 * rm[j] + (1.0 - b1) * g;
+                rv[j] = b2 * rv[j] + (1.0 - b2) * g * g;
+                rw[j] -= lr / c1 * rm[j] / (rv[j].sqrt() / c2.sqrt() + eps);
+                let err = (f64::from(w[j]) - rw[j]).abs();
+                assert!(
+                    err < 1e-6,
+                    "step {t}, weight {j}: {} against {}",
+                    w[j],
+                    rw[j]
+                );
+            }
         }
     }
 }
