@@ -46,7 +46,9 @@ pub struct SweepOutcome {
     pub seconds: f64,
 }
 
-/// The crate version, part of every store key.
+/// The crate version, part of every store key: a change that alters any number a round
+/// produces (kernels, summation order, optimizer) must bump it, or a rerun would reuse rounds
+/// stored by the old code.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// SplitMix64's finalizer: spreads seeds so nearby inputs give unrelated streams.
