@@ -19,14 +19,14 @@ use super::kernels::Window;
 /// Zero-initialized `f32`s starting on a 64-byte boundary (when the allocator allows), so
 /// that a pixel of 16 lanes is one cache line.
 #[derive(Debug, Default)]
-pub struct Aligned {
+struct Aligned {
     buf: Vec<f32>,
     start: usize,
     len: usize,
 }
 
 impl Aligned {
-    pub fn zeros(len: usize) -> Self {
+    fn zeros(len: usize) -> Self {
         let buf = vec![0.0; len + LANES];
         let start = buf.as_ptr().align_offset(64);
         let start = if start < LANES { start } else { 0 };
@@ -694,7 +694,8 @@ fn spread_any(
 
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    //! AVX-512 gathers and scatters for the transposes into and out of the lane layout.
+    //! AVX-512 versions: the 16 x 16 transposes into and out of the lane layout, the gradient
+    //! spread with masks, and the epilogue compiled 16 lanes wide.
 
     use super::{Epilogue, LANES, Planes, Spread};
     use std::arch::x86_64::*;
