@@ -58,6 +58,12 @@ fn constant(store: &mut Vec<Param>, dev: &Cpu, len: usize, value: f32) -> usize 
 /// (stride 2) into a convolution before it (and its ReLU): the same numbers, computed without
 /// storing the convolution's full-size output. A threshold at 0 with value 0 is a ReLU (the
 /// same outputs, NaN included, and the same gradient mask), so it folds the same way.
+///
+/// A ReLU after the pool folds too: max and ReLU commute (`relu(max(a)) == max(relu(a))`, and
+/// the gradient reaches the same element or none), so the fused convolution applies ReLU
+/// first. The one difference is a NaN in a pooling window among numbers: the layers as
+/// written pool it and zero it, the fused form zeroes it and pools the rest. A convolution
+/// outputs NaN only once weights or activations are no longer finite: a diverging round.
 fn push_fused(layers: &mut Vec<Layer>, layer: Layer) {
     if let Some(Layer::Conv2d(_, _, _, epi)) = layers.last_mut() {
         let relu = match layer {
@@ -66,7 +72,7 @@ fn push_fused(layers: &mut Vec<Layer>, layer: Layer) {
             _ => false,
         };
         match layer {
-            _ if relu && !epi.relu && !epi.max_pool2 => {
+            _ if relu && !epi.relu => {
                 epi.relu = true;
                 return;
             }
