@@ -37,8 +37,8 @@ fn step_padded(
     let x: Vec<f32> = (0..n * cin * side * side)
         .map(|i| ((i * 7919) % 255) as f32 / 255.0)
         .collect();
-    let w: Param = dev.tensor_from_vec(vec![0.01; cout * cin * k * k], (cout * cin * k * k,));
-    let b: Param = dev.tensor_from_vec(vec![0.0; cout], (cout,));
+    let w = Param::new(&dev, vec![0.01; cout * cin * k * k]);
+    let b = Param::new(&dev, vec![0.0; cout]);
     let geom = Conv2dGeometry {
         in_channels: cin,
         out_channels: cout,

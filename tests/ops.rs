@@ -19,8 +19,7 @@ fn act(v: Vec<f32>, dims: Dims4) -> Act<NoneTape> {
 }
 
 fn param(v: Vec<f32>) -> Param {
-    let n = v.len();
-    dev().tensor_from_vec(v, (n,))
+    Param::new(&dev(), v)
 }
 
 /// Direct 7-loop convolution, the definition (PyTorch's cross-correlation).
@@ -149,7 +148,7 @@ fn grad_check(x: Vec<f32>, dims: Dims4, params: Vec<Vec<f32>>, op: &OpFn, eval: 
     assert_close(&gx, &num, 2e-2, "input grad");
     // Parameter gradients.
     for (pi, pv) in params.iter().enumerate() {
-        let g = grads.get(&ps[pi]).as_vec();
+        let g = ps[pi].grad(&grads);
         let mut num = Vec::new();
         for i in 0..pv.len() {
             let with = |d: f32| {
@@ -325,11 +324,8 @@ fn fused_convolution_equals_its_layers() {
                     *y.shape(),
                 );
                 let grads = (y * r).sum::<(), _>().backward();
-                let g = [
-                    grads.get(&xt),
-                    grads.get(&wt).reshape_like(&(1, 1, 1, o * c * k * k)),
-                ];
-                (out, g.map(|t| t.as_vec()), grads.get(&b).as_vec())
+                let g = [grads.get(&xt).as_vec(), wt.grad(&grads)];
+                (out, g, b.grad(&grads))
             };
             let (fused, layers) = (run(true), run(false));
             let what = format!(
@@ -396,11 +392,7 @@ fn threshold_at_zero_is_the_fused_relu() {
             *y.shape(),
         );
         let grads = (y * r).sum::<(), _>().backward();
-        let g = [
-            grads.get(&xt).as_vec(),
-            grads.get(&wt).as_vec(),
-            grads.get(&b).as_vec(),
-        ];
+        let g = [grads.get(&xt).as_vec(), wt.grad(&grads), b.grad(&grads)];
         (out, g)
     };
     let (fused, layers) = (run(true), run(false));

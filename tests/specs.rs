@@ -260,7 +260,7 @@ fn digit_grad(net: &Network, x0: &[f32], x1: &[f32]) -> Vec<f32> {
         DigitLogits::Interleaved(d) => d.sum::<(), _>(),
         DigitLogits::Split(a, b) => a.sum::<(), _>() + b.sum::<(), _>(),
     };
-    loss.backward().get(&net.params[0]).as_vec()
+    net.params[0].grad(&loss.backward())
 }
 
 #[test]

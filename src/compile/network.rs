@@ -114,7 +114,7 @@ impl Network {
 
     /// Trainable values, counted from the store (equals `plan.params`).
     pub fn param_count(&self) -> usize {
-        self.params.iter().map(|p| p.shape().0).sum()
+        self.params.iter().map(Param::len).sum()
     }
 
     fn tensor<T: OpTape>(&self, v: Vec<f32>, dims: (usize, usize, usize, usize)) -> Act<T> {

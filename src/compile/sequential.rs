@@ -44,13 +44,13 @@ fn uniform(
     bound: f32,
 ) -> usize {
     let v: Vec<f32> = (0..len).map(|_| rng.gen_range(-bound..bound)).collect();
-    store.push(dev.tensor_from_vec(v, (len,)));
+    store.push(Param::new(dev, v));
     store.len() - 1
 }
 
 /// Adds a parameter filled with `value`.
 fn constant(store: &mut Vec<Param>, dev: &Cpu, len: usize, value: f32) -> usize {
-    store.push(dev.tensor_from_vec(vec![value; len], (len,)));
+    store.push(Param::new(dev, vec![value; len]));
     store.len() - 1
 }
 

@@ -94,12 +94,20 @@ pub fn conv2d_fused<T: OpTape>(
     }
     // Stride 1 (every seed layer): register-blocked kernels on 16 images at a time.
     let out_c = geom.out_channels;
-    let (wv, bv) = (values(weight), values(bias));
-    let (out, saved) = lanes::conv_forward(&values(&x), n, &win, &wv, &bv, epi, T::OWNS_TAPE);
+    let (out, saved) = lanes::conv_forward(
+        &values(&x),
+        n,
+        &win,
+        weight.values(),
+        bias.values(),
+        epi,
+        T::OWNS_TAPE,
+    );
     let (weight, bias) = (weight.clone(), bias.clone());
     let dims = (n, out_c, epi.side(win.out_h), epi.side(win.out_w));
     Ok(unary_op(x, out, dims, move |gy, grads| {
-        let (gw, gb, gx) = lanes::conv_backward(&saved, gy, n, &win, &wv, out_c, input_grad);
+        let wv = weight.values();
+        let (gw, gb, gx) = lanes::conv_backward(&saved, gy, n, &win, wv, out_c, input_grad);
         add_param_grad(grads, &bias, &gb)?;
         add_param_grad(grads, &weight, &gw)?;
         Ok(gx)
@@ -120,15 +128,14 @@ fn conv2d_im2col<T: OpTape>(
     let np = n * positions;
     let mut cols = Vec::new();
     im2col(&values(&x), n, &win, &mut cols);
-    let wv = values(weight);
     let mut tmp = vec![0.0; out_c * np];
     matmul(
         &mut tmp,
-        MatRef::new(&wv, out_c, patch),
+        MatRef::new(weight.values(), out_c, patch),
         MatRef::new(&cols, patch, np),
         false,
     );
-    let out = cnhw_to_nchw(&tmp, n, out_c, positions, Some(&values(bias)));
+    let out = cnhw_to_nchw(&tmp, n, out_c, positions, Some(bias.values()));
     drop(tmp);
 
     let (weight, bias) = (weight.clone(), bias.clone());
@@ -155,7 +162,8 @@ fn conv2d_im2col<T: OpTape>(
             return Ok(None);
         }
         let mut gcols = cols; // reuse: cols is not needed any more
-        matmul(&mut gcols, MatRef::new(&wv, out_c, patch).t(), gym, false);
+        let wv = weight.values();
+        matmul(&mut gcols, MatRef::new(wv, out_c, patch).t(), gym, false);
         let mut gx = vec![0.0; n * win.image()];
         col2im_add(&gcols, n, &win, &mut gx);
         Ok(Some(gx))

@@ -87,7 +87,7 @@ pub fn conv_transpose2d<T: OpTape>(
 
     // Forward: cols (out*k*k x N*H*W) = weight^T . x as (in x N*H*W), scattered by col2im.
     let xc = nchw_to_cnhw(&values(&x), n, c, positions);
-    let wv = values(weight);
+    let wv = weight.shared();
     let mut cols = vec![0.0; patch * np];
     matmul(
         &mut cols,
@@ -97,7 +97,7 @@ pub fn conv_transpose2d<T: OpTape>(
     );
     let mut out = vec![0.0; n * win.image()];
     col2im_add(&cols, n, &win, &mut out);
-    let bv = values(bias);
+    let bv = bias.values();
     let plane = win.height * win.width;
     for (i, o) in out.chunks_exact_mut(plane).enumerate() {
         let b = bv[i % out_c];
@@ -142,7 +142,7 @@ fn blocks<T: OpTape>(
     let (n, c, h, w) = *x.shape();
     let (out_c, k) = (geom.out_channels, geom.kernel);
     let (oh, ow) = (h * k, w * k);
-    let (xv, wv, bv) = (values(&x), values(weight), values(bias));
+    let (xv, wv, bv) = (values(&x), weight.shared(), bias.values());
     // Where weight `(c, o, dy, dx)` is.
     let wi = move |ci: usize, o: usize, dy: usize, dx: usize| ((ci * out_c + o) * k + dy) * k + dx;
     let mut out = vec![0.0; n * out_c * oh * ow];

@@ -62,7 +62,7 @@ pub fn linear<T: OpTape>(
             "linear needs at least one input feature".into(),
         ));
     }
-    let (xv, wv, bv) = (values(&x), values(weight), values(bias));
+    let (xv, wv, bv) = (values(&x), weight.shared(), bias.values());
     let (in_r, out_r) = (round_up(inf), round_up(out_features));
 
     // y[p, o] = sum_i x[p, i] W^T[i, o]: batch rows as output channels, features as positions.
@@ -79,7 +79,7 @@ pub fn linear<T: OpTape>(
     );
     let mut out = Vec::with_capacity(n * out_features);
     for row in y.chunks_exact(out_r) {
-        out.extend(row[..out_features].iter().zip(&bv).map(|(v, b)| v + b));
+        out.extend(row[..out_features].iter().zip(bv).map(|(v, b)| v + b));
     }
 
     let (weight, bias) = (weight.clone(), bias.clone());

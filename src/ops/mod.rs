@@ -19,6 +19,7 @@ mod linear;
 mod loss;
 mod norm;
 mod pairs;
+mod param;
 mod pool;
 
 pub use conv::{Conv2dGeometry, conv2d, conv2d_fused};
@@ -29,6 +30,7 @@ pub use linear::linear;
 pub use loss::{cross_entropy, logits_argmax};
 pub use norm::{BatchNormState, batch_norm2d};
 pub use pairs::{concat_features, pair_features};
+pub use param::Param;
 pub use pool::{PoolKind, pool_out_side, pool2d};
 
 use dfdx::prelude::{
@@ -40,8 +42,6 @@ use dfdx::tensor::PutTape;
 pub type Dims4 = (usize, usize, usize, usize);
 /// An activation tensor carrying tape `T` (`OwnedTape` when training, `NoneTape` otherwise).
 pub type Act<T> = Tensor<Dims4, f32, Cpu, T>;
-/// A trainable parameter, stored flat.
-pub type Param = Tensor<(usize,), f32, Cpu>;
 /// What a backward closure may fail with.
 pub type BackwardResult = Result<(), CpuError>;
 
@@ -70,7 +70,7 @@ pub(crate) fn add_param_grad(
     p: &Param,
     g: &[f32],
 ) -> BackwardResult {
-    add_into(grads.get_or_alloc_mut(p)?, g);
+    add_into(p.grad_mut(grads)?, g);
     Ok(())
 }
 
@@ -102,7 +102,7 @@ pub(crate) fn unary_op<T: OpTape, S: Shape>(
 
 /// Checks a parameter's length against what a layer needs; a mismatch is a bug in the caller.
 pub(crate) fn check_len(what: &str, p: &Param, expected: usize) -> crate::Result<()> {
-    let found = p.shape().0;
+    let found = p.len();
     if found != expected {
         return Err(crate::Error::Shape(format!(
             "{what}: parameter holds {found} values, expected {expected}"

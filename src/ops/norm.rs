@@ -70,7 +70,7 @@ pub fn batch_norm2d<T: OpTape>(
         (state.mean.borrow().clone(), state.var.borrow().clone())
     };
     let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + state.eps).sqrt()).collect();
-    let (gv, bv) = (values(gamma), values(beta));
+    let (gv, bv) = (gamma.shared(), beta.values());
     let mut xhat = xv;
     let mut out = vec![0.0; xhat.len()];
     for (i, (xh, o)) in xhat

@@ -3,16 +3,13 @@
 
 use dfdx::prelude::{Cpu, Gradients};
 
-use crate::ops::{Param, values};
+use crate::ops::Param;
 use crate::spec::Optimizer;
 
 /// An optimizer with one moment buffer (two for Adam) per parameter.
 #[derive(Debug, Clone)]
 pub struct Optim {
     config: Optimizer,
-    /// The parameters' values, updated here and copied into the tensors (dfdx lends no
-    /// mutable view of a tensor's data), so that they are not copied out every step.
-    weights: Vec<Vec<f32>>,
     first: Vec<Vec<f32>>,
     second: Vec<Vec<f32>>,
     steps: i32,
@@ -21,13 +18,11 @@ pub struct Optim {
 impl Optim {
     /// Fresh state for `params`.
     pub fn new(config: Optimizer, params: &[Param]) -> Self {
-        let weights: Vec<Vec<f32>> = params.iter().map(values).collect();
-        let zeros = || weights.iter().map(|w| vec![0.0; w.len()]).collect();
+        let zeros = || params.iter().map(|p| vec![0.0; p.len()]).collect();
         Optim {
             config,
             first: zeros(),
             second: zeros(),
-            weights,
             steps: 0,
         }
     }
@@ -37,8 +32,9 @@ impl Optim {
     pub fn step(&mut self, params: &mut [Param], grads: &mut Gradients<f32, Cpu>) {
         self.steps += 1;
         for (i, p) in params.iter_mut().enumerate() {
-            let g: &[f32] = grads.get_or_alloc_mut(&*p).expect("CPU allocation");
-            let w = &mut self.weights[i];
+            let g: &[f32] = p.grad_mut(grads).expect("CPU allocation");
+            // In place: the tape that shared the values is gone by now.
+            let w = p.values_mut();
             match self.config {
                 Optimizer::Adam {
                     lr,
@@ -74,7 +70,6 @@ impl Optim {
                     }
                 }
             }
-            p.copy_from(w);
         }
     }
 }
