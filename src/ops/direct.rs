@@ -11,6 +11,8 @@
 //! slack zero (see each function for what it reads). Without AVX2 and FMA the same loops run
 //! in plain Rust (same sums, in another order and rounded separately rather than fused).
 
+use std::mem::MaybeUninit;
+
 /// Values per AVX-512 register (two AVX2 registers); every length is processed in whole
 /// multiples of it.
 pub const LANES: usize = 16;
@@ -69,7 +71,7 @@ impl Kernel {
 
 /// Forward correlation: `out[o * out_stride + p] = sum_j w[o * taps + j] * src[p + off[j]]`
 /// for every output channel `o < w.len() / taps` and `p < round_up(len)`, `taps = off.len()`;
-/// `off` ascending.
+/// `off` ascending. Writes those values and nothing else, without reading `out`.
 ///
 /// Reads `src` up to `round_up(len) - 1 + max(off)`.
 ///
@@ -86,10 +88,47 @@ pub fn correlate(
     correlate_with(Kernel::best(), out, out_stride, len, src, off, w)
 }
 
+/// [`correlate`] into a new vector, `co` rows of `round_up(len)` values: every value is
+/// written once (a buffer zeroed first would be written twice).
+pub fn correlate_new(len: usize, src: &[f32], off: &[usize], w: &[f32]) -> Vec<f32> {
+    let (taps, n) = (off.len(), round_up(len));
+    let total = w.len().checked_div(taps).unwrap_or(0) * n;
+    let mut out = Vec::with_capacity(total);
+    correlate_into(
+        Kernel::best(),
+        &mut out.spare_capacity_mut()[..total],
+        n,
+        len,
+        src,
+        off,
+        w,
+    );
+    // SAFETY: `correlate_into` wrote `out[o * n + p]` for every channel `o` and `p < n`: all
+    // `total` values.
+    unsafe { out.set_len(total) };
+    out
+}
+
 /// [`correlate`] with a chosen implementation, which this CPU must support.
 pub fn correlate_with(
     kernel: Kernel,
     out: &mut [f32],
+    out_stride: usize,
+    len: usize,
+    src: &[f32],
+    off: &[usize],
+    w: &[f32],
+) {
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and `correlate_into` writes only
+    // initialized values, so `out` holds initialized values throughout.
+    let out = unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) };
+    correlate_into(kernel, out, out_stride, len, src, off, w)
+}
+
+/// [`correlate_with`] into memory that need not be initialized.
+fn correlate_into(
+    kernel: Kernel,
+    out: &mut [MaybeUninit<f32>],
     out_stride: usize,
     len: usize,
     src: &[f32],
@@ -120,13 +159,18 @@ pub fn correlate_with(
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 => unsafe { simd::correlate_avx2(out, out_stride, n, src, off, w, co) },
         _ => {
-            for o in 0..co {
+            // A vector of positions at a time, the taps summed in order from 0.
+            for (o, wo) in w.chunks_exact(taps).enumerate() {
                 let row = &mut out[o * out_stride..][..n];
-                row.fill(0.0);
-                for (j, &at) in off.iter().enumerate() {
-                    let wj = w[o * taps + j];
-                    for (d, s) in row.iter_mut().zip(&src[at..at + n]) {
-                        *d += wj * s;
+                for (p, d) in (0..n).step_by(LANES).zip(row.chunks_exact_mut(LANES)) {
+                    let mut acc = [0.0f32; LANES];
+                    for (&wj, &at) in wo.iter().zip(off) {
+                        for (a, s) in acc.iter_mut().zip(&src[p + at..][..LANES]) {
+                            *a += wj * s;
+                        }
+                    }
+                    for (d, a) in d.iter_mut().zip(acc) {
+                        d.write(a);
                     }
                 }
             }
@@ -248,6 +292,7 @@ mod simd {
 
     use super::GradLayout;
     use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
 
     /// The few vector operations the kernels use. All unsafe: they need the CPU feature, and
     /// the pointers must be valid for `LANES` values.
@@ -408,7 +453,7 @@ mod simd {
         const P2: usize,
         const P1: usize,
     >(
-        out: &mut [f32],
+        out: &mut [MaybeUninit<f32>],
         out_stride: usize,
         n: usize,
         src: &[f32],
@@ -417,7 +462,7 @@ mod simd {
         co: usize,
     ) {
         let taps = off.len();
-        let (out, src, w) = (out.as_mut_ptr(), src.as_ptr(), w.as_ptr());
+        let (out, src, w) = (out.as_mut_ptr().cast::<f32>(), src.as_ptr(), w.as_ptr());
         let mut o = 0;
         // SAFETY: `correlate` asserted the bounds for all `co` channels.
         unsafe {
@@ -531,7 +576,7 @@ mod simd {
 
     #[target_feature(enable = "avx512f")]
     pub unsafe fn correlate_avx512(
-        out: &mut [f32],
+        out: &mut [MaybeUninit<f32>],
         out_stride: usize,
         n: usize,
         src: &[f32],
@@ -545,7 +590,7 @@ mod simd {
 
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn correlate_avx2(
-        out: &mut [f32],
+        out: &mut [MaybeUninit<f32>],
         out_stride: usize,
         n: usize,
         src: &[f32],

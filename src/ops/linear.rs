@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use super::direct::{correlate, round_up};
+use super::direct::{correlate_new, round_up};
 use super::lanes::transpose;
 use super::{Act, OpTape, Param, add_param_grad, check_len, unary_op, values};
 use crate::error::{Error, Result};
@@ -68,15 +68,7 @@ pub fn linear<T: OpTape>(
     // y[p, o] = sum_i x[p, i] W^T[i, o]: batch rows as output channels, features as positions.
     let mut wt = vec![0.0; inf * out_r];
     transpose(&mut wt, out_r, &wv, out_features, inf);
-    let mut y = vec![0.0; n * out_r];
-    correlate(
-        &mut y,
-        out_r,
-        out_features,
-        &wt,
-        &row_offsets(inf, out_r),
-        &xv,
-    );
+    let y = correlate_new(out_features, &wt, &row_offsets(inf, out_r), &xv);
     let mut out = Vec::with_capacity(n * out_features);
     for row in y.chunks_exact(out_r) {
         out.extend(row[..out_features].iter().zip(bv).map(|(v, b)| v + b));
@@ -103,25 +95,16 @@ pub fn linear<T: OpTape>(
                     gyt[o * n + p] = g;
                 }
             }
-            let mut gw = vec![0.0; out_features * in_r];
             let x_rows = pad_rows(&xv, inf, in_r);
-            correlate(&mut gw, in_r, inf, &x_rows, &row_offsets(n, in_r), &gyt);
+            let gw = correlate_new(inf, &x_rows, &row_offsets(n, in_r), &gyt);
             add_param_grad(grads, &weight, &unpad_rows(gw, inf, in_r))?;
             if !input_grad {
                 return Ok(None);
             }
             // gx[p, i] = sum_o gy[p, o] W[o, i]: batch rows as channels, output features as
             // taps.
-            let mut gx = vec![0.0; n * in_r];
             let w_rows = pad_rows(&wv, inf, in_r);
-            correlate(
-                &mut gx,
-                in_r,
-                inf,
-                &w_rows,
-                &row_offsets(out_features, in_r),
-                gy,
-            );
+            let gx = correlate_new(inf, &w_rows, &row_offsets(out_features, in_r), gy);
             Ok(Some(unpad_rows(gx, inf, in_r)))
         },
     ))
