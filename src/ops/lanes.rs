@@ -205,6 +205,24 @@ pub(crate) fn transpose(dst: &mut [f32], dst_stride: usize, src: &[f32], rows: u
     }
 }
 
+/// `dst[c * rows + r] = src[r * cols + c]`: the transpose of the `rows x cols` row-major
+/// `src`, packed. Whole blocks of 16 rows as [`transpose`] does them, the rest value by value.
+pub(crate) fn transpose_packed(dst: &mut [f32], src: &[f32], rows: usize, cols: usize) {
+    assert!(
+        dst.len() >= rows * cols && src.len() >= rows * cols,
+        "transpose_packed: buffer too short"
+    );
+    let whole = rows / LANES * LANES;
+    for r0 in (0..whole).step_by(LANES) {
+        gather_strided(&mut dst[r0..], rows, cols, &src[r0 * cols..], cols, LANES);
+    }
+    for r in whole..rows {
+        for (c, &v) in src[r * cols..][..cols].iter().enumerate() {
+            dst[c * rows + r] = v;
+        }
+    }
+}
+
 /// The inverse of [`gather`]: `dst[l * stride + p] = src[p * LANES + l]` for `l < m` and
 /// every pixel `p` of `src`.
 fn scatter(dst: &mut [MaybeUninit<f32>], src: &[f32], stride: usize, m: usize) {
@@ -954,6 +972,19 @@ mod tests {
                     let v = unsafe { v.assume_init() };
                     let want = if i % stride < len { src[i] } else { -1.0 };
                     assert_eq!(v, want, "scatter m {m} len {len} at {i}");
+                }
+            }
+        }
+        // Packed: whole blocks of 16 rows and a rest, every value written.
+        for rows in [1, 15, 16, 35, 100] {
+            for cols in [1, 5, 16, 21] {
+                let src: Vec<f32> = (0..rows * cols).map(|i| i as f32 + 0.5).collect();
+                let mut t = vec![f32::NAN; rows * cols];
+                transpose_packed(&mut t, &src, rows, cols);
+                for (i, v) in t.iter().enumerate() {
+                    let (c, r) = (i / rows, i % rows);
+                    let want = src[r * cols + c];
+                    assert_eq!(*v, want, "transpose_packed {rows}x{cols} at {c}, {r}");
                 }
             }
         }

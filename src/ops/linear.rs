@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 
 use super::direct::{correlate_new, round_up};
-use super::lanes::transpose;
+use super::lanes::{transpose, transpose_packed};
 use super::{Act, OpTape, Param, add_param_grad, check_len, unary_op, values};
 use crate::error::{Error, Result};
 use dfdx::prelude::HasShape;
@@ -90,11 +90,7 @@ pub fn linear<T: OpTape>(
             // gW[o, i] = sum_p gy^T[o, p] x[p, i]: output features as channels, batch rows
             // as taps.
             let mut gyt = vec![0.0; out_features * n];
-            for (p, row) in gy.chunks_exact(out_features).enumerate() {
-                for (o, &g) in row.iter().enumerate() {
-                    gyt[o * n + p] = g;
-                }
-            }
+            transpose_packed(&mut gyt, gy, n, out_features);
             let x_rows = pad_rows(&xv, inf, in_r);
             let gw = correlate_new(inf, &x_rows, &row_offsets(n, in_r), &gyt);
             add_param_grad(grads, &weight, &unpad_rows(gw, inf, in_r))?;
