@@ -726,3 +726,26 @@ fn shape_errors_are_reported() {
     .unwrap_err();
     assert!(err.to_string().contains("expected 8"), "{err}");
 }
+
+/// Plane sums equal `Iterator::sum` of each plane to the bit: whole blocks of eight planes
+/// and a rest, planes of one value and of many, and a plane of negative zeros.
+#[test]
+fn plane_sums_equal_iterator_sums() {
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    for (planes, len) in [(1, 1), (7, 3), (8, 784), (19, 17), (200, 784)] {
+        let mut v: Vec<f32> = (0..planes * len)
+            .map(|_| rng.gen_range(-1.0..1.0f32) * 10f32.powi(rng.gen_range(-3..4)))
+            .collect();
+        v[..len].fill(-0.0);
+        let sums = lesser::ops::kernels::plane_sums(&v, len);
+        let want: Vec<f32> = v.chunks_exact(len).map(|p| p.iter().sum()).collect();
+        assert_eq!(sums.len(), planes);
+        for (i, (a, b)) in sums.iter().zip(&want).enumerate() {
+            assert_eq!(
+                a.to_bits(),
+                b.to_bits(),
+                "{planes} planes of {len}: plane {i}"
+            );
+        }
+    }
+}

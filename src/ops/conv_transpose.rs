@@ -1,6 +1,8 @@
 //! 2-D transposed convolution (PyTorch's `ConvTranspose2d`, square kernel, no output padding).
 
-use super::kernels::{MatRef, Window, cnhw_to_nchw, col2im_add, im2col, matmul, nchw_to_cnhw};
+use super::kernels::{
+    MatRef, Window, cnhw_to_nchw, col2im_add, im2col, matmul, nchw_to_cnhw, plane_sums,
+};
 use super::{Act, OpTape, Param, add_param_grad, check_len, unary_op, values};
 use crate::error::{Error, Result};
 use dfdx::prelude::HasShape;
@@ -107,11 +109,7 @@ pub fn conv_transpose2d<T: OpTape>(
     let (weight, bias) = (weight.clone(), bias.clone());
     let dims = (n, out_c, win.height, win.width);
     Ok(unary_op(x, out, dims, move |gy, grads| {
-        let mut gb = vec![0.0; out_c];
-        for (i, g) in gy.chunks_exact(plane).enumerate() {
-            gb[i % out_c] += g.iter().sum::<f32>();
-        }
-        add_param_grad(grads, &bias, &gb)?;
+        add_param_grad(grads, &bias, &bias_grad(gy, plane, out_c))?;
 
         let mut gcols = cols; // reuse the forward buffer
         im2col(gy, n, &win, &mut gcols);
@@ -165,13 +163,11 @@ fn blocks<T: OpTape>(
     }
     let (weight, bias) = (weight.clone(), bias.clone());
     unary_op(x, out, (n, out_c, oh, ow), move |gy, grads| {
-        let mut gb = vec![0.0; out_c];
         let mut gw = vec![0.0; wv.len()];
         let mut gx = vec![0.0; if input_grad { xv.len() } else { 0 }];
         for (img, gyi) in gy.chunks_exact(out_c * oh * ow).enumerate() {
             let xi = &xv[img * c * h * w..][..c * h * w];
             for (o, plane) in gyi.chunks_exact(oh * ow).enumerate() {
-                gb[o] += plane.iter().sum::<f32>();
                 for ci in 0..c {
                     let xc = &xi[ci * h * w..][..h * w];
                     let gxc = &mut gx[if input_grad {
@@ -197,10 +193,20 @@ fn blocks<T: OpTape>(
                 }
             }
         }
-        add_param_grad(grads, &bias, &gb)?;
+        add_param_grad(grads, &bias, &bias_grad(gy, oh * ow, out_c))?;
         add_param_grad(grads, &weight, &gw)?;
         Ok(input_grad.then_some(gx))
     })
+}
+
+/// The bias gradient: every output plane's sum (of `plane` values, `out_c` planes an image),
+/// added up image after image.
+fn bias_grad(gy: &[f32], plane: usize, out_c: usize) -> Vec<f32> {
+    let mut gb = vec![0.0; out_c];
+    for (i, s) in plane_sums(gy, plane).into_iter().enumerate() {
+        gb[i % out_c] += s;
+    }
+    gb
 }
 
 /// `row[x * k + dx] += wr[dx] * xr[x]`: one output row of [`blocks`].

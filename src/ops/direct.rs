@@ -119,10 +119,15 @@ pub fn correlate_with(
     off: &[usize],
     w: &[f32],
 ) {
-    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and `correlate_into` writes only
-    // initialized values, so `out` holds initialized values throughout.
-    let out = unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) };
-    correlate_into(kernel, out, out_stride, len, src, off, w)
+    correlate_into(kernel, as_uninit(out), out_stride, len, src, off, w)
+}
+
+/// `v` as memory to write, for the functions here that write only initialized values (so
+/// that `v` stays initialized) and read none.
+pub(crate) fn as_uninit(v: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout; the callers write only initialized
+    // values through it.
+    unsafe { &mut *(v as *mut [f32] as *mut [MaybeUninit<f32>]) }
 }
 
 /// [`correlate_with`] into memory that need not be initialized.

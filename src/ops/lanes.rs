@@ -13,7 +13,7 @@
 use std::mem::MaybeUninit;
 use std::ops::{Deref, DerefMut};
 
-use super::direct::{GradInput, Kernel, LANES, correlate, correlate_grad, reduce_lanes};
+use super::direct::{GradInput, Kernel, LANES, as_uninit, correlate, correlate_grad, reduce_lanes};
 use super::kernels::Window;
 
 /// Zero-initialized `f32`s starting on a 64-byte boundary (when the allocator allows), so
@@ -28,8 +28,32 @@ struct Aligned {
 impl Aligned {
     fn zeros(len: usize) -> Self {
         let buf = vec![0.0; len + LANES];
+        let start = Self::start(&buf);
+        Aligned { buf, start, len }
+    }
+
+    /// Where the aligned values begin in a buffer of `len + LANES`.
+    fn start<T>(buf: &[T]) -> usize {
         let start = buf.as_ptr().align_offset(64);
-        let start = if start < LANES { start } else { 0 };
+        if start < LANES { start } else { 0 }
+    }
+
+    /// `len` values written by `fill`, without zeroing them first.
+    ///
+    /// # Safety
+    /// `fill` must write every value of the slice it is given.
+    unsafe fn written(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Self {
+        let mut buf = Vec::with_capacity(len + LANES);
+        let spare = &mut buf.spare_capacity_mut()[..len + LANES];
+        let start = Self::start(spare);
+        let (head, rest) = spare.split_at_mut(start);
+        let (body, tail) = rest.split_at_mut(len);
+        head.iter_mut().chain(tail).for_each(|v| {
+            v.write(0.0);
+        });
+        fill(body);
+        // SAFETY: head and tail were zeroed above, and the caller's `fill` wrote the body.
+        unsafe { buf.set_len(len + LANES) };
         Aligned { buf, start, len }
     }
 }
@@ -108,8 +132,8 @@ impl Planes {
     }
 
     /// Group `g` of the NCHW batch `x` (`n` images) into `dst` (one group; missing images
-    /// become zeros, padding is left as it is).
-    fn enter(&self, x: &[f32], n: usize, g: usize, dst: &mut [f32]) {
+    /// become zeros, padding is left as it is: without padding, every value is written).
+    fn enter(&self, x: &[f32], n: usize, g: usize, dst: &mut [MaybeUninit<f32>]) {
         let (m, image) = (in_group(n, g), self.image());
         let x = &x[g * LANES * image..];
         // Unpadded, a plane is one run of pixels; padded, a row.
@@ -158,14 +182,14 @@ fn leave_all(
 
 /// `dst[p * LANES + l] = src[l * stride + p]` for `l < m` and every pixel `p` of `dst`: `m`
 /// rows of `src`, `stride` apart, into pixels. Lanes from `m` on are set to 0.
-fn gather(dst: &mut [f32], src: &[f32], stride: usize, m: usize) {
+fn gather(dst: &mut [MaybeUninit<f32>], src: &[f32], stride: usize, m: usize) {
     gather_strided(dst, LANES, dst.len() / LANES, src, stride, m)
 }
 
 /// [`gather`] with pixels `dst_stride` apart: `dst[p * dst_stride + l]` for `p < len` and
 /// `l < 16` (from `m` on, 0); what lies between pixels is left as it is.
 fn gather_strided(
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     dst_stride: usize,
     len: usize,
     src: &[f32],
@@ -189,7 +213,7 @@ fn gather_strided(
     }
     for p in 0..len {
         for (l, v) in dst[p * dst_stride..][..LANES].iter_mut().enumerate() {
-            *v = if l < m { src[l * stride + p] } else { 0.0 };
+            v.write(if l < m { src[l * stride + p] } else { 0.0 });
         }
     }
 }
@@ -201,7 +225,8 @@ fn gather_strided(
 pub(crate) fn transpose(dst: &mut [f32], dst_stride: usize, src: &[f32], rows: usize, cols: usize) {
     for r0 in (0..rows).step_by(LANES) {
         let m = (rows - r0).min(LANES);
-        gather_strided(&mut dst[r0..], dst_stride, cols, &src[r0 * cols..], cols, m);
+        let dst = as_uninit(&mut dst[r0..]);
+        gather_strided(dst, dst_stride, cols, &src[r0 * cols..], cols, m);
     }
 }
 
@@ -214,7 +239,8 @@ pub(crate) fn transpose_packed(dst: &mut [f32], src: &[f32], rows: usize, cols: 
     );
     let whole = rows / LANES * LANES;
     for r0 in (0..whole).step_by(LANES) {
-        gather_strided(&mut dst[r0..], rows, cols, &src[r0 * cols..], cols, LANES);
+        let dst = as_uninit(&mut dst[r0..]);
+        gather_strided(dst, rows, cols, &src[r0 * cols..], cols, LANES);
     }
     for r in whole..rows {
         for (c, &v) in src[r * cols..][..cols].iter().enumerate() {
@@ -352,7 +378,20 @@ pub fn conv_forward(
     let keep_out = for_backward && epi.relu && !epi.max_pool2;
     let per = |keep: bool| if keep { n_groups } else { 1 };
     let slot = |keep: bool, g: usize| if keep { g } else { 0 };
-    let mut xl = Aligned::zeros(per(for_backward) * xp.group());
+    // Kept for the backward pass and unpadded, every group is entered up front, each value
+    // written once; otherwise one group at a time, into zeros that stay as the padding.
+    let entered = for_backward && xp.pad == 0;
+    let mut xl = if entered {
+        let fill = |xl: &mut [MaybeUninit<f32>]| {
+            for (g, dst) in xl.chunks_exact_mut(xp.group()).enumerate() {
+                xp.enter(x, batch, g, dst);
+            }
+        };
+        // SAFETY: without padding, `enter` writes every value of each group.
+        unsafe { Aligned::written(n_groups * xp.group(), fill) }
+    } else {
+        Aligned::zeros(per(for_backward) * xp.group())
+    };
     let mut ep = Aligned::zeros(per(keep_out) * out_p.group());
     let mut route = vec![
         0;
@@ -365,7 +404,9 @@ pub fn conv_forward(
     let mut conv = Aligned::zeros(co * oh * ow * LANES);
     let y = leave_all(batch, out_p, |g, y| {
         let src = &mut xl[slot(for_backward, g) * xp.group()..][..xp.group()];
-        xp.enter(x, batch, g, src);
+        if !entered {
+            xp.enter(x, batch, g, as_uninit(src));
+        }
         for y in 0..oh {
             let row = &mut conv[y * ow * LANES..];
             correlate(
@@ -530,7 +571,7 @@ pub fn conv_backward(
 
     // Group `g`'s weight and bias gradients, and its input gradient into `gx` if given.
     let mut group = |g: usize, gx: Option<&mut [MaybeUninit<f32>]>| {
-        out_p.enter(gy, batch, g, &mut gyl);
+        out_p.enter(gy, batch, g, as_uninit(&mut gyl));
         let at = g * out_p.group();
         let how = match (pooled, saved.relu_out.is_empty()) {
             (true, _) => Spread::Route(&saved.route[at..][..out_p.group()]),
@@ -870,7 +911,7 @@ mod simd {
     /// loaded as 16 rows and transposed.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn gather(
-        dst: &mut [f32],
+        dst: &mut [MaybeUninit<f32>],
         dst_stride: usize,
         len: usize,
         src: &[f32],
@@ -893,7 +934,7 @@ mod simd {
                 transpose(&mut r);
                 for (q, v) in r.iter().enumerate() {
                     let at = dst.as_mut_ptr().add((p + q.min(n - 1)) * dst_stride);
-                    _mm512_mask_storeu_ps(at, if q < n { 0xffff } else { 0 }, *v);
+                    _mm512_mask_storeu_ps(at.cast(), if q < n { 0xffff } else { 0 }, *v);
                 }
                 p += 16;
             }
@@ -946,7 +987,7 @@ mod tests {
                 let stride = len + 3;
                 let src: Vec<f32> = (0..m * stride).map(|i| i as f32 + 0.5).collect();
                 let mut px = vec![f32::NAN; len * LANES];
-                gather(&mut px, &src, stride, m);
+                gather(as_uninit(&mut px), &src, stride, m);
                 for p in 0..len {
                     for l in 0..LANES {
                         let want = if l < m { src[l * stride + p] } else { 0.0 };
