@@ -131,6 +131,25 @@ impl Planes {
         }
     }
 
+    /// Zeros into the padding of one group `dst`, and nowhere else.
+    fn zero_padding(&self, dst: &mut [MaybeUninit<f32>]) {
+        if self.pad == 0 {
+            return;
+        }
+        let zero = |v: &mut [MaybeUninit<f32>]| v.fill(MaybeUninit::new(0.0));
+        let (row, side) = (self.wp() * LANES, self.pad * LANES);
+        for plane in dst.chunks_exact_mut(self.area() * LANES) {
+            let (top, rest) = plane.split_at_mut(self.pad * row);
+            let (middle, bottom) = rest.split_at_mut(self.h * row);
+            zero(top);
+            zero(bottom);
+            for r in middle.chunks_exact_mut(row) {
+                zero(&mut r[..side]);
+                zero(&mut r[row - side..]);
+            }
+        }
+    }
+
     /// Group `g` of the NCHW batch `x` (`n` images) into `dst` (one group; missing images
     /// become zeros, padding is left as it is: without padding, every value is written).
     fn enter(&self, x: &[f32], n: usize, g: usize, dst: &mut [MaybeUninit<f32>]) {
@@ -378,19 +397,21 @@ pub fn conv_forward(
     let keep_out = for_backward && epi.relu && !epi.max_pool2;
     let per = |keep: bool| if keep { n_groups } else { 1 };
     let slot = |keep: bool, g: usize| if keep { g } else { 0 };
-    // Kept for the backward pass and unpadded, every group is entered up front, each value
-    // written once; otherwise one group at a time, into zeros that stay as the padding.
-    let entered = for_backward && xp.pad == 0;
+    // Kept for the backward pass, every group is entered up front, each value written once
+    // (the padding as zeros); otherwise one group at a time, into zeros that stay as the
+    // padding.
+    let entered = for_backward;
     let mut xl = if entered {
         let fill = |xl: &mut [MaybeUninit<f32>]| {
             for (g, dst) in xl.chunks_exact_mut(xp.group()).enumerate() {
+                xp.zero_padding(dst);
                 xp.enter(x, batch, g, dst);
             }
         };
-        // SAFETY: without padding, `enter` writes every value of each group.
+        // SAFETY: `zero_padding` writes the padding of each group and `enter` the rest.
         unsafe { Aligned::written(n_groups * xp.group(), fill) }
     } else {
-        Aligned::zeros(per(for_backward) * xp.group())
+        Aligned::zeros(xp.group())
     };
     let mut ep = Aligned::zeros(per(keep_out) * out_p.group());
     let mut route = vec![
