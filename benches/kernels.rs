@@ -68,13 +68,18 @@ fn kernels(c: &mut Criterion) {
         });
         // What stride-1 convolutions run instead: the lane passes, transposes included.
         let bias = vec![0.1; out];
-        let epi = Epilogue::default();
+        let layer = [lanes::ConvLayer {
+            win,
+            w: &w,
+            bias: &bias,
+            epi: Epilogue::default(),
+        }];
         c.bench_function(&name("lanes forward"), |b| {
-            b.iter(|| lanes::conv_forward(&x, n, &win, &w, &bias, epi, true))
+            b.iter(|| lanes::conv_forward(&x, n, &layer, true))
         });
-        let (_, saved) = lanes::conv_forward(&x, n, &win, &w, &bias, epi, true);
+        let (_, saved) = lanes::conv_forward(&x, n, &layer, true);
         c.bench_function(&name("lanes backward"), |b| {
-            b.iter(|| lanes::conv_backward(&saved, &y, n, &win, &w, out, true))
+            b.iter(|| lanes::conv_backward(&saved, &y, n, &layer, true))
         });
     }
 }

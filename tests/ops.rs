@@ -749,3 +749,89 @@ fn plane_sums_equal_iterator_sums() {
         }
     }
 }
+
+/// A chain of convolutions run as one op against the same layers one by one: equal outputs,
+/// equal input and parameter gradients. Two groups of images (the second partial), a padded
+/// first layer, pools and ReLUs between, a ReLU-gated last layer; and a chain with a padded
+/// later layer, which runs its layers one by one.
+#[test]
+fn conv_chain_equals_its_layers() {
+    let mut rng = ChaCha8Rng::seed_from_u64(14);
+    let (n, c, side) = (20, 2, 14);
+    let geom = |i, o, k, padding| Conv2dGeometry {
+        in_channels: i,
+        out_channels: o,
+        kernel: k,
+        stride: 1,
+        padding,
+    };
+    let epi = |relu, max_pool2| Epilogue { relu, max_pool2 };
+    let chains = [
+        vec![
+            (geom(2, 3, 3, 1), epi(true, false)),
+            (geom(3, 4, 3, 0), epi(true, true)),
+            (geom(4, 5, 2, 0), epi(true, false)),
+        ],
+        vec![
+            (geom(2, 3, 3, 0), epi(false, true)),
+            (geom(3, 2, 3, 1), epi(true, false)),
+        ],
+    ];
+    for (ci, chain) in chains.iter().enumerate() {
+        let x = rand_vec(&mut rng, n * c * side * side);
+        let ps: Vec<(Param, Param)> = chain
+            .iter()
+            .map(|(g, _)| {
+                let w = param(rand_vec(&mut rng, g.weight_len()));
+                (w, param(rand_vec(&mut rng, g.out_channels)))
+            })
+            .collect();
+        let run = |as_chain: bool| {
+            let xt = act(x.clone(), (n, c, side, side));
+            let y = if as_chain {
+                let layers: Vec<ChainLayer> = chain
+                    .iter()
+                    .zip(&ps)
+                    .map(|(&(geom, epi), (weight, bias))| ChainLayer {
+                        weight,
+                        bias,
+                        geom,
+                        epi,
+                    })
+                    .collect();
+                conv2d_chain(xt.leaky_trace(), &layers, true).unwrap()
+            } else {
+                let mut y = xt.leaky_trace();
+                for (&(g, e), (w, b)) in chain.iter().zip(&ps) {
+                    y = conv2d_fused(y, w, b, g, e, true).unwrap();
+                }
+                y
+            };
+            let out = values(&y);
+            let r = act(
+                (0..out.len()).map(|i| (i % 7) as f32 - 3.0).collect(),
+                *y.shape(),
+            );
+            let grads = (y * r).sum::<(), _>().backward();
+            let mut g = vec![grads.get(&xt).as_vec()];
+            for (w, b) in &ps {
+                g.push(w.grad(&grads));
+                g.push(b.grad(&grads));
+            }
+            (out, g)
+        };
+        let (chained, one_by_one) = (run(true), run(false));
+        assert_eq!(chained.0, one_by_one.0, "chain {ci}: output");
+        assert!(
+            chained.0.iter().any(|&v| v != 0.0),
+            "chain {ci}: some output"
+        );
+        for (i, (a, b)) in chained.1.iter().zip(&one_by_one.1).enumerate() {
+            assert_eq!(a, b, "chain {ci}: gradient {i}");
+            assert!(
+                a.iter().any(|&v| v != 0.0),
+                "chain {ci}: gradient {i} reached"
+            );
+        }
+    }
+}

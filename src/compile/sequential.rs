@@ -6,18 +6,28 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::Result;
 use crate::ops::{
-    self, Act, Activation, BatchNormState, Conv2dGeometry, ConvTranspose2dGeometry, Epilogue,
-    OpTape, Param, PoolKind,
+    self, Act, Activation, BatchNormState, ChainLayer, Conv2dGeometry, ConvTranspose2dGeometry,
+    Epilogue, OpTape, Param, PoolKind,
 };
 use crate::spec::LayerSpec;
 
 use super::shape::{Shape3, infer_layer};
 
+/// A convolution, referring to its weight and bias by index in the store, with the ReLU and
+/// 2x2 max pool that follow it in the spec folded in.
+#[derive(Debug, Clone, Copy)]
+struct Conv {
+    geom: Conv2dGeometry,
+    weight: usize,
+    bias: usize,
+    epi: Epilogue,
+}
+
 /// One layer, referring to its parameters by index in the store.
 #[derive(Debug, Clone)]
 enum Layer {
-    /// With the ReLU and 2x2 max pool that follow it in the spec folded in.
-    Conv2d(Conv2dGeometry, usize, usize, Epilogue),
+    /// Convolutions in a row, run as one op (see [`push_fused`]).
+    Conv2d(Vec<Conv>),
     ConvTranspose2d(ConvTranspose2dGeometry, usize, usize),
     Pool(PoolKind, usize, usize),
     Upsample(usize),
@@ -64,8 +74,19 @@ fn constant(store: &mut Vec<Param>, dev: &Cpu, len: usize, value: f32) -> usize 
 /// first. The one difference is a NaN in a pooling window among numbers: the layers as
 /// written pool it and zero it, the fused form zeroes it and pools the rest. A convolution
 /// outputs NaN only once weights or activations are no longer finite: a diverging round.
+///
+/// A stride-1, unpadded convolution right after stride-1 convolutions joins them: the op
+/// runs the chain without its activations leaving the kernels' layout in between.
 fn push_fused(layers: &mut Vec<Layer>, layer: Layer) {
-    if let Some(Layer::Conv2d(_, _, _, epi)) = layers.last_mut() {
+    if let (Some(Layer::Conv2d(chain)), Layer::Conv2d(next)) = (layers.last_mut(), &layer) {
+        let chains = |c: &Conv| c.geom.stride == 1;
+        if chain.iter().all(chains) && next.iter().all(|c| chains(c) && c.geom.padding == 0) {
+            chain.extend_from_slice(next);
+            return;
+        }
+    }
+    if let Some(Layer::Conv2d(chain)) = layers.last_mut() {
+        let epi = &mut chain.last_mut().expect("a chain holds a convolution").epi;
         let relu = match layer {
             Layer::Activation(Activation::Relu) => true,
             Layer::Threshold(t, v) => t == 0.0 && v == 0.0,
@@ -117,9 +138,14 @@ impl Sequential {
                         padding,
                     };
                     let bound = 1.0 / ((c * kernel * kernel) as f32).sqrt();
-                    let w = uniform(store, dev, rng, geom.weight_len(), bound);
-                    let b = uniform(store, dev, rng, out, bound);
-                    Layer::Conv2d(geom, w, b, Epilogue::default())
+                    let weight = uniform(store, dev, rng, geom.weight_len(), bound);
+                    let bias = uniform(store, dev, rng, out, bound);
+                    Layer::Conv2d(vec![Conv {
+                        geom,
+                        weight,
+                        bias,
+                        epi: Epilogue::default(),
+                    }])
                 }
                 LayerSpec::ConvTranspose2d {
                     out,
@@ -186,8 +212,17 @@ impl Sequential {
         for (i, layer) in self.layers.iter().enumerate() {
             let input_grad = i > 0 || !from_data;
             x = match layer {
-                Layer::Conv2d(g, w, b, epi) => {
-                    ops::conv2d_fused(x, &params[*w], &params[*b], *g, *epi, input_grad)?
+                Layer::Conv2d(chain) => {
+                    let chain: Vec<ChainLayer> = chain
+                        .iter()
+                        .map(|c| ChainLayer {
+                            weight: &params[c.weight],
+                            bias: &params[c.bias],
+                            geom: c.geom,
+                            epi: c.epi,
+                        })
+                        .collect();
+                    ops::conv2d_chain(x, &chain, input_grad)?
                 }
                 Layer::ConvTranspose2d(g, w, b) => {
                     ops::conv_transpose2d(x, &params[*w], &params[*b], *g, input_grad)?

@@ -72,46 +72,118 @@ pub fn conv2d_fused<T: OpTape>(
     epi: Epilogue,
     input_grad: bool,
 ) -> Result<Act<T>> {
+    let layer = ChainLayer {
+        weight,
+        bias,
+        geom,
+        epi,
+    };
+    conv2d_chain(x, &[layer], input_grad)
+}
+
+/// One convolution of [`conv2d_chain`], with its epilogue.
+#[derive(Clone, Copy, Debug)]
+pub struct ChainLayer<'a> {
+    pub weight: &'a Param,
+    pub bias: &'a Param,
+    pub geom: Conv2dGeometry,
+    pub epi: Epilogue,
+}
+
+/// [`conv2d_fused`] layers one after another as one op: the same numbers, but for stride-1
+/// layers after the first unpadded (as the compiler chains them), the activations between
+/// them never leave the kernels' layout. A chain of other layers runs them one by one.
+pub fn conv2d_chain<T: OpTape>(
+    x: Act<T>,
+    layers: &[ChainLayer],
+    input_grad: bool,
+) -> Result<Act<T>> {
     let (n, c, h, w) = *x.shape();
-    let win = geom.window(c, h, w)?;
-    check_len("conv2d weight", weight, geom.weight_len())?;
-    check_len("conv2d bias", bias, geom.out_channels)?;
-    if epi.max_pool2 && (win.out_h < 2 || win.out_w < 2) {
-        return Err(Error::Shape(format!(
-            "pool kernel 2 does not fit a {}x{} input",
-            win.out_h, win.out_w
-        )));
-    }
-    if geom.stride != 1 {
-        let mut y = conv2d_im2col(x, weight, bias, geom, win, input_grad);
-        if epi.relu {
-            y = activation(y, Activation::Relu);
+    // Every layer's window, checked before anything runs.
+    let mut wins = Vec::with_capacity(layers.len());
+    let mut side = (c, h, w);
+    for l in layers {
+        let win = l.geom.window(side.0, side.1, side.2)?;
+        check_len("conv2d weight", l.weight, l.geom.weight_len())?;
+        check_len("conv2d bias", l.bias, l.geom.out_channels)?;
+        if l.epi.max_pool2 && (win.out_h < 2 || win.out_w < 2) {
+            return Err(Error::Shape(format!(
+                "pool kernel 2 does not fit a {}x{} input",
+                win.out_h, win.out_w
+            )));
         }
-        if epi.max_pool2 {
-            y = pool2d(y, PoolKind::Max, 2, 2)?;
+        side = (
+            l.geom.out_channels,
+            l.epi.side(win.out_h),
+            l.epi.side(win.out_w),
+        );
+        wins.push(win);
+    }
+    let lanes_chain = layers.iter().all(|l| l.geom.stride == 1)
+        && layers.iter().skip(1).all(|l| l.geom.padding == 0);
+    if !lanes_chain {
+        let mut y = x;
+        for (i, (l, win)) in layers.iter().zip(wins).enumerate() {
+            y = conv2d_one(y, l, win, input_grad || i > 0)?;
         }
         return Ok(y);
     }
     // Stride 1 (every seed layer): register-blocked kernels on 16 images at a time.
-    let out_c = geom.out_channels;
-    let (out, saved) = lanes::conv_forward(
-        &values(&x),
-        n,
-        &win,
-        weight.values(),
-        bias.values(),
-        epi,
-        T::OWNS_TAPE,
-    );
-    let (weight, bias) = (weight.clone(), bias.clone());
-    let dims = (n, out_c, epi.side(win.out_h), epi.side(win.out_w));
+    let lanes_layers: Vec<lanes::ConvLayer> = layers
+        .iter()
+        .zip(&wins)
+        .map(|(l, &win)| lanes::ConvLayer {
+            win,
+            w: l.weight.values(),
+            bias: l.bias.values(),
+            epi: l.epi,
+        })
+        .collect();
+    let (out, saved) = lanes::conv_forward(&values(&x), n, &lanes_layers, T::OWNS_TAPE);
+    let params: Vec<(Param, Param, Epilogue)> = layers
+        .iter()
+        .map(|l| (l.weight.clone(), l.bias.clone(), l.epi))
+        .collect();
+    let dims = (n, side.0, side.1, side.2);
     Ok(unary_op(x, out, dims, move |gy, grads| {
-        let wv = weight.values();
-        let (gw, gb, gx) = lanes::conv_backward(&saved, gy, n, &win, wv, out_c, input_grad);
-        add_param_grad(grads, &bias, &gb)?;
-        add_param_grad(grads, &weight, &gw)?;
+        let layers: Vec<lanes::ConvLayer> = params
+            .iter()
+            .zip(&wins)
+            .map(|((w, b, epi), &win)| lanes::ConvLayer {
+                win,
+                w: w.values(),
+                bias: b.values(),
+                epi: *epi,
+            })
+            .collect();
+        let (grads_w, gx) = lanes::conv_backward(&saved, gy, n, &layers, input_grad);
+        for ((w, b, _), (gw, gb)) in params.iter().zip(grads_w) {
+            add_param_grad(grads, b, &gb)?;
+            add_param_grad(grads, w, &gw)?;
+        }
         Ok(gx)
     }))
+}
+
+/// One layer of a chain that does not run in the lane layout: im2col for other strides,
+/// the lane kernels for one stride-1 layer.
+fn conv2d_one<T: OpTape>(
+    x: Act<T>,
+    l: &ChainLayer,
+    win: Window,
+    input_grad: bool,
+) -> Result<Act<T>> {
+    if l.geom.stride == 1 {
+        return conv2d_chain(x, std::slice::from_ref(l), input_grad);
+    }
+    let mut y = conv2d_im2col(x, l.weight, l.bias, l.geom, win, input_grad);
+    if l.epi.relu {
+        y = activation(y, Activation::Relu);
+    }
+    if l.epi.max_pool2 {
+        y = pool2d(y, PoolKind::Max, 2, 2)?;
+    }
+    Ok(y)
 }
 
 /// Any stride: im2col, then one gemm for the whole batch, (out x patch) . (patch x N*P).

@@ -8,7 +8,8 @@
 //! is an output (no padding columns, no rounding of an image to whole vectors). The weight
 //! gradient is [`correlate_grad`] with output rows as its "images", the input gradient the
 //! forward correlation of the output gradient with the kernel flipped. The layout is entered
-//! and left by one transposing pass each way.
+//! and left by one transposing pass each way, once for a whole chain of convolutions: each
+//! one's output, in this layout, is the next one's input.
 
 use std::mem::MaybeUninit;
 use std::ops::{Deref, DerefMut};
@@ -315,17 +316,49 @@ impl Epilogue {
 /// A pooled output that passes no gradient back (ReLU cut it off).
 const CUT: u8 = u8::MAX;
 
+/// One stride-1 convolution of a chain run by [`conv_forward`]: where it slides over its own
+/// input, its weights (`out x C x k x k`) and bias, and the epilogue after it.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvLayer<'a> {
+    pub win: Window,
+    pub w: &'a [f32],
+    pub bias: &'a [f32],
+    pub epi: Epilogue,
+}
+
+impl ConvLayer<'_> {
+    fn conv(&self) -> Conv {
+        Conv::new(&self.win, self.bias.len())
+    }
+
+    /// Its output planes, after the epilogue.
+    fn out_planes(&self) -> Planes {
+        let cv = self.conv();
+        Planes {
+            c: cv.co,
+            h: self.epi.side(cv.oh),
+            w: self.epi.side(cv.ow),
+            pad: 0,
+        }
+    }
+
+    /// Whether the backward pass reads its output: a ReLU without a pool gates the gradient.
+    fn gates(&self) -> bool {
+        self.epi.relu && !self.epi.max_pool2
+    }
+}
+
 /// What [`conv_forward`] keeps for [`conv_backward`].
 #[derive(Debug, Default)]
 pub struct Saved {
-    /// The input, in the lane layout with the convolution's padding.
+    /// The first convolution's input, in the lane layout with its padding.
     x: Aligned,
-    /// With a pool: for every pooled value (lane layout), which of its window's four
-    /// values it came from (row-major), or [`CUT`].
-    route: Vec<u8>,
-    /// With a ReLU and no pool: the output (lane layout), whose positive values pass the
-    /// gradient.
-    relu_out: Aligned,
+    /// Every convolution's output in the lane layout: the next one's input, and the gate of
+    /// a ReLU without a pool (empty for the last when that is not one).
+    outs: Vec<Aligned>,
+    /// Per convolution, with a pool: for every pooled value (lane layout), which of its
+    /// window's four values it came from (row-major), or [`CUT`].
+    routes: Vec<Vec<u8>>,
 }
 
 /// The sizes of one stride-1 convolution.
@@ -369,39 +402,45 @@ impl Conv {
     }
 }
 
-/// Stride-1 convolution of `batch` images `x` (`N x C x H x W`) with `w` (`out x C x k x k`)
-/// plus `bias`, then `epi`: returns the `N x out x OH x OW` output (`OH`, `OW` as
-/// [`Epilogue::side`] gives them) and, when `for_backward`, what the backward pass needs
-/// (else an empty [`Saved`]: evaluation keeps nothing).
+/// Checks that every layer of a chain takes what the one before gives, unpadded: each
+/// convolution's output, in the lane layout, is then the next one's input as it is.
+fn check_chain(layers: &[ConvLayer]) {
+    assert!(!layers.is_empty(), "a chain of no convolution");
+    for pair in layers.windows(2) {
+        let (out, next) = (pair[0].out_planes(), pair[1].conv().input);
+        assert!(
+            (out.c, out.h, out.w, next.pad) == (next.c, next.h, next.w, 0),
+            "a chained convolution takes the one before's output, unpadded"
+        );
+    }
+}
+
+/// Stride-1 convolutions one after another, each followed by its epilogue, on `batch`
+/// images `x` (`N x C x H x W`, the first layer's input): returns the last layer's
+/// `N x out x OH x OW` output and, when `for_backward`, what the backward pass needs (else
+/// an empty [`Saved`]: evaluation keeps nothing). Each group of images goes through all
+/// layers in the lane layout, entered once and left once.
+///
+/// # Panics
+/// When a layer does not take the output of the one before it, unpadded (a bug in the
+/// caller: the compiler chains only those).
 pub fn conv_forward(
     x: &[f32],
     batch: usize,
-    win: &Window,
-    w: &[f32],
-    bias: &[f32],
-    epi: Epilogue,
+    layers: &[ConvLayer],
     for_backward: bool,
 ) -> (Vec<f32>, Saved) {
-    let cv = Conv::new(win, bias.len());
-    let (co, oh, ow) = (cv.co, cv.oh, cv.ow);
-    let (xp, wp) = (cv.input, cv.input.wp());
-    let off = xp.taps(cv.k);
-    let out_p = Planes {
-        c: co,
-        h: epi.side(oh),
-        w: epi.side(ow),
-        pad: 0,
-    };
+    check_chain(layers);
+    let last = layers.len() - 1;
+    let xp = layers[0].conv().input;
     let n_groups = groups(batch);
     // What the backward pass reads is kept for every group; the rest is one group's, reused.
-    let keep_out = for_backward && epi.relu && !epi.max_pool2;
-    let per = |keep: bool| if keep { n_groups } else { 1 };
+    let keep = |i: usize| for_backward && (i < last || layers[i].gates());
     let slot = |keep: bool, g: usize| if keep { g } else { 0 };
     // Kept for the backward pass, every group is entered up front, each value written once
     // (the padding as zeros); otherwise one group at a time, into zeros that stay as the
     // padding.
-    let entered = for_backward;
-    let mut xl = if entered {
+    let mut xl = if for_backward {
         let fill = |xl: &mut [MaybeUninit<f32>]| {
             for (g, dst) in xl.chunks_exact_mut(xp.group()).enumerate() {
                 xp.zero_padding(dst);
@@ -413,51 +452,81 @@ pub fn conv_forward(
     } else {
         Aligned::zeros(xp.group())
     };
-    let mut ep = Aligned::zeros(per(keep_out) * out_p.group());
-    let mut route = vec![
-        0;
-        if for_backward && epi.max_pool2 {
-            n_groups * out_p.group()
-        } else {
-            0
+    let mut outs: Vec<Aligned> = (0..layers.len())
+        .map(|i| {
+            let groups = if keep(i) { n_groups } else { 1 };
+            Aligned::zeros(groups * layers[i].out_planes().group())
+        })
+        .collect();
+    let mut routes: Vec<Vec<u8>> = layers
+        .iter()
+        .map(|l| {
+            let pooled = for_backward && l.epi.max_pool2;
+            vec![
+                0;
+                if pooled {
+                    n_groups * l.out_planes().group()
+                } else {
+                    0
+                }
+            ]
+        })
+        .collect();
+    let mut convs: Vec<Aligned> = layers
+        .iter()
+        .map(|l| {
+            let cv = l.conv();
+            Aligned::zeros(cv.co * cv.oh * cv.ow * LANES)
+        })
+        .collect();
+    let offs: Vec<Vec<usize>> = layers
+        .iter()
+        .map(|l| l.conv().input.taps(l.win.kernel))
+        .collect();
+    let y = leave_all(batch, layers[last].out_planes(), |g, y| {
+        if !for_backward {
+            xp.enter(x, batch, g, as_uninit(&mut xl));
         }
-    ];
-    let mut conv = Aligned::zeros(co * oh * ow * LANES);
-    let y = leave_all(batch, out_p, |g, y| {
-        let src = &mut xl[slot(for_backward, g) * xp.group()..][..xp.group()];
-        if !entered {
-            xp.enter(x, batch, g, as_uninit(src));
+        for (i, l) in layers.iter().enumerate() {
+            let (cv, out_p) = (l.conv(), l.out_planes());
+            let (done, rest) = outs.split_at_mut(i);
+            let src = if i == 0 {
+                &xl[slot(for_backward, g) * xp.group()..][..xp.group()]
+            } else {
+                let prev = layers[i - 1].out_planes().group();
+                &done[i - 1][slot(keep(i - 1), g) * prev..][..prev]
+            };
+            let conv = &mut convs[i];
+            let wp = cv.input.wp();
+            for y in 0..cv.oh {
+                let row = &mut conv[y * cv.ow * LANES..];
+                let (len, stride) = (cv.ow * LANES, cv.oh * cv.ow * LANES);
+                correlate(row, stride, len, &src[y * wp * LANES..], &offs[i], l.w);
+            }
+            let dst = &mut rest[0][slot(keep(i), g) * out_p.group()..][..out_p.group()];
+            let rt = if routes[i].is_empty() {
+                &mut [][..]
+            } else {
+                &mut routes[i][g * out_p.group()..][..out_p.group()]
+            };
+            epilogue(l.epi, conv, (cv.co, cv.oh, cv.ow), l.bias, dst, rt);
         }
-        for y in 0..oh {
-            let row = &mut conv[y * ow * LANES..];
-            correlate(
-                row,
-                oh * ow * LANES,
-                ow * LANES,
-                &src[y * wp * LANES..],
-                &off,
-                w,
-            );
-        }
-        let dst = &mut ep[slot(keep_out, g) * out_p.group()..][..out_p.group()];
-        let rt = if route.is_empty() {
-            &mut [][..]
-        } else {
-            &mut route[g * out_p.group()..][..out_p.group()]
-        };
-        epilogue(epi, &conv, (co, oh, ow), bias, dst, rt);
+        let out_p = layers[last].out_planes();
+        let dst = &outs[last][slot(keep(last), g) * out_p.group()..][..out_p.group()];
         out_p.leave(dst, batch, g, y);
     });
     if !for_backward {
         return (y, Saved::default());
     }
-    let relu_out = if keep_out { ep } else { Aligned::default() };
+    if !keep(last) {
+        outs[last] = Aligned::default();
+    }
     (
         y,
         Saved {
             x: xl,
-            route,
-            relu_out,
+            outs,
+            routes,
         },
     )
 }
@@ -556,68 +625,93 @@ fn epilogue_with<const RELU: bool, const POOL: bool>(
     }
 }
 
-/// Gradients of [`conv_forward`] given what it saved and the output gradient `gy`:
-/// `(weight grad, bias grad, input grad if asked)`.
+/// One layer's `(weight grad, bias grad)`.
+pub type LayerGrads = (Vec<f32>, Vec<f32>);
+
+/// Gradients of [`conv_forward`] given what it saved and the last layer's output gradient
+/// `gy`: every layer's `(weight grad, bias grad)`, and the input gradient if asked. Each
+/// group of images goes back through all layers in the lane layout.
 pub fn conv_backward(
     saved: &Saved,
     gy: &[f32],
     batch: usize,
-    win: &Window,
-    w: &[f32],
-    out_c: usize,
+    layers: &[ConvLayer],
     input_grad: bool,
-) -> (Vec<f32>, Vec<f32>, Option<Vec<f32>>) {
-    let cv = Conv::new(win, out_c);
-    let (co, k, oh, ow) = (cv.co, cv.k, cv.oh, cv.ow);
-    let pooled = !saved.route.is_empty();
-    let out_p = Planes {
-        c: co,
-        h: if pooled { oh / 2 } else { oh },
-        w: if pooled { ow / 2 } else { ow },
-        pad: 0,
-    };
-    let gp = cv.grad_planes();
-    let (gwp, margin) = (gp.wp(), (gp.pad * gp.wp() + gp.pad) * LANES);
-    let mut gyl = Aligned::zeros(out_p.group());
-    // One group's convolution-output gradient; its margins are never written, so they stay
-    // zero.
-    let mut gc = Aligned::zeros(gp.group());
-    let mut gb_lanes = vec![0.0; co * LANES];
-    let mut acc = vec![0.0; w.len() * LANES];
-    let off = cv.input.taps(k);
-
-    let rows_g = input_grad.then(|| InputGradTaps::new(&cv, w));
-    let (xp, x_wp) = (cv.input, cv.input.wp());
-    let mut gxl = Aligned::zeros(if input_grad { xp.group() } else { 0 });
+) -> (Vec<LayerGrads>, Option<Vec<f32>>) {
+    check_chain(layers);
+    let last = layers.len() - 1;
+    let convs: Vec<Conv> = layers.iter().map(ConvLayer::conv).collect();
+    let out_last = layers[last].out_planes();
+    let mut gyl = Aligned::zeros(out_last.group());
+    // Per layer, one group's convolution-output gradient; its margins are never written, so
+    // they stay zero.
+    let mut gcs: Vec<Aligned> = convs
+        .iter()
+        .map(|cv| Aligned::zeros(cv.grad_planes().group()))
+        .collect();
+    let mut gbs: Vec<Vec<f32>> = convs.iter().map(|cv| vec![0.0; cv.co * LANES]).collect();
+    let mut accs: Vec<Vec<f32>> = layers
+        .iter()
+        .map(|l| vec![0.0; l.w.len() * LANES])
+        .collect();
+    let offs: Vec<Vec<usize>> = convs.iter().map(|cv| cv.input.taps(cv.k)).collect();
+    // The input gradient of every layer but the first (the gradient of the layer before's
+    // output), and of the first if asked.
+    let wants = |i: usize| i > 0 || input_grad;
+    let rows_g: Vec<Option<InputGradTaps>> = (0..layers.len())
+        .map(|i| wants(i).then(|| InputGradTaps::new(&convs[i], layers[i].w)))
+        .collect();
+    let mut gxls: Vec<Aligned> = convs
+        .iter()
+        .enumerate()
+        .map(|(i, cv)| Aligned::zeros(if wants(i) { cv.input.group() } else { 0 }))
+        .collect();
+    let xp = convs[0].input;
 
     // Group `g`'s weight and bias gradients, and its input gradient into `gx` if given.
     let mut group = |g: usize, gx: Option<&mut [MaybeUninit<f32>]>| {
-        out_p.enter(gy, batch, g, as_uninit(&mut gyl));
-        let at = g * out_p.group();
-        let how = match (pooled, saved.relu_out.is_empty()) {
-            (true, _) => Spread::Route(&saved.route[at..][..out_p.group()]),
-            (false, false) => Spread::Relu(&saved.relu_out[at..][..out_p.group()]),
-            (false, true) => Spread::Plain,
-        };
-        spread(&gyl, how, (co, oh, ow), gp, &mut gc, &mut gb_lanes);
-        let input = GradInput {
-            g: &gc[margin..],
-            g_stride: gp.area() * LANES,
-            g_image: gwp * LANES,
-            src: &saved.x[g * xp.group()..],
-            src_image: x_wp * LANES,
-            images: oh,
-            len: ow * LANES,
-        };
-        correlate_grad(&mut acc, input, &off);
-        if let (Some(gx), Some(rows_g)) = (gx, &rows_g) {
-            for y in 0..xp.hp() {
-                let (off_g, w_g) = rows_g.row(y);
-                let row = &mut gxl[y * x_wp * LANES..];
-                let src = &gc[y * gwp * LANES..];
-                correlate(row, xp.area() * LANES, x_wp * LANES, src, off_g, w_g);
+        out_last.enter(gy, batch, g, as_uninit(&mut gyl));
+        for i in (0..layers.len()).rev() {
+            let (l, cv) = (&layers[i], &convs[i]);
+            let out_p = l.out_planes();
+            let (before, from) = gxls.split_at_mut(i + 1);
+            let g_out = if i == last { &gyl[..] } else { &from[0][..] };
+            let at = g * out_p.group();
+            let how = if l.epi.max_pool2 {
+                Spread::Route(&saved.routes[i][at..][..out_p.group()])
+            } else if l.epi.relu {
+                Spread::Relu(&saved.outs[i][at..][..out_p.group()])
+            } else {
+                Spread::Plain
+            };
+            let gp = cv.grad_planes();
+            let (gwp, margin) = (gp.wp(), (gp.pad * gp.wp() + gp.pad) * LANES);
+            let gc = &mut gcs[i];
+            spread(g_out, how, (cv.co, cv.oh, cv.ow), gp, gc, &mut gbs[i]);
+            let (xp_i, x_wp) = (cv.input, cv.input.wp());
+            let x = if i == 0 { &saved.x } else { &saved.outs[i - 1] };
+            let input = GradInput {
+                g: &gc[margin..],
+                g_stride: gp.area() * LANES,
+                g_image: gwp * LANES,
+                src: &x[g * xp_i.group()..],
+                src_image: x_wp * LANES,
+                images: cv.oh,
+                len: cv.ow * LANES,
+            };
+            correlate_grad(&mut accs[i], input, &offs[i]);
+            if let Some(rows_g) = &rows_g[i] {
+                let gxl = &mut before[i];
+                for y in 0..xp_i.hp() {
+                    let (off_g, w_g) = rows_g.row(y);
+                    let row = &mut gxl[y * x_wp * LANES..];
+                    let src = &gc[y * gwp * LANES..];
+                    correlate(row, xp_i.area() * LANES, x_wp * LANES, src, off_g, w_g);
+                }
             }
-            xp.leave(&gxl, batch, g, gx);
+        }
+        if let Some(gx) = gx {
+            xp.leave(&gxls[0], batch, g, gx);
         }
     };
     let gx = if input_grad {
@@ -626,11 +720,15 @@ pub fn conv_backward(
         (0..groups(batch)).for_each(|g| group(g, None));
         None
     };
-    let gb = gb_lanes
-        .chunks_exact(LANES)
-        .map(|l| l.iter().sum())
+    let grads = accs
+        .iter()
+        .zip(&gbs)
+        .map(|(acc, gb)| {
+            let gb = gb.chunks_exact(LANES).map(|l| l.iter().sum()).collect();
+            (reduce_lanes(acc), gb)
+        })
         .collect();
-    (reduce_lanes(&acc), gb, gx)
+    (grads, gx)
 }
 
 /// The taps and weights of the input gradient, for the rows of the padded input: the forward

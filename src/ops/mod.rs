@@ -3,9 +3,10 @@
 //!
 //! dfdx 0.13 compiles its own conv2d, pool2d and convtrans2d out on stable Rust; these ops fill
 //! the gap. Stride-1 convolutions run 16 images at a time ([`lanes`]) on register-blocked SIMD
-//! kernels ([`direct`]), with a following ReLU and 2x2 max pool fused in; other strides on
-//! im2col and one gemm per batch ([`kernels`]). Every activation is a 4-D NCHW tensor [`Act`]; a flat feature vector is
-//! `(batch, features, 1, 1)`. Every parameter is a flat [`Param`], laid out like PyTorch's
+//! kernels ([`direct`]), with a following ReLU and 2x2 max pool fused in and convolutions in a
+//! row chained; other strides on im2col and one gemm per batch ([`kernels`]). Every activation
+//! is a 4-D NCHW tensor [`Act`]; a flat feature vector is `(batch, features, 1, 1)`. Every
+//! parameter is a flat [`Param`], laid out like PyTorch's
 //! (e.g. conv weight `out x in x k x k`).
 
 pub mod direct;
@@ -22,7 +23,7 @@ mod pairs;
 mod param;
 mod pool;
 
-pub use conv::{Conv2dGeometry, conv2d, conv2d_fused};
+pub use conv::{ChainLayer, Conv2dGeometry, conv2d, conv2d_chain, conv2d_fused};
 pub use conv_transpose::{ConvTranspose2dGeometry, conv_transpose2d};
 pub use elementwise::{Activation, activation, threshold, upsample_nearest};
 pub use lanes::Epilogue;
