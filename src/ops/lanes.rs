@@ -750,10 +750,12 @@ impl InputGradTaps {
         let gp = cv.grad_planes();
         let (area, gwp, m, taps) = (gp.area(), gp.wp(), k - 1, k * k);
         // The flipped kernel, `(input channel, output channel, kernel row, kernel column)`.
-        let mut flip = vec![0.0; w.len()];
-        for (i, v) in flip.iter_mut().enumerate() {
-            let (ci, o, t) = (i / (co * taps), (i / taps) % co, i % taps);
-            *v = w[(o * c + ci) * taps + taps - 1 - t];
+        let mut flip = Vec::with_capacity(w.len());
+        for ci in 0..c {
+            for o in 0..co {
+                let kernel = &w[(o * c + ci) * taps..][..taps];
+                flip.extend(kernel.iter().rev());
+            }
         }
         let (mut sets, mut spans, mut row_set) = (Vec::new(), Vec::new(), Vec::new());
         for y in 0..cv.input.hp() {
