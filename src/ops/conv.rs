@@ -129,33 +129,15 @@ pub fn conv2d_chain<T: OpTape>(
         return Ok(y);
     }
     // Stride 1 (every seed layer): register-blocked kernels on 16 images at a time.
-    let lanes_layers: Vec<lanes::ConvLayer> = layers
-        .iter()
-        .zip(&wins)
-        .map(|(l, &win)| lanes::ConvLayer {
-            win,
-            w: l.weight.values(),
-            bias: l.bias.values(),
-            epi: l.epi,
-        })
-        .collect();
-    let (out, saved) = lanes::conv_forward(&values(&x), n, &lanes_layers, T::OWNS_TAPE);
     let params: Vec<(Param, Param, Epilogue)> = layers
         .iter()
         .map(|l| (l.weight.clone(), l.bias.clone(), l.epi))
         .collect();
+    let (out, saved) =
+        lanes::conv_forward(&values(&x), n, &lanes_layers(&params, &wins), T::OWNS_TAPE);
     let dims = (n, side.0, side.1, side.2);
     Ok(unary_op(x, out, dims, move |gy, grads| {
-        let layers: Vec<lanes::ConvLayer> = params
-            .iter()
-            .zip(&wins)
-            .map(|((w, b, epi), &win)| lanes::ConvLayer {
-                win,
-                w: w.values(),
-                bias: b.values(),
-                epi: *epi,
-            })
-            .collect();
+        let layers = lanes_layers(&params, &wins);
         let (grads_w, gx) = lanes::conv_backward(&saved, gy, n, &layers, input_grad);
         for ((w, b, _), (gw, gb)) in params.iter().zip(grads_w) {
             add_param_grad(grads, b, &gb)?;
@@ -163,6 +145,23 @@ pub fn conv2d_chain<T: OpTape>(
         }
         Ok(gx)
     }))
+}
+
+/// The layers as the lane kernels take them: windows, weights, biases, epilogues.
+fn lanes_layers<'a>(
+    params: &'a [(Param, Param, Epilogue)],
+    wins: &[Window],
+) -> Vec<lanes::ConvLayer<'a>> {
+    params
+        .iter()
+        .zip(wins)
+        .map(|((w, b, epi), &win)| lanes::ConvLayer {
+            win,
+            w: w.values(),
+            bias: b.values(),
+            epi: *epi,
+        })
+        .collect()
 }
 
 /// One layer of a chain that does not run in the lane layout: im2col for other strides,
