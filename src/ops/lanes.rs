@@ -59,6 +59,65 @@ impl Aligned {
     }
 }
 
+/// Like [`Aligned`], but made without writing anything: written part by part, read only where
+/// written, and turned into an [`Aligned`] once every value is.
+#[derive(Debug)]
+struct Fresh {
+    buf: Vec<MaybeUninit<f32>>,
+    start: usize,
+    len: usize,
+}
+
+impl Fresh {
+    fn new(len: usize) -> Self {
+        let mut buf = Vec::with_capacity(len + LANES);
+        // SAFETY: `MaybeUninit` values need no initialization.
+        unsafe { buf.set_len(len + LANES) };
+        let start = Aligned::start(&buf);
+        Fresh { buf, start, len }
+    }
+
+    /// `len` values from `at`, to write.
+    fn part_mut(&mut self, at: usize, len: usize) -> &mut [MaybeUninit<f32>] {
+        assert!(at + len <= self.len, "Fresh: part out of bounds");
+        &mut self.buf[self.start + at..][..len]
+    }
+
+    /// `len` values from `at`, to read.
+    ///
+    /// # Safety
+    /// Every one of them must have been written.
+    unsafe fn part(&self, at: usize, len: usize) -> &[f32] {
+        assert!(at + len <= self.len, "Fresh: part out of bounds");
+        let part = &self.buf[self.start + at..][..len];
+        // SAFETY: the caller says these values were written; `MaybeUninit<f32>` has `f32`'s
+        // layout.
+        unsafe { &*(part as *const [MaybeUninit<f32>] as *const [f32]) }
+    }
+
+    /// The buffer as an [`Aligned`].
+    ///
+    /// # Safety
+    /// Every value must have been written.
+    unsafe fn into_aligned(self) -> Aligned {
+        let Fresh {
+            mut buf,
+            start,
+            len,
+        } = self;
+        let (head, rest) = buf.split_at_mut(start);
+        head.iter_mut().chain(&mut rest[len..]).for_each(|v| {
+            v.write(0.0);
+        });
+        let mut buf = std::mem::ManuallyDrop::new(buf);
+        let (ptr, n, cap) = (buf.as_mut_ptr().cast::<f32>(), buf.len(), buf.capacity());
+        // SAFETY: the head and tail were written just above and the caller says the body
+        // was; `MaybeUninit<f32>` has `f32`'s layout, and the allocation passes unchanged.
+        let buf = unsafe { Vec::from_raw_parts(ptr, n, cap) };
+        Aligned { buf, start, len }
+    }
+}
+
 impl Deref for Aligned {
     type Target = [f32];
     fn deref(&self) -> &[f32] {
@@ -452,10 +511,11 @@ pub fn conv_forward(
     } else {
         Aligned::zeros(xp.group())
     };
-    let mut outs: Vec<Aligned> = (0..layers.len())
+    // Every layer's output, each value written by its epilogue before anything reads it.
+    let mut outs: Vec<Fresh> = (0..layers.len())
         .map(|i| {
             let groups = if keep(i) { n_groups } else { 1 };
-            Aligned::zeros(groups * layers[i].out_planes().group())
+            Fresh::new(groups * layers[i].out_planes().group())
         })
         .collect();
     let mut routes: Vec<Vec<u8>> = layers
@@ -494,7 +554,8 @@ pub fn conv_forward(
                 &xl[slot(for_backward, g) * xp.group()..][..xp.group()]
             } else {
                 let prev = layers[i - 1].out_planes().group();
-                &done[i - 1][slot(keep(i - 1), g) * prev..][..prev]
+                // SAFETY: the layer before wrote this group's output just above.
+                unsafe { done[i - 1].part(slot(keep(i - 1), g) * prev, prev) }
             };
             let conv = &mut convs[i];
             let wp = cv.input.wp();
@@ -503,7 +564,7 @@ pub fn conv_forward(
                 let (len, stride) = (cv.ow * LANES, cv.oh * cv.ow * LANES);
                 correlate(row, stride, len, &src[y * wp * LANES..], &offs[i], l.w);
             }
-            let dst = &mut rest[0][slot(keep(i), g) * out_p.group()..][..out_p.group()];
+            let dst = rest[0].part_mut(slot(keep(i), g) * out_p.group(), out_p.group());
             let rt = if routes[i].is_empty() {
                 &mut [][..]
             } else {
@@ -512,15 +573,25 @@ pub fn conv_forward(
             epilogue(l.epi, conv, (cv.co, cv.oh, cv.ow), l.bias, dst, rt);
         }
         let out_p = layers[last].out_planes();
-        let dst = &outs[last][slot(keep(last), g) * out_p.group()..][..out_p.group()];
+        // SAFETY: the last layer wrote this group's output just above.
+        let dst = unsafe { outs[last].part(slot(keep(last), g) * out_p.group(), out_p.group()) };
         out_p.leave(dst, batch, g, y);
     });
     if !for_backward {
         return (y, Saved::default());
     }
-    if !keep(last) {
-        outs[last] = Aligned::default();
-    }
+    let outs = outs
+        .into_iter()
+        .enumerate()
+        // SAFETY: a kept output holds every group, and the loop above wrote every group.
+        .map(|(i, o)| {
+            if keep(i) {
+                unsafe { o.into_aligned() }
+            } else {
+                Aligned::default()
+            }
+        })
+        .collect();
     (
         y,
         Saved {
@@ -538,7 +609,7 @@ fn epilogue(
     src: &[f32],
     dims: (usize, usize, usize),
     bias: &[f32],
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     route: &mut [u8],
 ) {
     #[cfg(target_arch = "x86_64")]
@@ -555,7 +626,7 @@ fn epilogue_any(
     src: &[f32],
     dims: (usize, usize, usize),
     bias: &[f32],
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     route: &mut [u8],
 ) {
     match (epi.relu, epi.max_pool2) {
@@ -579,7 +650,7 @@ fn epilogue_with<const RELU: bool, const POOL: bool>(
     src: &[f32],
     (co, oh, ow): (usize, usize, usize),
     bias: &[f32],
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     route: &mut [u8],
 ) {
     // `if` rather than `f32::max`: NaN becomes 0, as PyTorch's ReLU.
@@ -589,7 +660,7 @@ fn epilogue_with<const RELU: bool, const POOL: bool>(
         let planes = src.chunks_exact(plane).zip(dst.chunks_exact_mut(plane));
         for ((s, d), &b) in planes.zip(bias).take(co) {
             for (d, &s) in d.iter_mut().zip(s) {
-                *d = act(s + b);
+                d.write(act(s + b));
             }
         }
         return;
@@ -615,7 +686,9 @@ fn epilogue_with<const RELU: bool, const POOL: bool>(
                     // A ReLU output of 0 passes no gradient.
                     from[l] = if RELU && best <= 0.0 { CUT } else { i };
                 }
-                dst[at..at + LANES].copy_from_slice(&v);
+                for (d, v) in dst[at..at + LANES].iter_mut().zip(v) {
+                    d.write(v);
+                }
                 if !route.is_empty() {
                     route[at..at + LANES].copy_from_slice(&from);
                 }
@@ -888,7 +961,7 @@ mod simd {
         src: &[f32],
         dims: (usize, usize, usize),
         bias: &[f32],
-        dst: &mut [f32],
+        dst: &mut [MaybeUninit<f32>],
         route: &mut [u8],
     ) {
         super::epilogue_any(epi, src, dims, bias, dst, route)
