@@ -44,18 +44,10 @@ impl Aligned {
     /// # Safety
     /// `fill` must write every value of the slice it is given.
     unsafe fn written(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Self {
-        let mut buf = Vec::with_capacity(len + LANES);
-        let spare = &mut buf.spare_capacity_mut()[..len + LANES];
-        let start = Self::start(spare);
-        let (head, rest) = spare.split_at_mut(start);
-        let (body, tail) = rest.split_at_mut(len);
-        head.iter_mut().chain(tail).for_each(|v| {
-            v.write(0.0);
-        });
-        fill(body);
-        // SAFETY: head and tail were zeroed above, and the caller's `fill` wrote the body.
-        unsafe { buf.set_len(len + LANES) };
-        Aligned { buf, start, len }
+        let mut fresh = Fresh::new(len);
+        fill(fresh.part_mut(0, len));
+        // SAFETY: the caller's `fill` wrote every value.
+        unsafe { fresh.into_aligned() }
     }
 }
 
