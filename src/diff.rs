@@ -11,7 +11,7 @@ use std::process::Command;
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
 use crate::error::{Error, Result};
-use crate::report::{RESULTS_HEADER, RoundRecord};
+use crate::record::{RESULTS_HEADER, RoundRecord};
 
 /// The rounds of one side, by variant, in file order.
 #[derive(Debug, Clone, Default)]
@@ -46,7 +46,7 @@ pub fn parse_results(text: &str, source: &str) -> Result<Side> {
         let row = row.map_err(|e| err(format!("row {}: {e}", i + 2)))?;
         let fields: Vec<&str> = row.iter().collect();
         let rec = RoundRecord::from_fields(&fields, "")
-            .ok_or_else(|| err(format!("row {}: malformed values", i + 2)))?;
+            .map_err(|why| err(format!("row {}: {why}", i + 2)))?;
         if !side.variants.contains_key(&rec.variant) {
             side.order.push(rec.variant.clone());
         }
@@ -77,10 +77,34 @@ pub fn load_side(what: &str) -> Result<Side> {
             "no results.csv in this reports directory",
         ));
     }
+    let commit = git(
+        what,
+        &["rev-parse", "--verify", "--quiet", "--end-of-options"],
+        &format!("{what}^{{commit}}"),
+    )?;
+    let commit = String::from_utf8_lossy(&commit).trim().to_string();
+    let out = git(what, &["show"], &format!("{commit}:./reports/results.csv"))?;
+    let text = String::from_utf8_lossy(&out);
+    parse_results(&text, &format!("{what}:reports/results.csv"))
+}
+
+/// Runs `git ARGS OBJECT` for side `what`. `what` is never read as an option: one that starts
+/// with `-` is refused, and `OBJECT` comes after `--end-of-options` or is a verified commit.
+fn git(what: &str, args: &[&str], object: &str) -> Result<Vec<u8>> {
+    let not_found = |why: &str| {
+        Error::Git(format!(
+            "{what}: not a reports directory, a results file or a git revision with \
+             reports/results.csv{why}"
+        ))
+    };
+    if what.starts_with('-') {
+        return Err(not_found(""));
+    }
     let out = Command::new("git")
-        .args(["show", &format!("{what}:./reports/results.csv")])
+        .args(args)
+        .arg(object)
         .output()
-        .map_err(|e| Error::Usage(format!("{what}: not a file, and git could not run: {e}")))?;
+        .map_err(|e| Error::Git(format!("{what}: not a file, and git could not run: {e}")))?;
     if !out.status.success() {
         let why = String::from_utf8_lossy(&out.stderr);
         let why = why
@@ -88,13 +112,13 @@ pub fn load_side(what: &str) -> Result<Side> {
             .next()
             .unwrap_or("")
             .trim_start_matches("fatal: ");
-        return Err(Error::Usage(format!(
-            "{what}: not a reports directory, a results file or a git revision with \
-             reports/results.csv ({why})"
-        )));
+        return Err(not_found(&if why.is_empty() {
+            String::new()
+        } else {
+            format!(" ({why})")
+        }));
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    parse_results(&text, &format!("{what}:reports/results.csv"))
+    Ok(out.stdout)
 }
 
 /// Which test produced a comparison.
@@ -118,11 +142,25 @@ pub enum Verdict {
     Identical,
     Added,
     Removed,
+    /// Every new round diverged, where old rounds had errors.
+    AllDiverged,
+    /// Fewer new rounds have an error than old ones (diverged or missing rounds).
+    LostRounds,
 }
 
 impl Verdict {
+    /// Whether `--fail-on-regression` fails on this verdict.
+    pub fn is_regression(self) -> bool {
+        matches!(
+            self,
+            Verdict::Worse | Verdict::AllDiverged | Verdict::LostRounds
+        )
+    }
+
     pub fn text(self) -> &'static str {
         match self {
+            Verdict::AllDiverged => "every round diverged",
+            Verdict::LostRounds => "lost rounds",
             Verdict::Better => "better",
             Verdict::Worse => "worse",
             Verdict::NoClearChange => "no clear change",
@@ -146,6 +184,9 @@ pub struct Comparison {
     pub test: Test,
     /// Rounds compared (pairs for the paired test).
     pub n: usize,
+    /// Rounds with a test error (not diverged) on each side.
+    pub old_ok: usize,
+    pub new_ok: usize,
     pub spec_changed: bool,
     pub verdict: Verdict,
 }
@@ -233,9 +274,15 @@ fn compare(variant: &str, old: &[RoundRecord], new: &[RoundRecord], alpha: f64) 
         p: None,
         test: Test::None,
         n: 0,
+        old_ok: eo.len(),
+        new_ok: en.len(),
         spec_changed: hashes(old) != hashes(new),
         verdict: Verdict::NoClearChange,
     };
+    if en.is_empty() && !eo.is_empty() {
+        c.verdict = Verdict::AllDiverged;
+        return c;
+    }
     if eo == en && !eo.is_empty() {
         c.change = Some(0.0);
         c.n = eo.len();
@@ -253,12 +300,16 @@ fn compare(variant: &str, old: &[RoundRecord], new: &[RoundRecord], alpha: f64) 
         welch(&eo, &en, alpha)
     } else {
         c.change = c.new_mean.zip(c.old_mean).map(|(n, o)| n - o);
+        if en.len() < eo.len() {
+            c.verdict = Verdict::LostRounds;
+        }
         return c;
     };
     c.change = Some(change);
     c.p = p;
     c.ci = ci;
     c.verdict = match p {
+        _ if en.len() < eo.len() => Verdict::LostRounds,
         Some(p) if p < alpha && change < 0.0 => Verdict::Better,
         Some(p) if p < alpha && change > 0.0 => Verdict::Worse,
         _ => Verdict::NoClearChange,
@@ -277,6 +328,7 @@ fn one_sided(
         let e = errors(rs?);
         (!e.is_empty()).then(|| mean(&e))
     };
+    let ok = |rs: Option<&[RoundRecord]>| rs.map_or(0, |r| errors(r).len());
     Comparison {
         variant: variant.to_string(),
         old_mean: mean_of(old),
@@ -286,6 +338,8 @@ fn one_sided(
         p: None,
         test: Test::None,
         n: 0,
+        old_ok: ok(old),
+        new_ok: ok(new),
         spec_changed: false,
         verdict,
     }

@@ -3,18 +3,24 @@
 //!
 //! Modules, in the order data flows: [`data`] (IDX files, pair sets), [`ops`] (CNN operations
 //! on dfdx), [`spec`] (TOML variants), [`compile`] (specs into networks), [`train`] (one
-//! round), [`run`] (the parallel sweep), [`report`] (CSV and Markdown), [`cli`] (commands).
+//! round), [`variants`] (specs loaded, planned and ordered), [`run`] (the parallel sweep),
+//! [`record`] (one round's record and its written forms), [`store`] (stored rounds),
+//! [`report`] (CSV and Markdown), [`diff`] (paired comparisons), [`cli`] (commands); [`fs`]
+//! holds the file helpers.
 
 pub mod cli;
 pub mod compile;
 pub mod data;
 pub mod diff;
 pub mod error;
+pub mod fs;
 pub mod ops;
+pub mod record;
 pub mod report;
 pub mod run;
 pub mod spec;
 pub mod store;
 pub mod train;
+pub mod variants;
 
 pub use error::{Error, Result};

@@ -7,177 +7,54 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::error::{Error, Result};
-use crate::store::RoundKey;
-use crate::train::{RoundResult, Status};
-
-/// One round as reported and stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RoundRecord {
-    pub variant: String,
-    pub round: usize,
-    pub data_seed: u64,
-    pub init_seed: u64,
-    pub spec_hash: String,
-    pub data_hash: String,
-    pub params: usize,
-    pub epochs: usize,
-    pub pairs: usize,
-    pub version: String,
-    pub result: RoundResult,
-    /// Wall-clock seconds the round took to train: kept in the store and `timing.csv`, never
-    /// in `results.csv` (it is not reproducible).
-    pub seconds: f64,
-}
-
-/// The columns of `results.csv`, in order.
-pub const RESULTS_HEADER: [&str; 14] = [
-    "variant",
-    "round",
-    "data_seed",
-    "init_seed",
-    "spec_hash",
-    "params",
-    "epochs",
-    "pairs",
-    "final_train_loss",
-    "train_error",
-    "test_error",
-    "digit_test_error",
-    "status",
-    "data_hash",
-];
-
-fn opt(v: Option<f64>) -> String {
-    v.map_or_else(String::new, |v| format!("{v:.4}"))
-}
-
-fn status_text(s: Status) -> String {
-    match s {
-        Status::Ok => "ok".into(),
-        Status::Diverged { epoch } => format!("diverged@{epoch}"),
-    }
-}
-
-fn parse_status(s: &str) -> Option<Status> {
-    match s {
-        "ok" => Some(Status::Ok),
-        _ => s
-            .strip_prefix("diverged@")?
-            .parse()
-            .ok()
-            .map(|epoch| Status::Diverged { epoch }),
-    }
-}
-
-impl RoundRecord {
-    /// The store key of this round.
-    pub fn key(&self) -> RoundKey {
-        RoundKey {
-            spec_hash: self.spec_hash.clone(),
-            data_seed: self.data_seed,
-            init_seed: self.init_seed,
-            data_hash: self.data_hash.clone(),
-            pairs: self.pairs,
-            epochs: self.epochs,
-            version: self.version.clone(),
-        }
-    }
-
-    /// The `results.csv` fields.
-    pub fn fields(&self) -> Vec<String> {
-        let r = &self.result;
-        vec![
-            self.variant.clone(),
-            self.round.to_string(),
-            self.data_seed.to_string(),
-            self.init_seed.to_string(),
-            self.spec_hash.clone(),
-            self.params.to_string(),
-            self.epochs.to_string(),
-            self.pairs.to_string(),
-            format!("{:.6}", r.final_train_loss),
-            opt(r.train_error),
-            opt(r.test_error),
-            opt(r.digit_test_error),
-            status_text(r.status),
-            self.data_hash.clone(),
-        ]
-    }
-
-    /// Parses the fields of a `results.csv` row (see [`RESULTS_HEADER`]).
-    pub fn from_fields(f: &[&str], version: &str) -> Option<Self> {
-        if f.len() != RESULTS_HEADER.len() {
-            return None;
-        }
-        let num = |s: &str| -> Option<Option<f64>> {
-            if s.is_empty() {
-                Some(None)
-            } else {
-                s.parse().ok().map(Some)
-            }
-        };
-        Some(RoundRecord {
-            variant: f[0].to_string(),
-            round: f[1].parse().ok()?,
-            data_seed: f[2].parse().ok()?,
-            init_seed: f[3].parse().ok()?,
-            spec_hash: f[4].to_string(),
-            params: f[5].parse().ok()?,
-            epochs: f[6].parse().ok()?,
-            pairs: f[7].parse().ok()?,
-            result: RoundResult {
-                final_train_loss: f[8].parse().ok()?,
-                train_error: num(f[9])?,
-                test_error: num(f[10])?,
-                digit_test_error: num(f[11])?,
-                status: parse_status(f[12])?,
-            },
-            data_hash: f[13].to_string(),
-            version: version.to_string(),
-            seconds: 0.0,
-        })
-    }
-
-    /// One store line: the crate version, the seconds, then the results fields,
-    /// comma-separated (no field can hold a comma: names are file stems checked by the runner).
-    pub fn to_store_line(&self) -> String {
-        let mut f = vec![self.version.clone(), format!("{:.3}", self.seconds)];
-        f.extend(self.fields());
-        f.join(",")
-    }
-
-    /// Parses a store line; `None` for anything malformed.
-    pub fn from_store_line(line: &str) -> Option<Self> {
-        let f: Vec<&str> = line.split(',').collect();
-        let [version, seconds, rest @ ..] = f.as_slice() else {
-            return None;
-        };
-        let mut r = Self::from_fields(rest, version)?;
-        r.seconds = seconds.parse().ok()?;
-        Some(r)
-    }
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename, so a reader never sees a
-/// half-written file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
+use crate::error::Result;
+use crate::fs::write_atomic;
+use crate::record::{RESULTS_HEADER, RoundRecord, Status};
 
 /// `results.csv` for `records` (already in report order).
 pub fn results_csv(records: &[RoundRecord]) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(RESULTS_HEADER).expect("in-memory write");
+    // Writing into a Vec cannot fail.
+    let _ = w.write_record(RESULTS_HEADER);
     for r in records {
-        w.write_record(r.fields()).expect("in-memory write");
+        let _ = w.write_record(r.fields());
     }
-    w.into_inner().expect("in-memory write")
+    w.into_inner().unwrap_or_default()
+}
+
+/// `timing.csv`: each round's own training time, also for rounds reused from the store, so
+/// that a rerun that trains nothing leaves this file as it was.
+pub fn timing_csv(records: &[RoundRecord]) -> String {
+    let mut timing = String::from("variant,round,seconds\n");
+    for r in records {
+        let _ = writeln!(timing, "{},{},{:.3}", r.variant, r.round, r.seconds);
+    }
+    timing
+}
+
+/// Writes `results.csv`, `REPORT.md` and `timing.csv` into `out`, each atomically.
+pub fn write_reports(
+    out: &Path,
+    records: &[RoundRecord],
+    summaries: &[Summary],
+    protocol: &Protocol,
+) -> Result<()> {
+    write_atomic(&out.join("results.csv"), &results_csv(records))?;
+    write_atomic(
+        &out.join("REPORT.md"),
+        report_md(summaries, protocol).as_bytes(),
+    )?;
+    write_atomic(&out.join("timing.csv"), timing_csv(records).as_bytes())
+}
+
+/// `text` made safe for a Markdown table cell: no line breaks, `|` escaped.
+fn cell(text: &str) -> String {
+    text.split(['\r', '\n'])
+        .filter(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|")
 }
 
 /// Per-variant statistics of the test error.
@@ -272,7 +149,7 @@ pub fn report_md(summaries: &[Summary], p: &Protocol) -> String {
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            m.variant,
+            cell(&m.variant),
             m.params,
             rounds,
             pct(m.mean),
@@ -280,7 +157,7 @@ pub fn report_md(summaries: &[Summary], p: &Protocol) -> String {
             pct(m.best),
             pct(m.worst),
             pct(m.digit_mean),
-            m.description
+            cell(&m.description)
         );
     }
     let _ = writeln!(s, "\n## Data and protocol\n");
@@ -300,7 +177,7 @@ pub fn report_md(summaries: &[Summary], p: &Protocol) -> String {
         s,
         "- Errors are measured once, after the last epoch; the test set chooses nothing. \
          `std` is the sample standard deviation; digit error is the digit-classification \
-         error on the test pairs' digits (— for networks without digit outputs). Diverged \
+         error on the test pairs' digits (— where no auxiliary loss trains the digit outputs as classes). Diverged \
          rounds (NaN or infinite loss) are counted and left out of the statistics."
     );
     let _ = writeln!(

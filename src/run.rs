@@ -1,8 +1,8 @@
-//! The sweep: every round of every variant, in parallel, reusing stored rounds, then the
+//! The sweep: the task list, the store lookup, the parallel schedule, progress, then the
 //! reports. Every number is independent of `jobs` and of the order rounds finish in: each
 //! round owns its seeds, device and RNGs, and results are put back in task order.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,13 +10,14 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use crate::compile::plan;
 use crate::data::Mnist;
 use crate::error::{Error, Result};
-use crate::report::{self, Protocol, RoundRecord};
-use crate::spec::{self, Spec};
+use crate::record::{RoundKey, RoundRecord, Status};
+use crate::report::{self, Protocol, Summary};
+use crate::spec::Spec;
 use crate::store::RoundStore;
-use crate::train::{RoundConfig, Status, train_round};
+use crate::train::{RoundConfig, train_round};
+use crate::variants::{self, Variant};
 
 /// Everything `lesser run` can be told.
 #[derive(Debug, Clone)]
@@ -33,6 +34,8 @@ pub struct SweepOptions {
     pub fresh: bool,
     /// Print nothing but errors.
     pub quiet: bool,
+    /// Refuse a variant whose round is estimated to need more GiB than this.
+    pub max_memory: f64,
 }
 
 /// What a sweep did.
@@ -40,7 +43,7 @@ pub struct SweepOptions {
 pub struct SweepOutcome {
     pub records: Vec<RoundRecord>,
     /// Test-error statistics per variant, in report order.
-    pub summaries: Vec<report::Summary>,
+    pub summaries: Vec<Summary>,
     /// Rounds trained in this run (the rest came from the store).
     pub trained: usize,
     pub seconds: f64,
@@ -48,8 +51,12 @@ pub struct SweepOutcome {
 
 /// The crate version, part of every store key: a change that alters any number a round
 /// produces (kernels, summation order, optimizer) must bump it, or a rerun would reuse rounds
-/// stored by the old code.
+/// stored by the old code. `tests/golden.rs` fails until both are updated together.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Most rounds trained at once: far above any core count `lesser` is meant for, low enough
+/// that a typo does not ask the system for a hundred thousand threads.
+pub const MAX_JOBS: usize = 1024;
 
 /// SplitMix64's finalizer: spreads seeds so nearby inputs give unrelated streams.
 fn mix(a: u64, b: u64) -> u64 {
@@ -78,53 +85,25 @@ pub fn init_seed(spec: &Spec, round: usize) -> u64 {
     mix(mix(name_hash(&spec.name), spec.train.seed), round as u64)
 }
 
-/// Loads every spec under `paths`; all bad ones are reported together, one line each.
-pub fn load_specs(paths: &[PathBuf]) -> std::result::Result<Vec<Spec>, Vec<Error>> {
-    let files = spec::spec_files(paths).map_err(|e| vec![e])?;
-    let (mut specs, mut errors) = (Vec::new(), Vec::new());
-    for f in files {
-        match spec::load(&f).and_then(|s| match s {
-            Some(s) => plan(&s).map(|_| Some(s)),
-            None => Ok(None),
-        }) {
-            Ok(Some(s)) => specs.push(s),
-            Ok(None) => {}
-            Err(e) => errors.push(e),
-        }
-    }
-    if errors.is_empty() {
-        Ok(specs)
-    } else {
-        Err(errors)
-    }
-}
-
 /// SHA-256 of each data file, and one hash over all of them.
 fn hash_data(files: &[PathBuf]) -> Result<(Vec<(String, String)>, String)> {
+    let hex = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
     let mut all = Sha256::new();
     let mut each = Vec::new();
     for f in files {
         let bytes = std::fs::read(f).map_err(|e| Error::io(f, e))?;
-        let sum: String = Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let sum = hex(&Sha256::digest(&bytes));
         all.update(sum.as_bytes());
         let name = f
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         each.push((name, sum));
     }
-    let all: String = all
-        .finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok((each, all))
+    Ok((each, hex(&all.finalize()[..8])))
 }
 
-/// Reports progress: a bar on a terminal, plain lines otherwise.
+/// Reports progress: a bar on a terminal, plain lines otherwise. Progress is a courtesy:
+/// failing to print it (a closed or full stderr) never stops the sweep.
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
     total: usize,
@@ -137,12 +116,11 @@ impl Progress {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let b = indicatif::ProgressBar::new(total as u64);
             b.enable_steady_tick(std::time::Duration::from_millis(500));
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:30} {pos}/{len} rounds  {elapsed} elapsed, ETA {eta}  {msg}",
-                )
-                .expect("valid template"),
-            );
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} rounds  {elapsed} elapsed, ETA {eta}  {msg}",
+            ) {
+                b.set_style(style);
+            }
             b
         });
         Progress {
@@ -168,7 +146,9 @@ impl Progress {
                 b.set_message(line);
                 b.inc(1);
             }
-            None if !self.quiet => eprintln!("[{}/{}] {line}", self.done, self.total),
+            None if !self.quiet => {
+                let _ = writeln!(std::io::stderr(), "[{}/{}] {line}", self.done, self.total);
+            }
             None => {}
         }
     }
@@ -185,53 +165,50 @@ pub fn store_path(out: &Path) -> PathBuf {
     out.join(".cache").join("rounds.csv")
 }
 
-/// The specs `opts` select, with its overrides applied; all problems reported before any
-/// training.
-fn select_specs(opts: &SweepOptions) -> Result<Vec<Spec>> {
-    let mut specs = load_specs(&opts.specs).map_err(|errors| {
-        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        Error::Usage(lines.join("\n"))
-    })?;
-    if !opts.only.is_empty() {
-        if let Some(missing) = opts
-            .only
-            .iter()
-            .find(|n| !specs.iter().any(|s| &s.name == *n))
-        {
-            return Err(Error::Usage(format!("--only {missing}: no such variant")));
-        }
-        specs.retain(|s| opts.only.contains(&s.name));
-    }
-    if let Some(bad) = specs.iter().find(|s| s.name.contains([',', '"', '\n'])) {
-        return Err(Error::spec(
-            &bad.path,
-            "",
-            "a variant name may not contain , \" or a newline",
-        ));
-    }
+/// Checks the options that do not depend on the specs.
+fn check_options(opts: &SweepOptions) -> Result<()> {
     if opts.repeats == Some(0) || opts.epochs == Some(0) || opts.pairs == 0 {
         return Err(Error::Usage(
             "--repeats, --epochs and --pairs must be at least 1".into(),
         ));
     }
-    for s in &mut specs {
-        s.train.repeats = opts.repeats.unwrap_or(s.train.repeats);
-        s.train.epochs = opts.epochs.unwrap_or(s.train.epochs);
+    if !(1..=MAX_JOBS).contains(&opts.jobs) {
+        return Err(Error::Usage(format!(
+            "--jobs {}: must be between 1 and {MAX_JOBS}",
+            opts.jobs
+        )));
     }
-    Ok(specs)
+    if !(opts.max_memory > 0.0 && opts.max_memory.is_finite()) {
+        return Err(Error::Usage(format!(
+            "--max-memory {}: must be a positive number of GiB",
+            opts.max_memory
+        )));
+    }
+    Ok(())
+}
+
+/// The variants `opts` select, with its overrides applied; all problems reported before any
+/// training.
+fn select_variants(opts: &SweepOptions) -> Result<Vec<Variant>> {
+    check_options(opts)?;
+    let mut selected = variants::select(variants::load_valid(&opts.specs)?, &opts.only)?;
+    for v in &mut selected {
+        v.spec.train.repeats = opts.repeats.unwrap_or(v.spec.train.repeats);
+        v.spec.train.epochs = opts.epochs.unwrap_or(v.spec.train.epochs);
+        variants::check_memory(v, opts.max_memory)?;
+    }
+    Ok(selected)
 }
 
 /// Loads the data and checks that both pools hold enough images for `pairs` pairs.
-fn load_data(opts: &SweepOptions) -> Result<Mnist> {
-    let data = Mnist::load(&opts.data)?;
+pub fn load_data(dir: &Path, pairs: usize) -> Result<Mnist> {
+    let data = Mnist::load(dir)?;
     for (pool, what) in [(&data.train, "train"), (&data.test, "test")] {
-        if 2 * opts.pairs > pool.len() {
+        if pairs.checked_mul(2).is_none_or(|n| n > pool.len()) {
             return Err(Error::Protocol(format!(
-                "--pairs {}: {} {what} pairs need {} images, the {what} pool of {} holds {}",
-                opts.pairs,
-                opts.pairs,
-                2 * opts.pairs,
-                opts.data.display(),
+                "--pairs {pairs}: {pairs} {what} pairs need twice as many images, the {what} \
+                 pool of {} holds {}",
+                dir.display(),
                 pool.len()
             )));
         }
@@ -239,155 +216,172 @@ fn load_data(opts: &SweepOptions) -> Result<Mnist> {
     Ok(data)
 }
 
-/// One finished round, and whether it trained now (rather than coming from the store).
-type Finished = (RoundRecord, bool);
-
-/// Writes `results.csv`, `REPORT.md` and `timing.csv`, each atomically.
-fn write_reports(
-    opts: &SweepOptions,
-    summaries: &[report::Summary],
-    results: &[Finished],
-    protocol: &Protocol,
-) -> Result<()> {
-    let records: Vec<RoundRecord> = results.iter().map(|r| r.0.clone()).collect();
-    // Each round's own training time, also for rounds reused from the store, so that a
-    // rerun that trains nothing leaves this file as it was.
-    let mut timing = String::from("variant,round,seconds\n");
-    for (r, _) in results {
-        timing.push_str(&format!("{},{},{:.3}\n", r.variant, r.round, r.seconds));
-    }
-    report::write_atomic(
-        &opts.out.join("results.csv"),
-        &report::results_csv(&records),
-    )?;
-    report::write_atomic(
-        &opts.out.join("REPORT.md"),
-        report::report_md(summaries, protocol).as_bytes(),
-    )?;
-    report::write_atomic(&opts.out.join("timing.csv"), timing.as_bytes())
+/// One round to run: its variant, its index and the key its result is stored under.
+struct Task<'a> {
+    variant: &'a Variant,
+    round: usize,
+    key: RoundKey,
+    /// Expected cost, to start the longest rounds first.
+    cost: usize,
 }
 
-/// Runs the sweep and writes `results.csv`, `REPORT.md` and `timing.csv` into `opts.out`.
-pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome> {
-    let start = Instant::now();
-    let specs = select_specs(opts)?;
-    let data = load_data(opts)?;
-    let (data_files, data_hash) = hash_data(&data.files)?;
+impl Task<'_> {
+    fn record(&self, result: crate::record::RoundResult, seconds: f64) -> RoundRecord {
+        RoundRecord::new(
+            &self.variant.spec.name,
+            self.round,
+            self.variant.plan.params,
+            self.key.clone(),
+            result,
+            seconds,
+        )
+    }
+}
 
-    // Every round, in report order, with its record minus the result.
+/// Every round of every variant, in report order.
+fn task_list<'a>(selected: &'a [Variant], data_hash: &str, pairs: usize) -> Vec<Task<'a>> {
     let mut tasks = Vec::new();
-    // Expected cost of each task, to start the longest rounds first.
-    let mut cost = Vec::new();
-    for s in &specs {
-        let plan = plan(s)?;
-        let params = plan.params;
-        let hash = s.hash();
+    for v in selected {
+        let s = &v.spec;
+        let spec_hash = s.hash();
         for round in 0..s.train.repeats {
-            cost.push(plan.work_per_pair() * s.train.epochs);
-            tasks.push((
-                s,
-                RoundRecord {
-                    variant: s.name.clone(),
-                    round,
+            tasks.push(Task {
+                variant: v,
+                round,
+                key: RoundKey {
+                    spec_hash: spec_hash.clone(),
                     data_seed: data_seed(round),
                     init_seed: init_seed(s, round),
-                    spec_hash: hash.clone(),
-                    data_hash: data_hash.clone(),
-                    params,
+                    data_hash: data_hash.to_string(),
+                    pairs,
                     epochs: s.train.epochs,
-                    pairs: opts.pairs,
                     version: VERSION.to_string(),
-                    result: crate::train::RoundResult {
-                        final_train_loss: f64::NAN,
-                        train_error: None,
-                        test_error: None,
-                        digit_test_error: None,
-                        status: Status::Ok,
-                    },
-                    seconds: 0.0,
                 },
-            ));
+                cost: v.plan.work_per_pair() * s.train.epochs,
+            });
         }
     }
+    tasks
+}
 
-    // Fail on an unusable output directory now, not after the first round has trained.
-    let cache_dir = store_path(&opts.out)
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    std::fs::create_dir_all(&cache_dir).map_err(|e| Error::io(&cache_dir, e))?;
-    let store = Mutex::new(RoundStore::open(&store_path(&opts.out))?);
-    let mut results: Vec<Option<Finished>> = vec![None; tasks.len()];
+/// The stored record of each task (unless `fresh`), and the indices of those still to train.
+fn lookup(
+    tasks: &[Task],
+    store: &RoundStore,
+    fresh: bool,
+) -> (Vec<Option<RoundRecord>>, Vec<usize>) {
+    let mut found = Vec::with_capacity(tasks.len());
     let mut todo = Vec::new();
-    {
-        let st = store.lock().expect("store lock");
-        for (i, (_, rec)) in tasks.iter().enumerate() {
-            match st.get(&rec.key()).filter(|_| !opts.fresh) {
-                Some(stored) => {
-                    let mut r = stored.clone();
-                    // The stored round is the same computation; only the name may differ.
-                    r.variant = rec.variant.clone();
-                    r.round = rec.round;
-                    results[i] = Some((r, false));
-                }
-                None => todo.push(i),
+    for (i, t) in tasks.iter().enumerate() {
+        match store.get(&t.key).filter(|_| !fresh) {
+            Some(stored) => {
+                // The stored round is the same computation; only the name may differ.
+                let mut r = stored.clone();
+                r.variant = t.variant.spec.name.clone();
+                r.round = t.round;
+                found.push(Some(r));
+            }
+            None => {
+                found.push(None);
+                todo.push(i);
             }
         }
     }
+    (found, todo)
+}
+
+/// Trains the tasks at `todo` on `jobs` threads, longest first, storing each round the moment
+/// it finishes. Returns `(task index, record)` per round, in no particular order.
+fn train_all(
+    tasks: &[Task],
+    mut todo: Vec<usize>,
+    data: &Mnist,
+    opts: &SweepOptions,
+    store: &Mutex<RoundStore>,
+) -> Result<Vec<(usize, RoundRecord)>> {
     let progress = Mutex::new(Progress::new(todo.len(), opts.quiet));
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.jobs.max(1))
+        .num_threads(opts.jobs)
         .build()
-        .map_err(|e| Error::Usage(format!("cannot start {} threads: {e}", opts.jobs)))?;
-    // Longest rounds first, each thread taking the next round as it becomes free: the
-    // threads finish close together instead of one running the last long round alone.
-    todo.sort_by_key(|&i| std::cmp::Reverse(cost[i]));
+        .map_err(|e| Error::System(format!("cannot start {} threads: {e}", opts.jobs)))?;
+    // Each thread takes the next round as it becomes free: the threads finish close together
+    // instead of one running the last long round alone.
+    todo.sort_by_key(|&i| std::cmp::Reverse(tasks[i].cost));
     let next = AtomicUsize::new(0);
-    let trained: Mutex<Vec<(usize, Result<RoundRecord>)>> = Mutex::new(Vec::new());
-    let run_one = |i: usize| -> Result<RoundRecord> {
-        let (spec, rec) = &tasks[i];
-        let t = Instant::now();
-        train_round(
-            spec,
-            &data,
-            RoundConfig {
-                pairs: opts.pairs,
-                epochs: spec.train.epochs,
-                data_seed: rec.data_seed,
-                init_seed: rec.init_seed,
-            },
-        )
-        .and_then(|result| {
-            let r = RoundRecord {
-                result,
-                seconds: t.elapsed().as_secs_f64(),
-                ..rec.clone()
-            };
-            store.lock().expect("store lock").append(&r)?;
-            progress.lock().expect("progress lock").round(&r);
-            Ok(r)
-        })
+    let done: Mutex<Vec<(usize, Result<RoundRecord>)>> = Mutex::new(Vec::new());
+    let run_one = |t: &Task| -> Result<RoundRecord> {
+        let clock = Instant::now();
+        let cfg = RoundConfig {
+            pairs: t.key.pairs,
+            epochs: t.key.epochs,
+            data_seed: t.key.data_seed,
+            init_seed: t.key.init_seed,
+        };
+        let result = train_round(&t.variant.spec, data, cfg)?;
+        let r = t.record(result, clock.elapsed().as_secs_f64());
+        lock(store).append(&r)?;
+        lock(&progress).round(&r);
+        Ok(r)
     };
     pool.scope(|scope| {
         for _ in 0..pool.current_num_threads() {
             scope.spawn(|_| {
                 while let Some(&i) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let r = run_one(i);
-                    trained.lock().expect("results lock").push((i, r));
+                    let r = run_one(&tasks[i]);
+                    lock(&done).push((i, r));
                 }
             });
         }
     });
-    let trained = trained.into_inner().expect("results lock");
-    progress.lock().expect("progress lock").finish();
+    lock(&progress).finish();
+    let done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    done.into_iter().map(|(i, r)| r.map(|r| (i, r))).collect()
+}
+
+/// Locks `m`, also after a thread panicked while holding it (the data is still whole: every
+/// critical section here is a single push or append).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Test-error statistics per variant, in report order.
+pub fn summaries(selected: &[Variant], records: &[RoundRecord]) -> Vec<Summary> {
+    selected
+        .iter()
+        .map(|v| {
+            let rounds: Vec<&RoundRecord> = records
+                .iter()
+                .filter(|r| r.variant == v.spec.name)
+                .collect();
+            report::summarize(&v.spec.name, &v.spec.description, &rounds)
+        })
+        .collect()
+}
+
+/// Runs the sweep and writes `results.csv`, `REPORT.md` and `timing.csv` into `opts.out`.
+pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome> {
+    let start = Instant::now();
+    let selected = select_variants(opts)?;
+    let data = load_data(&opts.data, opts.pairs)?;
+    let (data_files, data_hash) = hash_data(&data.files)?;
+    let tasks = task_list(&selected, &data_hash, opts.pairs);
+
+    // Opening the store creates the output directory: an unusable one fails now, not after
+    // the first round has trained.
+    let store = RoundStore::open(&store_path(&opts.out))?;
+    let (mut found, todo) = lookup(&tasks, &store, opts.fresh);
+    let store = Mutex::new(store);
+    let trained = train_all(&tasks, todo, &data, opts, &store)?;
+    let count = trained.len();
     for (i, r) in trained {
-        results[i] = Some((r?, true));
+        found[i] = Some(r);
     }
-    let results: Vec<Finished> = results
-        .into_iter()
-        .map(|r| r.expect("every round ran or was stored"))
-        .collect();
-    store.lock().expect("store lock").compact()?;
+    let records: Vec<RoundRecord> = found.into_iter().flatten().collect();
+    // Every round is already stored line by line: a failed compaction (a full disk) is
+    // reported after the reports are written, not instead of them.
+    let compacted = lock(&store).compact();
+
+    let summaries = summaries(&selected, &records);
     let protocol = Protocol {
         pairs: opts.pairs,
         train_pool: data.train.len(),
@@ -396,22 +390,12 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome> {
         data_hash,
         version: VERSION.to_string(),
     };
-    let summaries: Vec<_> = specs
-        .iter()
-        .map(|s| {
-            let rounds: Vec<&RoundRecord> = results
-                .iter()
-                .map(|r| &r.0)
-                .filter(|r| r.variant == s.name)
-                .collect();
-            report::summarize(&s.name, &s.description, &rounds)
-        })
-        .collect();
-    write_reports(opts, &summaries, &results, &protocol)?;
+    report::write_reports(&opts.out, &records, &summaries, &protocol)?;
+    compacted?;
     Ok(SweepOutcome {
         summaries,
-        trained: results.iter().filter(|r| r.1).count(),
-        records: results.into_iter().map(|r| r.0).collect(),
+        trained: count,
+        records,
         seconds: start.elapsed().as_secs_f64(),
     })
 }

@@ -4,14 +4,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use lesser::diff::{Test, Verdict, diff, paired, parse_results, welch};
-use lesser::report::RESULTS_HEADER;
+use lesser::record::RESULTS_HEADER;
 
-/// A results.csv with one variant `v` whose rounds have these test errors and data seeds.
+/// A results.csv with one variant `v` whose rounds have these test errors and data seeds;
+/// `hash` names the spec hash (written as 16 hex digits, as the runner writes hashes).
 fn results(rows: &[(&str, u64, f64)], hash: &str) -> String {
+    let hash: String = format!(
+        "{:0>16}",
+        hash.bytes().map(|b| format!("{b:02x}")).collect::<String>()
+    );
     let mut s = RESULTS_HEADER.join(",") + "\n";
     for (i, (v, seed, err)) in rows.iter().enumerate() {
         s += &format!(
-            "{v},{i},{seed},{},{hash},100,25,1000,0.1,0.0500,{err:.4},,ok,dh\n",
+            "{v},{i},{seed},{},{hash},100,25,1000,0.1,0.0500,{err:.4},,ok,00000000000000dd\n",
             seed + 7
         );
     }
@@ -160,7 +165,7 @@ fn a_git_revision_is_read_from_history() {
 fn bad_sides_get_one_clear_line() {
     let d = temp("errors");
     let out = lesser(&d, &["no-such-rev"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let t = text(&out);
     assert!(
         t.starts_with(
@@ -185,5 +190,8 @@ fn bad_sides_get_one_clear_line() {
     bad = bad.replace("0.2000", "zero");
     std::fs::write(d.join("vals.csv"), bad).unwrap();
     let t = text(&lesser(&d, &["vals.csv", "vals.csv"]));
-    assert!(t.contains("vals.csv: row 2: malformed values"), "{t}");
+    assert!(
+        t.contains("vals.csv: row 2: test_error `zero` is not an error rate in [0, 1]"),
+        "{t}"
+    );
 }

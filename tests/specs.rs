@@ -439,7 +439,7 @@ fn check_command_accepts_shipped_specs_and_rejects_bad_ones() {
     assert!(ok.status.success());
     let text = String::from_utf8_lossy(&ok.stdout);
     assert!(text.contains("total trainable parameters: 43168"), "{text}");
-    assert!(text.contains("13 spec files checked, all valid"));
+    assert!(text.contains("14 spec files checked, all valid"), "{text}");
     let dir = temp("check");
     write(&dir, "good.toml", &ARGMAX.replace("WS", "true"));
     write(&dir, "bad1.toml", "[model]\nfoo = 1\n");
@@ -461,7 +461,8 @@ fn check_command_accepts_shipped_specs_and_rejects_bad_ones() {
         .args(["check", "/nonexistent/specs"])
         .output()
         .unwrap();
-    assert_eq!(missing.status.code(), Some(1));
+    // Bad input exits 2; a check that finds invalid specs exits 1.
+    assert_eq!(missing.status.code(), Some(2));
     // A directory without any spec file.
     let empty = temp("empty");
     std::fs::create_dir_all(&empty).unwrap();
@@ -469,7 +470,7 @@ fn check_command_accepts_shipped_specs_and_rejects_bad_ones() {
         .args(["check", empty.to_str().unwrap()])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("no spec files (*.toml) in this directory"),

@@ -235,7 +235,7 @@ fn bad_input_fails_cleanly() {
     let d = setup("bad");
     // Too many pairs for the pools.
     let out = lesser(&d, &["--pairs", "5000"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--pairs 5000"));
     // A missing data directory.
     let out = Command::new(env!("CARGO_BIN_EXE_lesser"))
@@ -243,7 +243,7 @@ fn bad_input_fails_cleanly() {
         .args(["run", "--data", "nowhere"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere: data directory not found"));
     // An unknown variant.
     let out = lesser(&d, &["--only", "gamma"]);
@@ -251,7 +251,7 @@ fn bad_input_fails_cleanly() {
     // A bad spec stops the sweep before anything trains.
     std::fs::write(d.join("specs/broken.toml"), "[model]\nweight_sharing = 3\n").unwrap();
     let out = lesser(&d, &[]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("broken.toml:2:18"));
     assert!(!d.join("reports/.cache/rounds.csv").exists());
 }

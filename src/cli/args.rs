@@ -76,6 +76,10 @@ pub struct SweepArgs {
     /// Training pairs and test pairs per round.
     #[arg(long, default_value_t = 1000)]
     pub pairs: usize,
+    /// Refuse a variant whose round is estimated to need more than this many GiB of memory
+    /// (`--jobs` rounds run at once).
+    #[arg(long, default_value_t = crate::variants::DEFAULT_MAX_MEMORY_GIB)]
+    pub max_memory: f64,
 }
 
 #[derive(Debug, Args)]

@@ -3,32 +3,32 @@
 use std::time::Instant;
 
 use super::args::BenchArgs;
-use crate::data::Mnist;
+use super::print;
 use crate::error::{Error, Result};
-use crate::run::{data_seed, init_seed, load_specs};
+use crate::run::{data_seed, init_seed, load_data};
 use crate::train::{RoundConfig, train_round};
+use crate::variants;
 
 /// Trains `rounds` rounds per variant on the calling thread and prints the median time.
 pub fn run(args: &BenchArgs) -> Result<()> {
     let s = &args.sweep;
-    let specs = load_specs(&s.specs).map_err(|errs| {
-        Error::Usage(
-            errs.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
-    })?;
-    let data = Mnist::load(&s.data)?;
-    println!("variant,epochs,pairs,seconds_per_round,test_error");
-    for spec in specs
-        .iter()
-        .filter(|x| s.only.is_empty() || s.only.contains(&x.name))
-    {
+    if args.rounds == 0 || s.pairs == 0 || s.epochs == Some(0) {
+        return Err(Error::Usage(
+            "--rounds, --pairs and --epochs must be at least 1".into(),
+        ));
+    }
+    let selected = variants::select(variants::load_valid(&s.specs)?, &s.only)?;
+    for v in &selected {
+        variants::check_memory(v, s.max_memory)?;
+    }
+    let data = load_data(&s.data, s.pairs)?;
+    print("variant,epochs,pairs,seconds_per_round,test_error\n")?;
+    for v in &selected {
+        let spec = &v.spec;
         let epochs = s.epochs.unwrap_or(spec.train.epochs);
         let mut times = Vec::new();
         let mut last = None;
-        for round in 0..args.rounds.max(1) {
+        for round in 0..args.rounds {
             let t = Instant::now();
             let r = train_round(
                 spec,
@@ -44,13 +44,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             last = r.test_error;
         }
         times.sort_by(f64::total_cmp);
-        println!(
-            "{},{epochs},{},{:.3},{}",
+        print(&format!(
+            "{},{epochs},{},{:.3},{}\n",
             spec.name,
             s.pairs,
             times[times.len() / 2],
             last.map_or_else(String::new, |e| format!("{e:.4}"))
-        );
+        ))?;
     }
     Ok(())
 }

@@ -3,71 +3,64 @@
 use std::fmt::Write as _;
 
 use super::args::CheckArgs;
-use crate::compile::{plan, show};
+use super::print;
+use crate::compile::show;
 use crate::error::{Error, Result};
-use crate::spec;
+use crate::variants::{self, Variant};
 
-/// Prints a table per valid variant and one line per bad spec; fails if any is bad.
-pub fn run(args: &CheckArgs) -> Result<()> {
-    let files = spec::spec_files(&args.paths)?;
-    let mut bad = Vec::new();
-    let mut out = String::new();
-    for f in &files {
-        let checked = spec::load(f).and_then(|s| match s {
-            Some(s) => plan(&s).map(|p| Some((s, p))),
-            None => Ok(None),
-        });
-        match checked {
-            Ok(Some((s, p))) => {
-                let m = &s.model;
-                let _ = writeln!(
-                    out,
-                    "{} ({}): {}",
-                    s.name,
-                    f.display(),
-                    if s.description.is_empty() {
-                        "-"
-                    } else {
-                        &s.description
-                    }
-                );
-                let _ = writeln!(
-                    out,
-                    "  weight_sharing = {}, aux_loss = {}, asymmetry = {}, {} epochs, {} rounds",
-                    m.weight_sharing, m.aux_loss, m.asymmetry, s.train.epochs, s.train.repeats
-                );
-                for (key, layers) in &p.stacks {
-                    for (i, l) in layers.iter().enumerate() {
-                        let _ = writeln!(
-                            out,
-                            "  {key}[{i:>2}] {:<17} {:>9} -> {:<9} {:>7}",
-                            l.kind,
-                            show(l.input),
-                            show(l.output),
-                            l.params
-                        );
-                    }
-                }
-                let _ = writeln!(out, "  total trainable parameters: {}\n", p.params);
-            }
-            Ok(None) => {
-                let _ = writeln!(out, "{}: abstract (only extended)\n", f.display());
-            }
-            Err(e) => bad.push(e),
+/// One variant's table: its settings, then a row per layer.
+fn describe(out: &mut String, v: &Variant) {
+    let (s, m) = (&v.spec, &v.spec.model);
+    let description = if s.description.is_empty() {
+        "-"
+    } else {
+        &s.description
+    };
+    let _ = writeln!(out, "{} ({}): {description}", s.name, s.path.display());
+    let _ = writeln!(
+        out,
+        "  weight_sharing = {}, aux_loss = {}, asymmetry = {}, {} epochs, {} rounds",
+        m.weight_sharing, m.aux_loss, m.asymmetry, s.train.epochs, s.train.repeats
+    );
+    for (key, layers) in &v.plan.stacks {
+        for (i, l) in layers.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "  {key}[{i:>2}] {:<17} {:>9} -> {:<9} {:>7}",
+                l.kind,
+                show(l.input),
+                show(l.output),
+                l.params
+            );
         }
     }
-    print!("{out}");
-    for e in &bad {
-        eprintln!("error: {e}");
+    let _ = writeln!(out, "  total trainable parameters: {}\n", v.plan.params);
+}
+
+/// Prints a table per valid variant (in report order) and one line per bad spec; fails if any
+/// is bad.
+pub fn run(args: &CheckArgs) -> Result<()> {
+    let loaded = variants::load(&args.paths)?;
+    let mut out = String::new();
+    for v in &loaded.variants {
+        describe(&mut out, v);
     }
-    if bad.is_empty() {
-        println!("{} spec files checked, all valid", files.len());
-        Ok(())
-    } else {
-        Err(Error::Usage(format!(
-            "{} of {} spec files are invalid",
-            bad.len(),
-            files.len()
-        )))
+    for f in &loaded.abstract_files {
+        let _ = writeln!(out, "{}: abstract (only extended)\n", f.display());
     }
+    if loaded.errors.is_empty() {
+        let _ = writeln!(out, "{} spec files checked, all valid", loaded.files);
+    }
+    print(&out)?;
+    if loaded.errors.is_empty() {
+        return Ok(());
+    }
+    let mut err = std::io::stderr().lock();
+    for e in &loaded.errors {
+        let _ = std::io::Write::write_fmt(&mut err, format_args!("error: {e}\n"));
+    }
+    Err(Error::CheckFailed {
+        bad: loaded.errors.len(),
+        total: loaded.files,
+    })
 }

@@ -1,6 +1,9 @@
 //! `lesser diff`: what a change did, variant by variant.
 
+use std::fmt::Write as _;
+
 use super::args::{DiffArgs, Format};
+use super::print;
 use crate::diff::{Comparison, Test, Verdict, diff, load_side};
 use crate::error::{Error, Result};
 use crate::report::pct;
@@ -31,6 +34,12 @@ fn row(c: &Comparison) -> Vec<String> {
         |(a, b)| format!("[{}, {}]", points(Some(a)), points(Some(b))),
     );
     let mut verdict = c.verdict.text().to_string();
+    if matches!(c.verdict, Verdict::AllDiverged | Verdict::LostRounds) {
+        verdict.push_str(&format!(
+            " ({} of {} rounds with an error)",
+            c.new_ok, c.old_ok
+        ));
+    }
     if c.spec_changed {
         verdict.push_str(" (spec changed)");
     }
@@ -47,8 +56,9 @@ fn row(c: &Comparison) -> Vec<String> {
     ]
 }
 
-/// Prints the comparison; returns 1 with `--fail-on-regression` when a variant got worse.
-pub fn run(args: &DiffArgs) -> Result<i32> {
+/// Prints the comparison; returns 1 with `--fail-on-regression` when a variant got worse,
+/// diverged in every round or lost rounds.
+pub fn run(args: &DiffArgs) -> Result<u8> {
     if !(args.alpha > 0.0 && args.alpha < 1.0) {
         return Err(Error::Usage(format!(
             "--alpha must be in (0, 1), got {}",
@@ -78,22 +88,22 @@ pub fn run(args: &DiffArgs) -> Result<i32> {
     .map(ToString::to_string)
     .collect();
     let rows: Vec<Vec<String>> = comparisons.iter().map(row).collect();
+    let mut out = String::new();
     match args.format {
         Format::Csv => {
-            let mut w = csv::Writer::from_writer(std::io::stdout());
-            let io = |e: csv::Error| Error::Usage(format!("writing CSV: {e}"));
-            w.write_record(&header).map_err(io)?;
+            let mut w = csv::Writer::from_writer(Vec::new());
+            // Writing into a Vec cannot fail.
+            let _ = w.write_record(&header);
             for r in &rows {
-                w.write_record(r).map_err(io)?;
+                let _ = w.write_record(r);
             }
-            w.flush()
-                .map_err(|e| Error::Usage(format!("writing CSV: {e}")))?;
+            out = String::from_utf8_lossy(&w.into_inner().unwrap_or_default()).into_owned();
         }
         Format::Markdown => {
-            println!("| {} |", header.join(" | "));
-            println!("|---|---:|---:|---:|---|---:|---|---:|---|");
+            let _ = writeln!(out, "| {} |", header.join(" | "));
+            let _ = writeln!(out, "|---|---:|---:|---:|---|---:|---|---:|---|");
             for r in &rows {
-                println!("| {} |", r.join(" | "));
+                let _ = writeln!(out, "| {} |", r.join(" | "));
             }
         }
         Format::Table => {
@@ -112,17 +122,19 @@ pub fn run(args: &DiffArgs) -> Result<i32> {
                     .zip(&widths)
                     .map(|(c, w)| format!("{c:<w$}"))
                     .collect();
-                println!("{}", cells.join("  ").trim_end());
+                let _ = writeln!(out, "{}", cells.join("  ").trim_end());
             }
         }
     }
     if args.format != Format::Csv {
-        println!(
+        let _ = writeln!(
+            out,
             "\nold: {}\nnew: {}\nchange = new - old test error; lower is better. Paired t-test on \
              rounds with the same data seed, Welch's t-test when rounds do not pair; level {}.",
             old.label, new.label, args.alpha
         );
     }
-    let worse = comparisons.iter().any(|c| c.verdict == Verdict::Worse);
-    Ok(i32::from(args.fail_on_regression && worse))
+    print(&out)?;
+    let worse = comparisons.iter().any(|c| c.verdict.is_regression());
+    Ok(u8::from(args.fail_on_regression && worse))
 }

@@ -1,5 +1,6 @@
 //! The command line: parsing in [`args`], one file per subcommand, and the one place where
-//! errors become exit codes.
+//! results become exit codes (the codes themselves are documented at
+//! [`Error::exit_code`](crate::error::Error::exit_code)).
 
 pub mod args;
 mod bench;
@@ -7,27 +8,24 @@ mod check;
 mod diff;
 mod run;
 
+use std::io::Write;
+use std::process::ExitCode;
+
 use clap::Parser;
 
-use crate::error::Error;
+use crate::error::{Error, Result};
 
-/// Exit code for an error: 1 for every error `lesser` reports itself (bad specs, data,
-/// options, files); clap exits with 2 for a malformed command line.
-pub fn exit_code(e: &Error) -> i32 {
-    match e {
-        Error::Io { .. }
-        | Error::Data { .. }
-        | Error::Spec { .. }
-        | Error::Protocol(_)
-        | Error::Report { .. }
-        | Error::Shape(_)
-        | Error::Usage(_) => 1,
-    }
+/// Writes `text` to standard output; a reader that went away is [`Error::BrokenPipe`].
+pub(crate) fn print(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(Error::output)
 }
 
 /// Parses the command line, runs it, and returns the process exit code. clap itself exits
 /// with 2 on bad usage.
-pub fn main() -> i32 {
+pub fn main() -> ExitCode {
     let cli = args::Cli::parse();
     let result = match &cli.command {
         args::Command::Check(a) => check::run(a).map(|()| 0),
@@ -36,12 +34,15 @@ pub fn main() -> i32 {
         args::Command::Diff(a) => diff::run(a),
     };
     match result {
-        Ok(code) => code,
+        Ok(code) => ExitCode::from(code),
+        // `lesser ... | head`: the reader has what it wanted; end quietly, as tools do.
+        Err(Error::BrokenPipe) => ExitCode::SUCCESS,
         Err(e) => {
+            let mut err = std::io::stderr().lock();
             for line in e.to_string().lines() {
-                eprintln!("error: {line}");
+                let _ = writeln!(err, "error: {line}");
             }
-            exit_code(&e)
+            ExitCode::from(e.exit_code())
         }
     }
 }

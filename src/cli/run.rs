@@ -1,6 +1,10 @@
 //! `lesser run`: the sweep.
 
+use std::fmt::Write as _;
+use std::io::Write as _;
+
 use super::args::RunArgs;
+use super::print;
 use crate::error::Result;
 use crate::report::pct;
 use crate::run::{SweepOptions, sweep};
@@ -21,34 +25,39 @@ pub fn run(args: &RunArgs) -> Result<()> {
         jobs,
         fresh: args.fresh,
         quiet: args.quiet,
+        max_memory: args.sweep.max_memory,
     };
     let outcome = sweep(&opts)?;
-    if !args.quiet {
-        // The headline numbers; REPORT.md has the rest.
-        println!(
-            "{:<20} {:>7} {:>7} {:>7} {:>7}  rounds",
-            "variant", "mean", "std", "best", "worst"
-        );
-        for s in &outcome.summaries {
-            println!(
-                "{:<20} {:>7} {:>7} {:>7} {:>7}  {}",
-                s.variant,
-                pct(s.mean),
-                pct(s.std),
-                pct(s.best),
-                pct(s.worst),
-                s.rounds
-            );
-        }
-        eprintln!(
-            "{} rounds ({} trained, {} reused from the store) in {:.1} s on {jobs} threads; \
-             reports in {}",
-            outcome.records.len(),
-            outcome.trained,
-            outcome.records.len() - outcome.trained,
-            outcome.seconds,
-            args.out.display()
+    if args.quiet {
+        return Ok(());
+    }
+    // The headline numbers; REPORT.md has the rest.
+    let mut table = format!(
+        "{:<20} {:>7} {:>7} {:>7} {:>7}  rounds\n",
+        "variant", "mean", "std", "best", "worst"
+    );
+    for s in &outcome.summaries {
+        let _ = writeln!(
+            table,
+            "{:<20} {:>7} {:>7} {:>7} {:>7}  {}",
+            s.variant,
+            pct(s.mean),
+            pct(s.std),
+            pct(s.best),
+            pct(s.worst),
+            s.rounds
         );
     }
+    print(&table)?;
+    let _ = writeln!(
+        std::io::stderr(),
+        "{} rounds ({} trained, {} reused from the store) in {:.1} s on {jobs} {}; reports in {}",
+        outcome.records.len(),
+        outcome.trained,
+        outcome.records.len() - outcome.trained,
+        outcome.seconds,
+        if jobs == 1 { "thread" } else { "threads" },
+        args.out.display()
+    );
     Ok(())
 }

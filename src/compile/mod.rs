@@ -39,6 +39,25 @@ impl Plan {
             })
             .sum()
     }
+
+    /// A generous estimate of the bytes one round needs: every layer's input and output of a
+    /// training batch kept for the backward pass, with as much again for their gradients and
+    /// once more for temporaries, or the largest layer of an evaluation chunk twice, whichever
+    /// is larger; plus four copies of the parameters (values, gradients, two Adam moments).
+    pub fn memory_bytes(&self, batch: usize, eval_chunk: usize) -> u128 {
+        let values = |s: Shape3| s.0 as u128 * s.1 as u128 * s.2 as u128;
+        let (mut kept, mut widest) = (0u128, 0u128);
+        for (key, layers) in &self.stacks {
+            let copies = if *key == "model.digit" { 2 } else { 1 };
+            for l in layers {
+                kept += copies * (values(l.input) + values(l.output));
+                widest = widest.max(copies * values(l.output).max(values(l.input)));
+            }
+        }
+        let train = 3 * batch as u128 * kept;
+        let eval = 2 * eval_chunk as u128 * widest;
+        4 * (train.max(eval) + 4 * self.params as u128)
+    }
 }
 
 /// Checks `spec`'s shapes and counts its parameters.

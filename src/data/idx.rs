@@ -26,7 +26,8 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw.as_slice())
+        // Multi-member: gzip allows several members in one file (e.g. `cat a.gz b.gz`).
+        flate2::read::MultiGzDecoder::new(raw.as_slice())
             .read_to_end(&mut out)
             .map_err(|e| Error::data(path, format!("corrupt or truncated gzip data: {e}")))?;
         Ok(out)
@@ -52,7 +53,14 @@ fn parse_header<'a>(
             ),
         ));
     }
-    let word = |i: usize| u32::from_be_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap());
+    let word = |i: usize| {
+        u32::from_be_bytes([
+            bytes[4 * i],
+            bytes[4 * i + 1],
+            bytes[4 * i + 2],
+            bytes[4 * i + 3],
+        ])
+    };
     let found = word(0);
     if found != magic {
         return Err(Error::data(
@@ -61,7 +69,10 @@ fn parse_header<'a>(
         ));
     }
     let shape: Vec<usize> = (1..=dims).map(|i| word(i) as usize).collect();
-    let expected: usize = shape.iter().product();
+    let expected = shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| Error::data(path, format!("header dimensions {shape:?} overflow")))?;
     let payload = &bytes[header_len..];
     if payload.len() < expected {
         return Err(Error::data(

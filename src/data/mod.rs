@@ -41,11 +41,17 @@ impl Pool {
         &self.images[i * PIXELS..(i + 1) * PIXELS]
     }
 
-    /// Builds a pool from 28x28 IDX images and labels; `source` names the file in errors.
-    pub fn from_idx(images: &idx::IdxImages, labels: Vec<u8>, source: &Path) -> Result<Self> {
+    /// Builds a pool from 28x28 IDX images and labels; errors name the file at fault
+    /// (`images_path` for the image size, `labels_path` for a count that does not match).
+    pub fn from_idx(
+        images: &idx::IdxImages,
+        labels: Vec<u8>,
+        images_path: &Path,
+        labels_path: &Path,
+    ) -> Result<Self> {
         if images.rows != 2 * SIDE || images.cols != 2 * SIDE {
             return Err(Error::data(
-                source,
+                images_path,
                 format!(
                     "images are {}x{}, the protocol needs 28x28",
                     images.rows, images.cols
@@ -54,7 +60,7 @@ impl Pool {
         }
         if images.count != labels.len() {
             return Err(Error::data(
-                source,
+                labels_path,
                 format!(
                     "image/label count mismatch: {} images, {} labels",
                     images.count,
@@ -107,11 +113,12 @@ impl Mnist {
             let labels_path = find(dir, &format!("{split}-labels-idx1-ubyte"))?;
             let images = idx::read_images(&images_path)?;
             let labels = idx::read_labels(&labels_path)?;
-            pools.push(Pool::from_idx(&images, labels, &labels_path)?);
+            pools.push(Pool::from_idx(&images, labels, &images_path, &labels_path)?);
             files.extend([images_path, labels_path]);
         }
-        let test = pools.pop().expect("two pools");
-        let train = pools.pop().expect("two pools");
+        let [train, test]: [Pool; 2] = pools
+            .try_into()
+            .map_err(|_| Error::data(dir, "expected a train and a test split"))?;
         Ok(Mnist { train, test, files })
     }
 }

@@ -4,20 +4,20 @@ use super::{Act, OpTape, unary_op, values};
 use crate::error::{Error, Result};
 use dfdx::prelude::HasShape;
 
-/// PyTorch's `Threshold`: `y = x` where `x > threshold`, else `value`. The gradient passes
-/// where `x > threshold`.
+/// PyTorch's `Threshold`: `y = value` where `x <= threshold`, else `x` (so NaN stays NaN).
+/// The gradient passes where `x` was kept.
 pub fn threshold<T: OpTape>(x: Act<T>, threshold: f32, value: f32) -> Act<T> {
     let dims = *x.shape();
     let xv = values(&x);
     let out = xv
         .iter()
-        .map(|&v| if v > threshold { v } else { value })
+        .map(|&v| if v <= threshold { value } else { v })
         .collect();
     unary_op(x, out, dims, move |gy, _| {
         let gx = xv
             .iter()
             .zip(gy)
-            .map(|(&v, &g)| if v > threshold { g } else { 0.0 })
+            .map(|(&v, &g)| if v <= threshold { 0.0 } else { g })
             .collect();
         Ok(Some(gx))
     })
@@ -65,7 +65,10 @@ pub fn activation<T: OpTape>(x: Act<T>, kind: Activation) -> Act<T> {
     let dims = *x.shape();
     let mut y = values(&x);
     match kind {
-        Activation::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
+        // NaN stays NaN, as in PyTorch, so a diverged network shows in its outputs.
+        Activation::Relu => y
+            .iter_mut()
+            .for_each(|v| *v = if v.is_nan() { *v } else { v.max(0.0) }),
         Activation::Tanh => y.iter_mut().for_each(|v| *v = v.tanh()),
         Activation::Sigmoid => y.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
     }

@@ -645,8 +645,9 @@ fn epilogue_with<const RELU: bool, const POOL: bool>(
     dst: &mut [MaybeUninit<f32>],
     route: &mut [u8],
 ) {
-    // `if` rather than `f32::max`: NaN becomes 0, as PyTorch's ReLU.
-    let act = |v: f32| if !RELU || v > 0.0 { v } else { 0.0 };
+    // `if` rather than `f32::max`: NaN stays NaN, as in PyTorch's ReLU, so a diverged
+    // network shows in its outputs.
+    let act = |v: f32| if RELU && v <= 0.0 { 0.0 } else { v };
     if !POOL {
         let plane = oh * ow * LANES;
         let planes = src.chunks_exact(plane).zip(dst.chunks_exact_mut(plane));

@@ -19,6 +19,7 @@ pub(super) fn adam_betas() -> [f32; 2] {
 #[serde(deny_unknown_fields)]
 struct RawFile {
     description: Option<String>,
+    order: Option<i64>,
     extends: Option<Spanned<String>>,
     #[serde(rename = "abstract")]
     is_abstract: Option<bool>,
@@ -31,7 +32,9 @@ struct RawFile {
 struct RawModel {
     topology: Option<Topology>,
     weight_sharing: Option<bool>,
+    #[serde(default, deserialize_with = "super::layer::real_opt")]
     aux_loss: Option<f32>,
+    #[serde(default, deserialize_with = "super::layer::real_opt")]
     asymmetry: Option<f32>,
     compare: Option<Compare>,
     digit: Option<Vec<Spanned<LayerSpec>>>,
@@ -68,6 +71,7 @@ pub(super) struct TrainFile {
 #[derive(Debug, Clone, Default)]
 pub(super) struct SpecFile {
     pub description: Option<String>,
+    pub order: Option<i64>,
     pub extends: Option<String>,
     /// `line:col` of the `extends` value.
     pub extends_place: String,
@@ -78,10 +82,35 @@ pub(super) struct SpecFile {
 
 /// `line:col` (1-based) of byte `offset` in `text`.
 pub fn line_col(text: &str, offset: usize) -> String {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    format!("{line}:{col}")
+    Lines::new(text).line_col(offset)
+}
+
+/// The line starts of a text, so that many places are found in `O(log n)` each (a spec with
+/// many layers would otherwise rescan the text for each).
+struct Lines<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> Lines<'a> {
+    fn new(text: &'a str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Lines { text, starts }
+    }
+
+    fn line_col(&self, offset: usize) -> String {
+        let offset = offset.min(self.text.len());
+        let line = self.starts.partition_point(|&s| s <= offset);
+        let start = self.starts[line - 1];
+        let col = self
+            .text
+            .get(start..offset)
+            .map_or(0, |l| l.chars().count())
+            + 1;
+        format!("{line}:{col}")
+    }
 }
 
 impl SpecFile {
@@ -101,13 +130,14 @@ impl SpecFile {
                 .to_string();
             Error::spec(path, place, msg)
         })?;
+        let lines = Lines::new(&text);
         let stack = |layers: Option<Vec<Spanned<LayerSpec>>>| {
             layers.map(|ls| Stack {
                 file: path.to_path_buf(),
                 layers: ls
                     .into_iter()
                     .map(|l| PlacedLayer {
-                        place: line_col(&text, l.span().start),
+                        place: lines.line_col(l.span().start),
                         spec: l.into_inner(),
                     })
                     .collect(),
@@ -129,6 +159,7 @@ impl SpecFile {
             .map_or_else(String::new, |e| line_col(&text, e.span().start));
         Ok(SpecFile {
             description: raw.description,
+            order: raw.order,
             extends: raw.extends.map(Spanned::into_inner),
             extends_place,
             is_abstract: raw.is_abstract.unwrap_or(false),
@@ -166,6 +197,7 @@ impl SpecFile {
         };
         SpecFile {
             description: child.description.or(self.description),
+            order: child.order.or(self.order),
             extends: child.extends,
             extends_place: child.extends_place,
             is_abstract: child.is_abstract,

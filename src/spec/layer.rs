@@ -1,6 +1,34 @@
 //! The layers a spec's stacks are made of, as written in TOML.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A spec's real number: read as written (64-bit) and refused unless it is finite and fits a
+/// 32-bit float without becoming infinite or zero, so `1e300` is not silently `inf`, nor
+/// `1e-50` silently `0`, and `nan` never reaches a network.
+pub(crate) fn real<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+    let v = f64::deserialize(d)?;
+    let small = v != 0.0 && v.abs() < f64::from(f32::MIN_POSITIVE);
+    if !v.is_finite() || v.abs() > f64::from(f32::MAX) || small {
+        return Err(serde::de::Error::custom(format!(
+            "{v} is not a finite number within the range of a 32-bit float \
+             (about 1.2e-38 to 3.4e38 in size)"
+        )));
+    }
+    Ok(v as f32)
+}
+
+/// [`real`] for an optional key.
+pub(crate) fn real_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f32>, D::Error> {
+    real(d).map(Some)
+}
+
+/// Two [`real`]s, e.g. Adam's betas.
+pub(crate) fn real_pair<'de, D: Deserializer<'de>>(d: D) -> Result<[f32; 2], D::Error> {
+    #[derive(Deserialize)]
+    struct Real(#[serde(deserialize_with = "real")] f32);
+    let [a, b] = <[Real; 2]>::deserialize(d)?;
+    Ok([a.0, b.0])
+}
 
 fn one() -> usize {
     1
@@ -63,19 +91,21 @@ pub enum LayerSpec {
     Sigmoid,
     /// `x` where `x > threshold`, else `value` (PyTorch's `Threshold`).
     Threshold {
+        #[serde(deserialize_with = "real")]
         threshold: f32,
+        #[serde(deserialize_with = "real")]
         value: f32,
     },
     /// Zeroes each value with probability `p` (default 0.5) while training.
     Dropout {
-        #[serde(default = "half")]
+        #[serde(default = "half", deserialize_with = "real")]
         p: f32,
     },
     /// Per-channel batch normalization with learned scale and shift.
     BatchNorm {
-        #[serde(default = "bn_momentum")]
+        #[serde(default = "bn_momentum", deserialize_with = "real")]
         momentum: f32,
-        #[serde(default = "bn_eps")]
+        #[serde(default = "bn_eps", deserialize_with = "real")]
         eps: f32,
     },
     /// Reads `(C, H, W)` as `C*H*W` features.

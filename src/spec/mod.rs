@@ -54,18 +54,19 @@ pub enum Normalize {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Optimizer {
     Adam {
-        #[serde(default = "file::adam_lr")]
+        #[serde(default = "file::adam_lr", deserialize_with = "layer::real")]
         lr: f32,
-        #[serde(default = "file::adam_betas")]
+        #[serde(default = "file::adam_betas", deserialize_with = "layer::real_pair")]
         betas: [f32; 2],
-        #[serde(default)]
+        #[serde(default, deserialize_with = "layer::real")]
         weight_decay: f32,
     },
     Sgd {
+        #[serde(deserialize_with = "layer::real")]
         lr: f32,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "layer::real")]
         momentum: f32,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "layer::real")]
         weight_decay: f32,
     },
 }
@@ -124,6 +125,8 @@ pub struct Spec {
     pub name: String,
     pub path: PathBuf,
     pub description: String,
+    /// Where the variant stands in reports (lower first); `None` after every ordered one.
+    pub order: Option<i64>,
     pub model: Model,
     pub train: Train,
 }
@@ -219,6 +222,26 @@ fn resolve(path: &Path, f: SpecFile) -> Result<Spec> {
         head,
         joint,
     } = m;
+    // Keys a topology would ignore are refused, so that a spec never says more than it does.
+    let topo = topology.unwrap_or(Topology::Digits);
+    let ignored: &[(&str, bool)] = match topo {
+        Topology::Joint => &[
+            ("model.compare", compare.is_some()),
+            ("model.digit", digit.is_some()),
+            ("model.head", head.is_some()),
+        ],
+        Topology::Digits => &[("model.joint", joint.is_some())],
+    };
+    if let Some((key, _)) = ignored.iter().find(|(_, set)| *set) {
+        let name = match topo {
+            Topology::Joint => "joint",
+            Topology::Digits => "digits",
+        };
+        return err(
+            key,
+            format!("{key} has no effect with topology = \"{name}\"; remove it"),
+        );
+    }
     let model = Model {
         topology: topology.unwrap_or(Topology::Digits),
         weight_sharing: weight_sharing.unwrap_or(false),
@@ -365,13 +388,45 @@ fn resolve(path: &Path, f: SpecFile) -> Result<Spec> {
         name,
         path: path.to_path_buf(),
         description: f.description.unwrap_or_default(),
+        order: f.order,
         model,
         train,
     })
 }
 
-/// The spec files named by `paths`: each directory gives its `*.toml` files (sorted), each file
-/// itself. A directory without specs, or a missing path, is an error.
+/// Compares file names naturally: case-insensitive, runs of digits by value (`v2` < `v10`).
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> Vec<(bool, String)> {
+        let mut out: Vec<(bool, String)> = Vec::new();
+        for ch in s.chars() {
+            let digit = ch.is_ascii_digit();
+            match out.last_mut() {
+                Some((d, run)) if *d == digit => run.push(ch),
+                _ => out.push((digit, ch.to_string())),
+            }
+        }
+        out
+    }
+    let key = |s: &str| -> Vec<(bool, String)> {
+        chunks(s)
+            .into_iter()
+            .map(|(digit, run)| {
+                if digit {
+                    // Equal values compare equal whatever their leading zeros.
+                    let t = run.trim_start_matches('0');
+                    (true, format!("{:0>40}", t))
+                } else {
+                    (false, run.to_lowercase())
+                }
+            })
+            .collect()
+    };
+    key(a).cmp(&key(b)).then_with(|| a.cmp(b))
+}
+
+/// The spec files named by `paths`, in the order named: each directory gives its `*.toml`
+/// files in natural order, each file itself. A file named twice (also through a directory) is
+/// taken once. A directory without specs, or a missing path, is an error.
 pub fn spec_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for p in paths {
@@ -388,16 +443,18 @@ pub fn spec_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
                     "no spec files (*.toml) in this directory",
                 ));
             }
-            found.sort();
+            found.sort_by(|a, b| {
+                let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+                natural_cmp(&name(a).unwrap_or_default(), &name(b).unwrap_or_default())
+            });
             files.extend(found);
         } else if p.is_file() {
             files.push(p.clone());
         } else {
-            return Err(Error::io(
-                p,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
-            ));
+            return Err(Error::spec(p, "", "no such file or directory"));
         }
     }
+    let mut seen = std::collections::HashSet::new();
+    files.retain(|f| seen.insert(f.canonicalize().unwrap_or_else(|_| f.clone())));
     Ok(files)
 }

@@ -12,30 +12,10 @@ use rand_chacha::ChaCha8Rng;
 use crate::compile::{DigitLogits, Input, Network, Outputs};
 use crate::data::{Mnist, PIXELS, PairSet, generate_pair_sets};
 use crate::error::Result;
-use crate::ops::{cross_entropy, logits_argmax};
+use crate::ops::{Act, Param, cross_entropy, logits_argmax};
 use crate::spec::{Normalize, Spec};
 
-/// How a round ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Ok,
-    /// The training loss became NaN or infinite during this epoch (1-based).
-    Diverged {
-        epoch: usize,
-    },
-}
-
-/// What one round measured. Errors are fractions in `[0, 1]`; `None` for a diverged round.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RoundResult {
-    /// Mean training loss over the last epoch.
-    pub final_train_loss: f64,
-    pub train_error: Option<f64>,
-    pub test_error: Option<f64>,
-    /// Digit classification error on the test pairs' digits, for networks with digit outputs.
-    pub digit_test_error: Option<f64>,
-    pub status: Status,
-}
+pub use crate::record::{RoundResult, Status};
 
 /// The knobs of one round that do not come from the spec.
 #[derive(Debug, Clone, Copy)]
@@ -160,11 +140,30 @@ fn predict(out: &Outputs<NoneTape>) -> (Vec<u8>, Option<Vec<usize>>) {
     (target, digits)
 }
 
-/// Comparison error and digit error of `net` on `set`, in evaluation mode.
-pub fn evaluate(net: &Network, set: &PairSet) -> Result<(f64, Option<f64>)> {
+/// Whether every value of `out` is finite.
+fn finite_outputs(out: &Outputs<NoneTape>) -> bool {
+    let finite = |t: &Act<NoneTape>| t.as_vec().iter().all(|v| v.is_finite());
+    out.compare.iter().chain(&out.reversed).all(finite)
+        && match &out.digits {
+            None => true,
+            Some(DigitLogits::Interleaved(d)) => finite(d),
+            Some(DigitLogits::Split(d0, d1)) => finite(d0) && finite(d1),
+        }
+}
+
+/// Whether every parameter of the network is finite.
+fn finite_params(params: &[Param]) -> bool {
+    params
+        .iter()
+        .all(|p| p.values().iter().all(|v| v.is_finite()))
+}
+
+/// Comparison error and digit error of `net` on `set`, in evaluation mode; `None` when any
+/// output is NaN or infinite (the round diverged, whatever the argmax would say).
+pub fn evaluate(net: &Network, set: &PairSet) -> Result<Option<(f64, Option<f64>)>> {
     let idx: Vec<usize> = (0..set.len()).collect();
     let (mut wrong, mut digit_wrong, mut has_digits) = (0usize, 0usize, false);
-    for chunk in idx.chunks(500) {
+    for chunk in idx.chunks(crate::variants::EVAL_CHUNK) {
         let b = gather(set, chunk);
         let out: Outputs<NoneTape> = net.forward(
             Input {
@@ -173,6 +172,9 @@ pub fn evaluate(net: &Network, set: &PairSet) -> Result<(f64, Option<f64>)> {
             },
             false,
         )?;
+        if !finite_outputs(&out) {
+            return Ok(None);
+        }
         let (pred, digits) = predict(&out);
         wrong += pred.iter().zip(&b.target).filter(|(p, t)| p != t).count();
         if let Some(d) = digits {
@@ -185,13 +187,26 @@ pub fn evaluate(net: &Network, set: &PairSet) -> Result<(f64, Option<f64>)> {
         }
     }
     let n = set.len().max(1) as f64;
-    Ok((
+    Ok(Some((
         wrong as f64 / n,
         has_digits.then(|| digit_wrong as f64 / (2.0 * n)),
-    ))
+    )))
 }
 
-/// Trains `spec` for one round on `data` and measures it.
+/// A round that diverged in `epoch`, with the last loss seen.
+fn diverged(epoch: usize, loss: f64) -> RoundResult {
+    RoundResult {
+        final_train_loss: loss,
+        train_error: None,
+        test_error: None,
+        digit_test_error: None,
+        status: Status::Diverged { epoch },
+    }
+}
+
+/// Trains `spec` for one round on `data` and measures it. The round is recorded as diverged
+/// in the epoch where its loss, a parameter (checked after every epoch) or, at the end, an
+/// output became NaN or infinite: a network can hide NaN weights behind a finite loss.
 pub fn train_round(spec: &Spec, data: &Mnist, cfg: RoundConfig) -> Result<RoundResult> {
     let (mut train, mut test) =
         generate_pair_sets(&data.train, &data.test, cfg.pairs, cfg.data_seed)?;
@@ -214,27 +229,28 @@ pub fn train_round(spec: &Spec, data: &Mnist, cfg: RoundConfig) -> Result<RoundR
             let loss = batch_loss(spec, net.forward(input, true)?, &b);
             let value = f64::from(loss.array());
             if !value.is_finite() {
-                return Ok(RoundResult {
-                    final_train_loss: value,
-                    train_error: None,
-                    test_error: None,
-                    digit_test_error: None,
-                    status: Status::Diverged { epoch },
-                });
+                return Ok(diverged(epoch, value));
             }
             sum += value * chunk.len() as f64;
             let mut grads = loss.backward();
             optim.step(&mut net.params, &mut grads);
         }
         epoch_loss = sum / train.len() as f64;
+        if !finite_params(&net.params) {
+            return Ok(diverged(epoch, epoch_loss));
+        }
     }
-    let (train_error, _) = evaluate(&net, &train)?;
-    let (test_error, digit_test_error) = evaluate(&net, &test)?;
+    let (Some((train_error, _)), Some((test_error, digit_test_error))) =
+        (evaluate(&net, &train)?, evaluate(&net, &test)?)
+    else {
+        return Ok(diverged(cfg.epochs, epoch_loss));
+    };
     Ok(RoundResult {
         final_train_loss: epoch_loss,
         train_error: Some(train_error),
         test_error: Some(test_error),
-        digit_test_error,
+        // Only outputs trained as digit classes have a digit error worth reporting.
+        digit_test_error: digit_test_error.filter(|_| spec.model.aux_loss > 0.0),
         status: Status::Ok,
     })
 }

@@ -1,0 +1,289 @@
+//! One round's record: what identifies it ([`RoundKey`]), what it measured ([`RoundResult`]),
+//! and its two written forms, a `results.csv` row and a store line. Everything read back is
+//! range-checked, so a hand-edited or damaged file cannot put an impossible number into a
+//! report or a comparison.
+
+/// How a round ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    /// The loss, a parameter or an output became NaN or infinite during this epoch (1-based).
+    Diverged {
+        epoch: usize,
+    },
+}
+
+/// What one round measured. Errors are fractions in `[0, 1]`; `None` for a diverged round.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundResult {
+    /// Mean training loss over the last epoch (the offending value for a diverged round).
+    pub final_train_loss: f64,
+    pub train_error: Option<f64>,
+    pub test_error: Option<f64>,
+    /// Digit classification error on the test pairs' digits, for networks whose digit outputs
+    /// are trained as digit classes (an auxiliary loss).
+    pub digit_test_error: Option<f64>,
+    pub status: Status,
+}
+
+/// What identifies a round's result: the same key always gives the same numbers.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RoundKey {
+    pub spec_hash: String,
+    pub data_seed: u64,
+    pub init_seed: u64,
+    pub data_hash: String,
+    pub pairs: usize,
+    pub epochs: usize,
+    pub version: String,
+}
+
+/// One round as reported and stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundRecord {
+    pub variant: String,
+    pub round: usize,
+    pub data_seed: u64,
+    pub init_seed: u64,
+    pub spec_hash: String,
+    pub data_hash: String,
+    pub params: usize,
+    pub epochs: usize,
+    pub pairs: usize,
+    pub version: String,
+    pub result: RoundResult,
+    /// Wall-clock seconds the round took to train: kept in the store and `timing.csv`, never
+    /// in `results.csv` (it is not reproducible).
+    pub seconds: f64,
+}
+
+/// The columns of `results.csv`, in order.
+pub const RESULTS_HEADER: [&str; 14] = [
+    "variant",
+    "round",
+    "data_seed",
+    "init_seed",
+    "spec_hash",
+    "params",
+    "epochs",
+    "pairs",
+    "final_train_loss",
+    "train_error",
+    "test_error",
+    "digit_test_error",
+    "status",
+    "data_hash",
+];
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or_else(String::new, |v| format!("{v:.4}"))
+}
+
+fn status_text(s: Status) -> String {
+    match s {
+        Status::Ok => "ok".into(),
+        Status::Diverged { epoch } => format!("diverged@{epoch}"),
+    }
+}
+
+fn parse_status(s: &str) -> Result<Status, String> {
+    let bad = || format!("status `{s}` is neither `ok` nor `diverged@EPOCH`");
+    match s {
+        "ok" => Ok(Status::Ok),
+        _ => match s.strip_prefix("diverged@").map(str::parse) {
+            Some(Ok(epoch)) if epoch >= 1 => Ok(Status::Diverged { epoch }),
+            _ => Err(bad()),
+        },
+    }
+}
+
+/// A count of at least `min`.
+fn count(name: &str, s: &str, min: usize) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(v) if v >= min => Ok(v),
+        _ => Err(format!("{name} `{s}` is not a whole number >= {min}")),
+    }
+}
+
+fn seed(name: &str, s: &str) -> Result<u64, String> {
+    s.parse()
+        .map_err(|_| format!("{name} `{s}` is not a 64-bit seed"))
+}
+
+/// A short hash as the runner writes it: 16 lowercase hex digits.
+fn hash(name: &str, s: &str) -> Result<String, String> {
+    if s.len() == 16
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(s.to_string())
+    } else {
+        Err(format!("{name} `{s}` is not 16 hex digits"))
+    }
+}
+
+/// An error rate: empty, or a fraction in `[0, 1]`.
+fn rate(name: &str, s: &str) -> Result<Option<f64>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(Some(v)),
+        _ => Err(format!("{name} `{s}` is not an error rate in [0, 1]")),
+    }
+}
+
+/// A variant name the reports can hold: non-empty, no comma, quote, `|` or control character.
+pub fn check_variant_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.contains([',', '"', '|']) || name.chars().any(char::is_control) {
+        Err(format!(
+            "variant name `{}` is empty or holds a comma, quote, `|` or control character",
+            name.escape_debug()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+impl RoundRecord {
+    /// The record of round `round` of `variant`, identified by `key`.
+    pub fn new(
+        variant: &str,
+        round: usize,
+        params: usize,
+        key: RoundKey,
+        result: RoundResult,
+        seconds: f64,
+    ) -> Self {
+        RoundRecord {
+            variant: variant.to_string(),
+            round,
+            data_seed: key.data_seed,
+            init_seed: key.init_seed,
+            spec_hash: key.spec_hash,
+            data_hash: key.data_hash,
+            params,
+            epochs: key.epochs,
+            pairs: key.pairs,
+            version: key.version,
+            result,
+            seconds,
+        }
+    }
+
+    /// The store key of this round.
+    pub fn key(&self) -> RoundKey {
+        RoundKey {
+            spec_hash: self.spec_hash.clone(),
+            data_seed: self.data_seed,
+            init_seed: self.init_seed,
+            data_hash: self.data_hash.clone(),
+            pairs: self.pairs,
+            epochs: self.epochs,
+            version: self.version.clone(),
+        }
+    }
+
+    /// The `results.csv` fields.
+    pub fn fields(&self) -> Vec<String> {
+        let r = &self.result;
+        vec![
+            self.variant.clone(),
+            self.round.to_string(),
+            self.data_seed.to_string(),
+            self.init_seed.to_string(),
+            self.spec_hash.clone(),
+            self.params.to_string(),
+            self.epochs.to_string(),
+            self.pairs.to_string(),
+            format!("{:.6}", r.final_train_loss),
+            opt(r.train_error),
+            opt(r.test_error),
+            opt(r.digit_test_error),
+            status_text(r.status),
+            self.data_hash.clone(),
+        ]
+    }
+
+    /// Parses and range-checks the fields of a `results.csv` row (see [`RESULTS_HEADER`]);
+    /// the error says which field is wrong and why.
+    pub fn from_fields(f: &[&str], version: &str) -> Result<Self, String> {
+        if f.len() != RESULTS_HEADER.len() {
+            return Err(format!(
+                "{} fields, expected {}",
+                f.len(),
+                RESULTS_HEADER.len()
+            ));
+        }
+        check_variant_name(f[0])?;
+        let status = parse_status(f[12])?;
+        let loss: f64 = f[8]
+            .parse()
+            .map_err(|_| format!("final_train_loss `{}` is not a number", f[8]))?;
+        let result = RoundResult {
+            final_train_loss: loss,
+            train_error: rate("train_error", f[9])?,
+            test_error: rate("test_error", f[10])?,
+            digit_test_error: rate("digit_test_error", f[11])?,
+            status,
+        };
+        let epochs = count("epochs", f[6], 1)?;
+        match status {
+            Status::Ok => {
+                if !(loss.is_finite() && loss >= 0.0) {
+                    return Err(format!(
+                        "final_train_loss `{}` of a round that is ok is not finite and >= 0",
+                        f[8]
+                    ));
+                }
+                if result.test_error.is_none() || result.train_error.is_none() {
+                    return Err("a round that is ok has no train or test error".into());
+                }
+            }
+            Status::Diverged { epoch } => {
+                if epoch > epochs {
+                    return Err(format!("diverged@{epoch} is past its {epochs} epochs"));
+                }
+                if result.test_error.is_some() {
+                    return Err("a diverged round has a test error".into());
+                }
+            }
+        }
+        Ok(RoundRecord {
+            variant: f[0].to_string(),
+            round: count("round", f[1], 0)?,
+            data_seed: seed("data_seed", f[2])?,
+            init_seed: seed("init_seed", f[3])?,
+            spec_hash: hash("spec_hash", f[4])?,
+            params: count("params", f[5], 1)?,
+            epochs,
+            pairs: count("pairs", f[7], 1)?,
+            result,
+            data_hash: hash("data_hash", f[13])?,
+            version: version.to_string(),
+            seconds: 0.0,
+        })
+    }
+
+    /// One store line: the crate version, the seconds, then the results fields,
+    /// comma-separated (no field can hold a comma: names are checked by the runner).
+    pub fn to_store_line(&self) -> String {
+        let mut f = vec![self.version.clone(), format!("{:.3}", self.seconds)];
+        f.extend(self.fields());
+        f.join(",")
+    }
+
+    /// Parses a store line; `None` for anything malformed or out of range.
+    pub fn from_store_line(line: &str) -> Option<Self> {
+        let f: Vec<&str> = line.split(',').collect();
+        let [version, seconds, rest @ ..] = f.as_slice() else {
+            return None;
+        };
+        let mut r = Self::from_fields(rest, version).ok()?;
+        r.seconds = seconds
+            .parse()
+            .ok()
+            .filter(|s: &f64| s.is_finite() && *s >= 0.0)?;
+        (!version.is_empty()).then_some(r)
+    }
+}

@@ -1,0 +1,129 @@
+//! The variants of a sweep: spec files loaded, planned once, checked against each other, put
+//! in report order and selected. `check`, `run` and `bench` all start here.
+
+use std::path::PathBuf;
+
+use crate::compile::{Plan, plan};
+use crate::error::{Error, Result};
+use crate::record::check_variant_name;
+use crate::spec::{self, Spec};
+
+/// Rows of a batch the evaluation runs at once (see `train::evaluate`).
+pub const EVAL_CHUNK: usize = 500;
+
+/// Default of `--max-memory`, in GiB: a round estimated above it is refused before training.
+pub const DEFAULT_MAX_MEMORY_GIB: f64 = 8.0;
+
+/// A spec with its checked plan.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    pub spec: Spec,
+    pub plan: Plan,
+}
+
+/// What the spec files named on a command line hold.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Valid variants, in report order.
+    pub variants: Vec<Variant>,
+    /// Files only there to be extended.
+    pub abstract_files: Vec<PathBuf>,
+    /// One error per bad file (or per name clash).
+    pub errors: Vec<Error>,
+    /// How many files were read.
+    pub files: usize,
+}
+
+/// Loads and plans every spec under `paths`, collecting every problem rather than stopping
+/// at the first. Report order: the `order` key (lower first, specs without it after), then
+/// the order the paths were named in, each directory's files in natural order.
+pub fn load(paths: &[PathBuf]) -> Result<Loaded> {
+    let files = spec::spec_files(paths)?;
+    let mut loaded = Loaded {
+        files: files.len(),
+        ..Loaded::default()
+    };
+    for f in &files {
+        match spec::load(f).and_then(|s| s.map(with_plan).transpose()) {
+            Ok(Some(v)) => loaded.variants.push(v),
+            Ok(None) => loaded.abstract_files.push(f.clone()),
+            Err(e) => loaded.errors.push(e),
+        }
+    }
+    // Stable: ties keep the order the files were named in.
+    loaded
+        .variants
+        .sort_by_key(|v| (v.spec.order.is_none(), v.spec.order));
+    loaded.errors.extend(clashes(&loaded.variants));
+    Ok(loaded)
+}
+
+fn with_plan(spec: Spec) -> Result<Variant> {
+    check_variant_name(&spec.name).map_err(|why| Error::spec(&spec.path, "", why))?;
+    let plan = plan(&spec)?;
+    Ok(Variant { spec, plan })
+}
+
+/// Two files whose stems give the same variant name: their rounds would be pooled.
+fn clashes(variants: &[Variant]) -> Vec<Error> {
+    let mut errors = Vec::new();
+    for (i, a) in variants.iter().enumerate() {
+        if let Some(b) = variants[..i].iter().find(|b| b.spec.name == a.spec.name) {
+            errors.push(Error::spec(
+                &a.spec.path,
+                "",
+                format!(
+                    "variant name `{}` is also the name of {}; rename one of the files",
+                    a.spec.name,
+                    b.spec.path.display()
+                ),
+            ));
+        }
+    }
+    errors
+}
+
+/// Every valid variant under `paths`, or all the problems at once.
+pub fn load_valid(paths: &[PathBuf]) -> Result<Vec<Variant>> {
+    let loaded = load(paths)?;
+    if loaded.errors.is_empty() {
+        Ok(loaded.variants)
+    } else {
+        Err(Error::Specs(loaded.errors))
+    }
+}
+
+/// The variants named by `only` (all when empty); an unknown name is an error.
+pub fn select(mut variants: Vec<Variant>, only: &[String]) -> Result<Vec<Variant>> {
+    if let Some(missing) = only
+        .iter()
+        .find(|n| !variants.iter().any(|v| &v.spec.name == *n))
+    {
+        let known: Vec<&str> = variants.iter().map(|v| v.spec.name.as_str()).collect();
+        return Err(Error::Usage(format!(
+            "--only {missing}: no such variant (known: {})",
+            known.join(", ")
+        )));
+    }
+    if !only.is_empty() {
+        variants.retain(|v| only.contains(&v.spec.name));
+    }
+    Ok(variants)
+}
+
+/// Refuses a variant whose round would need more than `max_gib` GiB (see
+/// [`Plan::memory_bytes`]).
+pub fn check_memory(v: &Variant, max_gib: f64) -> Result<()> {
+    let need = v.plan.memory_bytes(v.spec.train.batch_size, EVAL_CHUNK);
+    let gib = need as f64 / f64::from(1u32 << 30);
+    if gib > max_gib {
+        return Err(Error::Resources(format!(
+            "{}: spec {}: a round needs about {gib:.1} GiB (batch_size {}), above the limit of \
+             {max_gib} GiB; shrink the network or the batch, or raise --max-memory",
+            v.spec.path.display(),
+            v.spec.name,
+            v.spec.train.batch_size
+        )));
+    }
+    Ok(())
+}
