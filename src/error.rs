@@ -24,7 +24,7 @@ pub enum Error {
     #[error("{}: {msg}", path.display())]
     Data { path: PathBuf, msg: String },
     /// A spec file is malformed: `place` is `line:col`, a key path, or a stack and layer.
-    #[error("{}:{place}: {msg}", path.display())]
+    #[error("{}{}{place}: {msg}", path.display(), if place.is_empty() { "" } else { ":" })]
     Spec {
         path: PathBuf,
         place: String,

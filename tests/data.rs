@@ -244,3 +244,41 @@ fn too_many_pairs_is_an_error() {
         .to_string();
     assert!(e.contains("2000 test pairs need 4000 images"), "{e}");
 }
+
+#[test]
+fn a_multi_member_gzip_file_loads_whole() {
+    let d = temp_dir("members");
+    let pixels: Vec<u8> = (0..4 * 784).map(|i| (i % 251) as u8).collect();
+    write_dir(&d, &pixels, 4, &[1, 2, 3, 4]);
+    let plain = Mnist::load(&d).unwrap();
+    // Two gzip members back to back (as `cat a.gz b.gz` makes): valid gzip, one stream.
+    let raw = std::fs::read(d.join("train-images-idx3-ubyte")).unwrap();
+    std::fs::remove_file(d.join("train-images-idx3-ubyte")).unwrap();
+    let member = |bytes: &[u8]| {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(bytes).unwrap();
+        gz.finish().unwrap()
+    };
+    let (a, b) = raw.split_at(1000);
+    let mut two = member(a);
+    two.extend(member(b));
+    std::fs::write(d.join("train-images-idx3-ubyte.gz"), two).unwrap();
+    assert_eq!(Mnist::load(&d).unwrap().train.images, plain.train.images);
+}
+
+#[test]
+fn images_of_the_wrong_size_blame_the_image_file() {
+    let d = temp_dir("size");
+    let mut v = 0x803u32.to_be_bytes().to_vec();
+    for x in [2u32, 20, 20] {
+        v.extend(x.to_be_bytes());
+    }
+    v.extend(vec![0u8; 2 * 400]);
+    write_dir(&d, &vec![0u8; 2 * 784], 2, &[1, 2]);
+    std::fs::write(d.join("train-images-idx3-ubyte"), v).unwrap();
+    let e = load_err(&d);
+    assert!(
+        e.contains("train-images-idx3-ubyte: images are 20x20, the protocol needs 28x28"),
+        "{e}"
+    );
+}

@@ -403,6 +403,44 @@ fn threshold_at_zero_is_the_fused_relu() {
     }
 }
 
+/// NaN passes through ReLU and threshold, alone and fused into a convolution (as in PyTorch),
+/// so a network whose weights went NaN cannot hide it behind finite outputs.
+#[test]
+fn relu_and_threshold_keep_nan() {
+    let x = act(vec![f32::NAN, -1.0, 2.0, -0.0], (1, 1, 2, 2));
+    let y = values(&activation(x.clone(), Activation::Relu));
+    assert!(y[0].is_nan() && y[1..] == [0.0, 2.0, 0.0], "{y:?}");
+    let y = values(&threshold(x, 0.5, -3.0));
+    assert!(y[0].is_nan() && y[1..] == [-3.0, 2.0, -3.0], "{y:?}");
+    // A NaN weight in a convolution whose ReLU (and pool) are fused into it: 16 images, so
+    // the lane layout is used, and one output channel of NaN among finite ones.
+    let (n, c, h, w) = (16, 1, 6, 6);
+    let geom = Conv2dGeometry {
+        in_channels: c,
+        out_channels: 2,
+        kernel: 3,
+        stride: 1,
+        padding: 0,
+    };
+    let mut weights = vec![0.1; 2 * 9];
+    weights[0] = f32::NAN;
+    let (wt, b) = (param(weights), param(vec![0.0, 0.0]));
+    for max_pool2 in [false, true] {
+        let epi = Epilogue {
+            relu: true,
+            max_pool2,
+        };
+        let xt = act(vec![1.0; n * c * h * w], (n, c, h, w));
+        let y = values(&conv2d_fused(xt, &wt, &b, geom, epi, false).unwrap());
+        let plane = y.len() / n / 2;
+        assert!(y[..plane].iter().all(|v| v.is_nan()), "pool {max_pool2}");
+        assert!(
+            y[plane..2 * plane].iter().all(|v| v.is_finite()),
+            "pool {max_pool2}"
+        );
+    }
+}
+
 #[test]
 fn conv_transpose2d_forward_matches_reference() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);

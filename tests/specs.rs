@@ -527,3 +527,68 @@ optimizer = { kind = "sgd", lr = 0.05, momentum = 0.9, weight_decay = 0.0001 }
     // Dropout draws from the round's own seeded device: the same round gives the same numbers.
     assert_eq!(lesser::train::train_round(&s, &data, cfg).unwrap(), r);
 }
+
+#[test]
+fn numbers_out_of_range_and_ignored_keys_are_refused() {
+    let dir = temp("ranges");
+    let base = ARGMAX.replace("WS", "true");
+    // The number as written, not as a 32-bit float would hold it.
+    for (name, extra, place, shown) in [
+        (
+            "huge",
+            "[train]\noptimizer = { kind = \"adam\", lr = 1e300 }\n",
+            ":13:",
+            "1e300",
+        ),
+        (
+            "tiny",
+            "[train]\noptimizer = { kind = \"adam\", lr = 1e-50 }\n",
+            ":13:",
+            "1e-50",
+        ),
+    ] {
+        let p = write(&dir, &format!("{name}.toml"), &format!("{base}{extra}"));
+        let e = err_of(&p);
+        assert!(
+            e.contains(place) && e.contains(shown) && e.contains("32-bit float"),
+            "{e}"
+        );
+    }
+    // NaN and infinity never reach a layer.
+    for (name, layer) in [
+        (
+            "nanthr",
+            "{ layer = \"threshold\", threshold = nan, value = 0.0 }",
+        ),
+        (
+            "nanval",
+            "{ layer = \"threshold\", threshold = 0.0, value = nan }",
+        ),
+        ("infeps", "{ layer = \"batch_norm\", eps = inf }"),
+    ] {
+        let text = base.replace("  { layer = \"relu\" },", &format!("  {layer},"));
+        let p = write(&dir, &format!("{name}.toml"), &text);
+        let e = err_of(&p);
+        assert!(
+            e.contains(":6:") && e.contains("not a finite number"),
+            "{name}: {e}"
+        );
+    }
+    // Keys the joint topology would ignore.
+    let joint = "[model]\ntopology = \"joint\"\nKEY\njoint = [{ layer = \"flatten\" }, \
+                 { layer = \"linear\", out = 2 }]\n";
+    for (key, line) in [
+        ("model.compare", "compare = \"learned\""),
+        ("model.digit", "digit = [{ layer = \"flatten\" }]"),
+        ("model.head", "head = [{ layer = \"flatten\" }]"),
+    ] {
+        let p = write(&dir, "joint.toml", &joint.replace("KEY", line));
+        let e = err_of(&p);
+        assert!(
+            e.contains(&format!("{key} has no effect with topology = \"joint\"")),
+            "{e}"
+        );
+    }
+    let p = write(&dir, "joint.toml", &joint.replace("KEY", ""));
+    assert!(spec::load(&p).unwrap().is_some());
+}

@@ -1,72 +1,14 @@
 //! The sweep end to end, through the `lesser` binary: reports, determinism across `--jobs`
 //! and reruns, diverged rounds, interruption and resumption.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-const TINY: &str = r#"
-description = "tiny DESC"
-[model]
-weight_sharing = true
-aux_loss = 1.0
-digit = [
-  { layer = "conv2d", out = 2, kernel = 3, stride = 2 },
-  { layer = "relu" },
-  { layer = "flatten" },
-  { layer = "linear", in = 72, out = 10 },
-]
-head = [{ layer = "linear", in = 20, out = 2 }]
-[train]
-epochs = 1
-batch_size = 50
-repeats = 2
-"#;
+use std::process::Command;
 
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lesser-sweep-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(d.join("specs")).unwrap();
-    d
-}
+use common::{TINY, data, lesser, read};
 
-/// A directory with two tiny variants.
-fn setup(name: &str) -> PathBuf {
-    let d = temp(name);
-    std::fs::write(d.join("specs/alpha.toml"), TINY.replace("DESC", "a")).unwrap();
-    std::fs::write(
-        d.join("specs/beta.toml"),
-        TINY.replace("DESC", "b")
-            .replace("aux_loss = 1.0", "aux_loss = 0.0"),
-    )
-    .unwrap();
-    d
-}
-
-fn data() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("data/mnist")
-        .display()
-        .to_string()
-}
-
-/// Runs `lesser run` in `dir` on the shipped data; 100 pairs unless `args` say otherwise.
-fn lesser(dir: &Path, args: &[&str]) -> Output {
-    let pairs: &[&str] = if args.contains(&"--pairs") {
-        &[]
-    } else {
-        &["--pairs", "100"]
-    };
-    Command::new(env!("CARGO_BIN_EXE_lesser"))
-        .current_dir(dir)
-        .args(["run", "--data", &data()])
-        .args(pairs)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn read(p: PathBuf) -> String {
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+fn setup(name: &str) -> std::path::PathBuf {
+    common::setup("sweep", name)
 }
 
 #[test]

@@ -10,7 +10,7 @@ pub(crate) fn real<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
     let small = v != 0.0 && v.abs() < f64::from(f32::MIN_POSITIVE);
     if !v.is_finite() || v.abs() > f64::from(f32::MAX) || small {
         return Err(serde::de::Error::custom(format!(
-            "{v} is not a finite number within the range of a 32-bit float \
+            "{v:e} is not a finite number within the range of a 32-bit float \
              (about 1.2e-38 to 3.4e38 in size)"
         )));
     }

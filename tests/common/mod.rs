@@ -1,0 +1,88 @@
+//! Helpers shared by the end-to-end tests: a tiny variant, scratch directories, and the
+//! `lesser` binary run on the shipped data.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A variant that trains in a few milliseconds.
+pub const TINY: &str = r#"
+description = "tiny DESC"
+[model]
+weight_sharing = true
+aux_loss = 1.0
+digit = [
+  { layer = "conv2d", out = 2, kernel = 3, stride = 2 },
+  { layer = "relu" },
+  { layer = "flatten" },
+  { layer = "linear", in = 72, out = 10 },
+]
+head = [{ layer = "linear", in = 20, out = 2 }]
+[train]
+epochs = 1
+batch_size = 50
+repeats = 2
+"#;
+
+/// An empty scratch directory with a `specs` folder, unique to this test process.
+pub fn temp(group: &str, name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("lesser-{group}-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("specs")).unwrap();
+    d
+}
+
+/// A scratch directory with two tiny variants, `alpha` and `beta` (beta without the
+/// auxiliary loss).
+pub fn setup(group: &str, name: &str) -> PathBuf {
+    let d = temp(group, name);
+    std::fs::write(d.join("specs/alpha.toml"), TINY.replace("DESC", "a")).unwrap();
+    std::fs::write(
+        d.join("specs/beta.toml"),
+        TINY.replace("DESC", "b")
+            .replace("aux_loss = 1.0", "aux_loss = 0.0"),
+    )
+    .unwrap();
+    d
+}
+
+/// The shipped data directory.
+pub fn data() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data/mnist")
+        .display()
+        .to_string()
+}
+
+/// `lesser` in `dir`, not yet started.
+pub fn command(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lesser"));
+    c.current_dir(dir);
+    c
+}
+
+/// Runs `lesser run` in `dir` on the shipped data; 100 pairs unless `args` say otherwise.
+pub fn lesser(dir: &Path, args: &[&str]) -> Output {
+    let pairs: &[&str] = if args.contains(&"--pairs") {
+        &[]
+    } else {
+        &["--pairs", "100"]
+    };
+    command(dir)
+        .args(["run", "--data", &data()])
+        .args(pairs)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A file's text, or a panic naming it.
+pub fn read(p: PathBuf) -> String {
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Standard error of `o`, as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
