@@ -28,7 +28,7 @@ fn kernels(c: &mut Criterion) {
         c.bench_function(&name("gemm forward"), |b| {
             b.iter(|| {
                 let (wm, cm) = (MatRef::new(&w, out, patch), MatRef::new(&cols, patch, np));
-                matmul(&mut dst, wm, cm, false)
+                matmul(&mut dst, wm, cm)
             })
         });
         c.bench_function(&name("cnhw<->nchw"), |b| {
@@ -45,21 +45,21 @@ fn kernels(c: &mut Criterion) {
         c.bench_function(&name("gemm weight grad"), |b| {
             b.iter(|| {
                 let (ym, cm) = (MatRef::new(&y, out, np), MatRef::new(&cols, patch, np));
-                matmul(&mut gw, ym, cm.t(), false)
+                matmul(&mut gw, ym, cm.t())
             })
         });
         let mut gwt = vec![0.0; patch * out];
         c.bench_function(&name("gemm weight grad, transposed"), |b| {
             b.iter(|| {
                 let (cm, ym) = (MatRef::new(&cols, patch, np), MatRef::new(&y, out, np));
-                matmul(&mut gwt, cm, ym.t(), false)
+                matmul(&mut gwt, cm, ym.t())
             })
         });
         let mut gcols = vec![0.0; patch * np];
         c.bench_function(&name("gemm input grad"), |b| {
             b.iter(|| {
                 let (wm, ym) = (MatRef::new(&w, out, patch), MatRef::new(&y, out, np));
-                matmul(&mut gcols, wm.t(), ym, false)
+                matmul(&mut gcols, wm.t(), ym)
             })
         });
         let mut gx = vec![0.0; x.len()];

@@ -31,7 +31,10 @@ pub fn parse_results(text: &str, source: &str) -> Result<Side> {
         .headers()
         .map_err(|e| err(format!("not a results file: {e}")))?
         .clone();
-    if header.iter().ne(RESULTS_HEADER.iter().copied()) {
+    // Files from before the `weights` column are read too.
+    let columns = header.len();
+    let known = columns + 1 >= RESULTS_HEADER.len() && columns <= RESULTS_HEADER.len();
+    if !known || header.iter().ne(RESULTS_HEADER[..columns].iter().copied()) {
         return Err(err(format!(
             "not a results file: columns are `{}`, expected `{}`",
             header.iter().collect::<Vec<_>>().join(","),

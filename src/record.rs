@@ -24,6 +24,10 @@ pub struct RoundResult {
     /// are trained as digit classes (an auxiliary loss).
     pub digit_test_error: Option<f64>,
     pub status: Status,
+    /// A hash of the trained parameters' bits (see `train::weights_hash`): equal only when
+    /// every weight is equal, so it shows any change of the numbers a round computes, however
+    /// small. `None` for a diverged round, and in results files written before it existed.
+    pub weights: Option<String>,
 }
 
 /// What identifies a round's result: the same key always gives the same numbers.
@@ -57,8 +61,9 @@ pub struct RoundRecord {
     pub seconds: f64,
 }
 
-/// The columns of `results.csv`, in order.
-pub const RESULTS_HEADER: [&str; 14] = [
+/// The columns of `results.csv`, in order. Files written by lesser 0.2 lack the last one,
+/// `weights`, and are read all the same.
+pub const RESULTS_HEADER: [&str; 15] = [
     "variant",
     "round",
     "data_seed",
@@ -73,6 +78,7 @@ pub const RESULTS_HEADER: [&str; 14] = [
     "digit_test_error",
     "status",
     "data_hash",
+    "weights",
 ];
 
 fn opt(v: Option<f64>) -> String {
@@ -202,19 +208,21 @@ impl RoundRecord {
             opt(r.digit_test_error),
             status_text(r.status),
             self.data_hash.clone(),
+            r.weights.clone().unwrap_or_default(),
         ]
     }
 
-    /// Parses and range-checks the fields of a `results.csv` row (see [`RESULTS_HEADER`]);
-    /// the error says which field is wrong and why.
+    /// Parses and range-checks the fields of a `results.csv` row (see [`RESULTS_HEADER`];
+    /// without `weights` too); the error says which field is wrong and why.
     pub fn from_fields(f: &[&str], version: &str) -> Result<Self, String> {
-        if f.len() != RESULTS_HEADER.len() {
-            return Err(format!(
-                "{} fields, expected {}",
-                f.len(),
-                RESULTS_HEADER.len()
-            ));
+        let n = RESULTS_HEADER.len();
+        if f.len() != n && f.len() != n - 1 {
+            return Err(format!("{} fields, expected {n}", f.len()));
         }
+        let weights = match f.get(14) {
+            None | Some(&"") => None,
+            Some(w) => Some(hash("weights", w)?),
+        };
         check_variant_name(f[0])?;
         let status = parse_status(f[12])?;
         let loss: f64 = f[8]
@@ -226,6 +234,7 @@ impl RoundRecord {
             test_error: rate("test_error", f[10])?,
             digit_test_error: rate("digit_test_error", f[11])?,
             status,
+            weights,
         };
         let epochs = count("epochs", f[6], 1)?;
         match status {

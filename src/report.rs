@@ -177,12 +177,14 @@ pub fn report_md(summaries: &[Summary], p: &Protocol) -> String {
         s,
         "- Errors are measured once, after the last epoch; the test set chooses nothing. \
          `std` is the sample standard deviation; digit error is the digit-classification \
-         error on the test pairs' digits (— where no auxiliary loss trains the digit outputs as classes). Diverged \
-         rounds (NaN or infinite loss) are counted and left out of the statistics."
+         error on the test pairs' digits (— where no auxiliary loss trains the digit \
+         outputs as classes). Diverged rounds (a NaN or infinite loss, parameter or output) \
+         are counted and left out of the statistics."
     );
     let _ = writeln!(
         s,
-        "- Every round is a row of `results.csv`; wall-clock times are in `timing.csv`."
+        "- Every round is a row of `results.csv`, with a hash of its trained weights (every \
+         kernel gives the same bits); wall-clock times are in `timing.csv`."
     );
     let _ = writeln!(s, "- lesser {}; data hash `{}`:", p.version, p.data_hash);
     for (name, sha) in &p.data_files {

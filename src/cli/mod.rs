@@ -27,11 +27,9 @@ pub(crate) fn print(text: &str) -> Result<()> {
 /// with 2 on bad usage.
 pub fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    let result = match &cli.command {
-        args::Command::Check(a) => check::run(a).map(|()| 0),
-        args::Command::Run(a) => run::run(a).map(|()| 0),
-        args::Command::Bench(a) => bench::run(a).map(|()| 0),
-        args::Command::Diff(a) => diff::run(a),
+    let result = match crate::ops::direct::Kernel::from_env() {
+        Err(why) => Err(Error::Usage(why)),
+        Ok(_) => dispatch(&cli),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -44,5 +42,15 @@ pub fn main() -> ExitCode {
             }
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// Runs the subcommand; `Ok` holds the exit code.
+fn dispatch(cli: &args::Cli) -> Result<u8> {
+    match &cli.command {
+        args::Command::Check(a) => check::run(a).map(|()| 0),
+        args::Command::Run(a) => run::run(a).map(|()| 0),
+        args::Command::Bench(a) => bench::run(a).map(|()| 0),
+        args::Command::Diff(a) => diff::run(a),
     }
 }

@@ -51,12 +51,14 @@ pub fn run(args: &RunArgs) -> Result<()> {
     print(&table)?;
     let _ = writeln!(
         std::io::stderr(),
-        "{} rounds ({} trained, {} reused from the store) in {:.1} s on {jobs} {}; reports in {}",
+        "{} rounds ({} trained, {} reused from the store) in {:.1} s on {jobs} {} ({} kernel); \
+         reports in {}",
         outcome.records.len(),
         outcome.trained,
         outcome.records.len() - outcome.trained,
         outcome.seconds,
         if jobs == 1 { "thread" } else { "threads" },
+        crate::ops::direct::Kernel::active().name(),
         args.out.display()
     );
     Ok(())

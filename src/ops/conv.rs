@@ -185,7 +185,7 @@ fn conv2d_one<T: OpTape>(
     Ok(y)
 }
 
-/// Any stride: im2col, then one gemm for the whole batch, (out x patch) . (patch x N*P).
+/// Any stride: im2col, then one matrix product for the whole batch, (out x patch) . (patch x N*P).
 fn conv2d_im2col<T: OpTape>(
     x: Act<T>,
     weight: &Param,
@@ -204,7 +204,6 @@ fn conv2d_im2col<T: OpTape>(
         &mut tmp,
         MatRef::new(weight.values(), out_c, patch),
         MatRef::new(&cols, patch, np),
-        false,
     );
     let out = cnhw_to_nchw(&tmp, n, out_c, positions, Some(bias.values()));
     drop(tmp);
@@ -217,10 +216,10 @@ fn conv2d_im2col<T: OpTape>(
         add_param_grad(grads, &bias, &gb)?;
 
         let gym = MatRef::new(&gyc, out_c, np);
-        // The weight gradient as its transpose, (patch x N*P) . (N*P x out): the same sums,
-        // but gemm runs this orientation of the long inner dimension up to twice as fast.
+        // The weight gradient as its transpose, (patch x N*P) . (N*P x out): the output
+        // channels, often fewer than 16, then fill one vector of positions.
         let mut gwt = vec![0.0; patch * out_c];
-        matmul(&mut gwt, MatRef::new(&cols, patch, np), gym.t(), false);
+        matmul(&mut gwt, MatRef::new(&cols, patch, np), gym.t());
         let mut gw = vec![0.0; out_c * patch];
         for (t, row) in gwt.chunks_exact(out_c).enumerate() {
             for (o, v) in row.iter().enumerate() {
@@ -234,7 +233,7 @@ fn conv2d_im2col<T: OpTape>(
         }
         let mut gcols = cols; // reuse: cols is not needed any more
         let wv = weight.values();
-        matmul(&mut gcols, MatRef::new(wv, out_c, patch).t(), gym, false);
+        matmul(&mut gcols, MatRef::new(wv, out_c, patch).t(), gym);
         let mut gx = vec![0.0; n * win.image()];
         col2im_add(&gcols, n, &win, &mut gx);
         Ok(Some(gx))

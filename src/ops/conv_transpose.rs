@@ -95,7 +95,6 @@ pub fn conv_transpose2d<T: OpTape>(
         &mut cols,
         MatRef::new(&wv, c, patch).t(),
         MatRef::new(&xc, c, np),
-        false,
     );
     let mut out = vec![0.0; n * win.image()];
     col2im_add(&cols, n, &win, &mut out);
@@ -115,21 +114,21 @@ pub fn conv_transpose2d<T: OpTape>(
         im2col(gy, n, &win, &mut gcols);
         let gcm = MatRef::new(&gcols, patch, np);
         let mut gw = vec![0.0; c * patch];
-        matmul(&mut gw, MatRef::new(&xc, c, np), gcm.t(), false);
+        matmul(&mut gw, MatRef::new(&xc, c, np), gcm.t());
         add_param_grad(grads, &weight, &gw)?;
 
         if !input_grad {
             return Ok(None);
         }
         let mut gxc = xc; // reuse
-        matmul(&mut gxc, MatRef::new(&wv, c, patch), gcm, false);
+        matmul(&mut gxc, MatRef::new(&wv, c, patch), gcm);
         Ok(Some(cnhw_to_nchw(&gxc, n, c, positions, None)))
     }))
 }
 
 /// The common upsampling case, kernel = stride and no padding: every input pixel writes its own
 /// `k x k` block of the output, `out[o, y*k+dy, x*k+dx] = b[o] + sum_c w[c, o, dy, dx] x[c, y, x]`.
-/// Plain loops: as a gemm this has an inner dimension of `in` (often 1), all packing overhead.
+/// Plain loops: as a matrix product this has an inner dimension of `in` (often 1).
 fn blocks<T: OpTape>(
     x: Act<T>,
     weight: &Param,

@@ -9,7 +9,9 @@
 //!
 //! Lengths are rounded up to [`LANES`]: callers size buffers with [`round_up`] and keep the
 //! slack zero (see each function for what it reads). Without AVX2 and FMA the same loops run
-//! in plain Rust (same sums, in another order and rounded separately rather than fused).
+//! in plain Rust. Every implementation computes each value with the same operations in the
+//! same order (fused multiply-adds, sums from 0 in a fixed order), so all give the same bits
+//! and a report does not depend on the machine that made it.
 
 use std::mem::MaybeUninit;
 
@@ -42,6 +44,59 @@ pub enum Kernel {
 }
 
 impl Kernel {
+    /// The implementation every op runs: the one `LESSER_KERNEL` names (`portable`, `avx2` or
+    /// `avx512`), else the fastest this CPU runs. All give the same bits, so this changes
+    /// speed only. An unusable `LESSER_KERNEL` is reported by [`Kernel::from_env`]; here it
+    /// falls back to the fastest.
+    pub fn active() -> Kernel {
+        use std::sync::OnceLock;
+        static ACTIVE: OnceLock<Kernel> = OnceLock::new();
+        *ACTIVE.get_or_init(|| {
+            Kernel::from_env()
+                .ok()
+                .flatten()
+                .unwrap_or_else(Kernel::best)
+        })
+    }
+
+    /// The kernel `LESSER_KERNEL` names, `None` when it is unset or empty, or why it cannot
+    /// be used (an unknown name, or one this CPU lacks).
+    pub fn from_env() -> Result<Option<Kernel>, String> {
+        let Ok(name) = std::env::var("LESSER_KERNEL") else {
+            return Ok(None);
+        };
+        if name.is_empty() {
+            return Ok(None);
+        }
+        let kernel = Kernel::parse(&name).ok_or_else(|| {
+            format!("LESSER_KERNEL={name}: unknown kernel; use portable, avx2 or avx512")
+        })?;
+        if !Kernel::available().contains(&kernel) {
+            let have: Vec<&str> = Kernel::available().iter().map(|k| k.name()).collect();
+            return Err(format!(
+                "LESSER_KERNEL={name}: this CPU lacks it; it runs {}",
+                have.join(", ")
+            ));
+        }
+        Ok(Some(kernel))
+    }
+
+    /// The kernel called `name` (as `LESSER_KERNEL` spells it).
+    pub fn parse(name: &str) -> Option<Kernel> {
+        [Kernel::Portable, Kernel::Avx2, Kernel::Avx512]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
+
+    /// The name `LESSER_KERNEL` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Portable => "portable",
+            Kernel::Avx2 => "avx2",
+            Kernel::Avx512 => "avx512",
+        }
+    }
+
     /// The fastest this CPU runs.
     pub fn best() -> Kernel {
         *Kernel::available().last().unwrap_or(&Kernel::Portable)
@@ -85,7 +140,7 @@ pub fn correlate(
     off: &[usize],
     w: &[f32],
 ) {
-    correlate_with(Kernel::best(), out, out_stride, len, src, off, w)
+    correlate_with(Kernel::active(), out, out_stride, len, src, off, w)
 }
 
 /// [`correlate`] into a new vector, `co` rows of `round_up(len)` values: every value is
@@ -95,7 +150,7 @@ pub fn correlate_new(len: usize, src: &[f32], off: &[usize], w: &[f32]) -> Vec<f
     let total = w.len().checked_div(taps).unwrap_or(0) * n;
     let mut out = Vec::with_capacity(total);
     correlate_into(
-        Kernel::best(),
+        Kernel::active(),
         &mut out.spare_capacity_mut()[..total],
         n,
         len,
@@ -164,14 +219,15 @@ fn correlate_into(
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 => unsafe { simd::correlate_avx2(out, out_stride, n, src, off, w, co) },
         _ => {
-            // A vector of positions at a time, the taps summed in order from 0.
+            // A vector of positions at a time, the taps summed in order from 0 with fused
+            // multiply-adds: the vector kernels' operations, so the same bits.
             for (o, wo) in w.chunks_exact(taps).enumerate() {
                 let row = &mut out[o * out_stride..][..n];
                 for (p, d) in (0..n).step_by(LANES).zip(row.chunks_exact_mut(LANES)) {
                     let mut acc = [0.0f32; LANES];
                     for (&wj, &at) in wo.iter().zip(off) {
                         for (a, s) in acc.iter_mut().zip(&src[p + at..][..LANES]) {
-                            *a += wj * s;
+                            *a = wj.mul_add(*s, *a);
                         }
                     }
                     for (d, a) in d.iter_mut().zip(acc) {
@@ -209,8 +265,9 @@ struct GradLayout {
 
 /// Weight-gradient correlation, per lane: for every output channel `o`, tap `j` and lane `l`,
 /// `acc[(o * taps + j) * LANES + l] += sum g[o * g_stride + p] * src[p + off[j]]` (`off`
-/// ascending) over every image and some of the `p < round_up(len)` (which lane takes which
-/// `p` depends on the implementation). [`reduce_lanes`] turns `acc` into gradients. Several images per call keep
+/// ascending) over every image and the positions `p < round_up(len)` with `p % LANES == l`,
+/// each lane's sum formed from 0 in order (images, then positions) with fused multiply-adds
+/// and then added to `acc`, by every implementation alike. [`reduce_lanes`] turns `acc` into gradients. Several images per call keep
 /// each block's accumulators in registers across them, which matters when an image is only a
 /// few vectors long.
 ///
@@ -220,7 +277,7 @@ struct GradLayout {
 /// # Panics
 /// When a buffer is shorter than that (a bug in the caller, not bad input).
 pub fn correlate_grad(acc: &mut [f32], input: GradInput, off: &[usize]) {
-    correlate_grad_with(Kernel::best(), acc, input, off)
+    correlate_grad_with(Kernel::active(), acc, input, off)
 }
 
 /// [`correlate_grad`] with a chosen implementation, which this CPU must support.
@@ -264,17 +321,23 @@ pub fn correlate_grad_with(kernel: Kernel, acc: &mut [f32], input: GradInput, of
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 => unsafe { simd::correlate_grad_avx2(acc, g, src, off, layout, co) },
         _ => {
-            for i in 0..images {
-                for o in 0..co {
-                    let go = &g[i * g_image + o * g_stride..][..n];
-                    for (j, &at) in off.iter().enumerate() {
-                        let lanes = &mut acc[(o * taps + j) * LANES..][..LANES];
+            // As the vector kernels do it: each lane's sum from 0 over every image and its
+            // positions in order, fused, then added to `acc` once.
+            for o in 0..co {
+                for (j, &at) in off.iter().enumerate() {
+                    let mut sum = [0.0f32; LANES];
+                    for i in 0..images {
+                        let go = &g[i * g_image + o * g_stride..][..n];
                         let s = &src[i * src_image + at..][..n];
                         for (gc, sc) in go.chunks_exact(LANES).zip(s.chunks_exact(LANES)) {
                             for l in 0..LANES {
-                                lanes[l] += gc[l] * sc[l];
+                                sum[l] = gc[l].mul_add(sc[l], sum[l]);
                             }
                         }
+                    }
+                    let lanes = &mut acc[(o * taps + j) * LANES..][..LANES];
+                    for (a, s) in lanes.iter_mut().zip(sum) {
+                        *a += s;
                     }
                 }
             }
@@ -366,6 +429,43 @@ mod simd {
         #[inline(always)]
         unsafe fn add(a: Self, b: Self) -> Self {
             unsafe { _mm512_add_ps(a, b) }
+        }
+    }
+
+    /// Two AVX2 registers as one 16-lane vector: what the weight-gradient kernel runs on
+    /// with AVX2, so that each of its 16 lanes sums the same positions as with AVX-512 (and
+    /// so the same bits).
+    #[derive(Clone, Copy)]
+    struct Pair(__m256, __m256);
+
+    impl Vector for Pair {
+        const LANES: usize = 16;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            unsafe { Pair(__m256::zero(), __m256::zero()) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            unsafe { Pair(__m256::load(p), __m256::load(p.add(8))) }
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe {
+                self.0.store(p);
+                self.1.store(p.add(8));
+            }
+        }
+        #[inline(always)]
+        unsafe fn splat(p: *const f32) -> Self {
+            unsafe { Pair(__m256::splat(p), __m256::splat(p)) }
+        }
+        #[inline(always)]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            unsafe { Pair(__m256::fma(a.0, b.0, c.0), __m256::fma(a.1, b.1, c.1)) }
+        }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            unsafe { Pair(__m256::add(a.0, b.0), __m256::add(a.1, b.1)) }
         }
     }
 
@@ -629,8 +729,9 @@ mod simd {
         l: GradLayout,
         co: usize,
     ) {
-        // SAFETY: forwarded from the caller.
-        unsafe { correlate_grad_with::<__m256, 3, 5, 10>(acc, g, src, off, l, co) }
+        // SAFETY: forwarded from the caller. 16-lane pairs: each accumulator takes two of the
+        // 16 registers, hence the smaller blocks.
+        unsafe { correlate_grad_with::<Pair, 1, 2, 5>(acc, g, src, off, l, co) }
     }
 }
 
@@ -644,9 +745,9 @@ mod tests {
             .collect()
     }
 
-    /// Every implementation this CPU has against the definitions, summed in f64, for channel
-    /// and tap counts that hit every block size and remainder, and lengths shorter and longer
-    /// than one block.
+    /// Every implementation this CPU has against the definitions, summed in f64, and against
+    /// each other bit for bit, for channel and tap counts that hit every block size and
+    /// remainder, and lengths shorter and longer than one block.
     #[test]
     fn kernels_match_their_definitions() {
         let cases = [
@@ -663,6 +764,8 @@ mod tests {
             let n = round_up(len);
             let src = data(n + off[taps - 1], 1);
             let (w, g) = (data(co * taps, 2), data(co * n, 3));
+            // What the portable kernel gives; every other must give the same bits.
+            let mut first: Option<(Vec<f32>, Vec<f32>)> = None;
             for &kernel in Kernel::available() {
                 let what = format!("{kernel:?} {co} channels {taps} taps {len} long");
                 let mut out = vec![f32::NAN; co * n];
@@ -696,6 +799,14 @@ mod tests {
                                 .map(|p| g[o * n + p] as f64 * src[p + off[j]] as f64)
                                 .sum::<f64>();
                         assert!((gw[o * taps + j] as f64 - r).abs() < 1e-3, "{what}: grad");
+                    }
+                }
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                match &first {
+                    None => first = Some((out, gw)),
+                    Some((out0, gw0)) => {
+                        assert_eq!(bits(&out), bits(out0), "{what}: forward bits");
+                        assert_eq!(bits(&gw), bits(gw0), "{what}: grad bits");
                     }
                 }
             }

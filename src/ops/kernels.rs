@@ -1,8 +1,8 @@
-//! Plain-slice kernels behind the ops: matrix multiply (the `gemm` crate, dfdx's own engine),
-//! im2col / col2im, and their geometry. No tape, no tensors: the ops in the sibling files give
+//! Plain-slice kernels behind the ops: matrix multiply (on the correlation kernel), im2col /
+//! col2im, and their geometry. No tape, no tensors: the ops in the sibling files give
 //! these their meaning on dfdx tensors.
 
-use gemm::{Parallelism, gemm};
+use super::direct::{correlate_new, round_up};
 
 /// A read-only matrix view with arbitrary strides, so transposes cost nothing.
 #[derive(Clone, Copy, Debug)]
@@ -45,11 +45,14 @@ impl<'a> MatRef<'a> {
     }
 }
 
-/// `dst = a * b` (or `dst += a * b` when `accumulate`), `dst` row-major `a.rows x b.cols`.
+/// `dst = a * b`, `dst` row-major `a.rows x b.cols`.
 ///
-/// Single-threaded on purpose: parallelism lives at the level of whole rounds, which keeps every
-/// number independent of the thread count.
-pub fn matmul(dst: &mut [f32], a: MatRef, b: MatRef, accumulate: bool) {
+/// Each value is a chain of fused multiply-adds over the inner index, from 0 and in order, run
+/// on the correlation kernel ([`correlate_new`]): the same bits on every kernel and machine.
+/// (A gemm library blocks the inner dimension by the CPU's cache sizes, so its sums, and every
+/// number after them, would follow the machine.) Single-threaded on purpose: parallelism lives
+/// at the level of whole rounds.
+pub fn matmul(dst: &mut [f32], a: MatRef, b: MatRef) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(k, b.rows, "matmul: inner dimensions differ");
     assert!(
@@ -60,35 +63,30 @@ pub fn matmul(dst: &mut [f32], a: MatRef, b: MatRef, accumulate: bool) {
         return;
     }
     if k == 0 {
-        if !accumulate {
-            dst[..m * n].fill(0.0);
-        }
+        dst[..m * n].fill(0.0);
         return;
     }
-    // SAFETY: the asserts above keep every index gemm touches inside the three slices, and
-    // `dst` is borrowed mutably so it cannot alias `a` or `b`.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.col_stride as isize,
-            a.row_stride as isize,
-            b.data.as_ptr(),
-            b.col_stride as isize,
-            b.row_stride as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        )
+    // `b` as `k` rows of `ns` values (the slack zero), tap `j` reading row `j`.
+    let ns = round_up(n);
+    let mut rows = vec![0.0; k * ns];
+    for (j, row) in rows.chunks_exact_mut(ns).enumerate() {
+        for (p, v) in row[..n].iter_mut().enumerate() {
+            *v = b.data[j * b.row_stride + p * b.col_stride];
+        }
+    }
+    let packed;
+    let weights: &[f32] = if a.col_stride == 1 && a.row_stride == k {
+        &a.data[..m * k]
+    } else {
+        packed = (0..m * k)
+            .map(|i| a.data[(i / k) * a.row_stride + (i % k) * a.col_stride])
+            .collect::<Vec<f32>>();
+        &packed
+    };
+    let off: Vec<usize> = (0..k).map(|j| j * ns).collect();
+    let out = correlate_new(n, &rows, &off, weights);
+    for (d, o) in dst.chunks_exact_mut(n).zip(out.chunks_exact(ns)).take(m) {
+        d.copy_from_slice(&o[..n]);
     }
 }
 
@@ -197,7 +195,7 @@ fn for_each_run(win: &Window, batch: usize, mut f: impl FnMut(usize, usize, usiz
 
 /// Unfolds `batch` images into `cols`, a `patch x (batch * positions)` row-major matrix: row
 /// `(c, ky, kx)` holds that tap for every position of every image, so a whole batch convolves
-/// with one gemm, and with stride 1 every copy is a contiguous run of a pixel row.
+/// with one matrix product, and with stride 1 every copy is a contiguous run of a pixel row.
 pub fn im2col(images: &[f32], batch: usize, win: &Window, cols: &mut Vec<f32>) {
     cols.clear();
     cols.resize(win.patch() * batch * win.positions(), 0.0);
@@ -232,7 +230,7 @@ pub fn col2im_add(cols: &[f32], batch: usize, win: &Window, images: &mut [f32]) 
 }
 
 /// NCHW `(batch, channels, plane)` to CNHW `(channels, batch, plane)`, so that channels are
-/// gemm rows; contiguous copies of a plane each.
+/// matrix rows; contiguous copies of a plane each.
 pub fn nchw_to_cnhw(src: &[f32], batch: usize, channels: usize, plane: usize) -> Vec<f32> {
     let mut dst = Vec::with_capacity(src.len());
     for c in 0..channels {

@@ -278,7 +278,7 @@ fn gather_strided(
         "gather: buffer too short"
     );
     #[cfg(target_arch = "x86_64")]
-    if Kernel::best() == Kernel::Avx512 {
+    if Kernel::active() == Kernel::Avx512 {
         // SAFETY: the CPU has AVX-512F; the assert bounds every masked read and every store.
         return unsafe { simd::gather(dst, dst_stride, len, src, stride, m) };
     }
@@ -332,7 +332,7 @@ fn scatter(dst: &mut [MaybeUninit<f32>], src: &[f32], stride: usize, m: usize) {
         "scatter: buffer too short"
     );
     #[cfg(target_arch = "x86_64")]
-    if Kernel::best() == Kernel::Avx512 {
+    if Kernel::active() == Kernel::Avx512 {
         // SAFETY: the CPU has AVX-512F; the assert bounds every masked write.
         return unsafe { simd::scatter(dst, src, stride, m) };
     }
@@ -605,7 +605,7 @@ fn epilogue(
     route: &mut [u8],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if Kernel::best() == Kernel::Avx512 {
+    if Kernel::active() == Kernel::Avx512 {
         // SAFETY: the CPU has AVX-512F.
         return unsafe { simd::epilogue(epi, src, dims, bias, dst, route) };
     }
@@ -878,7 +878,7 @@ fn spread(
     gb: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if Kernel::best() == Kernel::Avx512 {
+    if Kernel::active() == Kernel::Avx512 {
         // SAFETY: the CPU has AVX-512F.
         return unsafe { simd::spread(src, how, dims, gp, gc, gb) };
     }
@@ -896,7 +896,11 @@ fn spread_any(
 ) {
     let at = |o: usize, y: usize, x: usize| gp.pixel(o, y, x) * LANES;
     let mut i = 0;
-    for (o, gb) in gb.chunks_exact_mut(LANES).enumerate().take(co) {
+    for (o, gb_o) in gb.chunks_exact_mut(LANES).enumerate().take(co) {
+        // The group's sum from 0, then added to the bias gradient once, as the AVX-512
+        // version does: the same bits on every kernel.
+        let mut sum = [0.0f32; LANES];
+        let gb = &mut sum;
         if let Spread::Route(route) = how {
             for y in (0..oh / 2).map(|y| 2 * y) {
                 for x in (0..ow / 2).map(|x| 2 * x) {
@@ -914,11 +918,14 @@ fn spread_any(
                         }
                     }
                     for l in 0..LANES {
-                        gb[l] += if r[l] == CUT { 0.0 } else { s[l] };
+                        if r[l] != CUT {
+                            gb[l] += s[l];
+                        }
                     }
                     i += LANES;
                 }
             }
+            gb_o.iter_mut().zip(sum).for_each(|(b, s)| *b += s);
             continue;
         }
         for y in 0..oh {
@@ -935,6 +942,7 @@ fn spread_any(
                 i += LANES;
             }
         }
+        gb_o.iter_mut().zip(sum).for_each(|(b, s)| *b += s);
     }
 }
 

@@ -4,7 +4,8 @@
 //! dfdx 0.13 compiles its own conv2d, pool2d and convtrans2d out on stable Rust; these ops fill
 //! the gap. Stride-1 convolutions run 16 images at a time ([`lanes`]) on register-blocked SIMD
 //! kernels ([`direct`]), with a following ReLU and 2x2 max pool fused in and convolutions in a
-//! row chained; other strides on im2col and one gemm per batch ([`kernels`]). Every activation
+//! row chained; other strides on im2col and one matrix product per batch ([`kernels`]). Every
+//! implementation gives the same bits (see [`direct`]). Every activation
 //! is a 4-D NCHW tensor [`Act`]; a flat feature vector is `(batch, features, 1, 1)`. Every
 //! parameter is a flat [`Param`], laid out like PyTorch's
 //! (e.g. conv weight `out x in x k x k`).

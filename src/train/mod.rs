@@ -201,7 +201,24 @@ fn diverged(epoch: usize, loss: f64) -> RoundResult {
         test_error: None,
         digit_test_error: None,
         status: Status::Diverged { epoch },
+        weights: None,
     }
+}
+
+/// The first 8 bytes of the SHA-256 of every trainable parameter's bits (little-endian, in
+/// the network's order), as 16 hex digits.
+pub fn weights_hash(params: &[Param]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in params {
+        for v in p.values() {
+            h.update(v.to_bits().to_le_bytes());
+        }
+    }
+    h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Trains `spec` for one round on `data` and measures it. The round is recorded as diverged
@@ -252,5 +269,6 @@ pub fn train_round(spec: &Spec, data: &Mnist, cfg: RoundConfig) -> Result<RoundR
         // Only outputs trained as digit classes have a digit error worth reporting.
         digit_test_error: digit_test_error.filter(|_| spec.model.aux_loss > 0.0),
         status: Status::Ok,
+        weights: Some(weights_hash(&net.params)),
     })
 }

@@ -89,7 +89,7 @@ impl Adam {
     /// Updates weights `w` and moments `m`, `v` from gradient `g`, element by element.
     fn update(self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if crate::ops::direct::Kernel::best() == crate::ops::direct::Kernel::Avx512 {
+        if crate::ops::direct::Kernel::active() == crate::ops::direct::Kernel::Avx512 {
             // SAFETY: the CPU has AVX-512F.
             return unsafe { self.update_avx512(w, g, m, v) };
         }

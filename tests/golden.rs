@@ -1,0 +1,123 @@
+//! Numbers guarded: one short round of a direct, an SHres and a joint network, pinned to their
+//! exact results (losses, errors and the hash of every trained weight). A change that alters
+//! any number a round computes fails here until the golden rows and the version in
+//! `Cargo.toml` (which keys the round store) are updated together.
+
+mod common;
+
+use common::{lesser, read, stderr, temp};
+
+/// The version the golden rows were computed by.
+const GOLDEN_VERSION: &str = "0.3.0";
+
+const HEAD: &str = r#"head = [
+  { layer = "linear", in = 20, out = 12 },
+  { layer = "relu" },
+  { layer = "linear", out = 8 },
+  { layer = "relu" },
+  { layer = "linear", out = 2 },
+]"#;
+
+const TRAIN: &str = "[train]\nepochs = 2\nrepeats = 1\n";
+
+/// The shipped seed networks, written out so that editing `specs/` does not touch this test.
+fn specs() -> [(&'static str, String); 3] {
+    [
+        (
+            "direct",
+            format!(
+                r#"[model]
+weight_sharing = true
+aux_loss = 1.0
+asymmetry = 1.0
+digit = [
+  {{ layer = "conv2d", out = 6, kernel = 3 }},
+  {{ layer = "relu" }},
+  {{ layer = "max_pool2d", kernel = 2 }},
+  {{ layer = "conv2d", out = 16, kernel = 3 }},
+  {{ layer = "relu" }},
+  {{ layer = "flatten" }},
+  {{ layer = "linear", in = 256, out = 120 }},
+  {{ layer = "relu" }},
+  {{ layer = "linear", out = 84 }},
+  {{ layer = "relu" }},
+  {{ layer = "linear", out = 10 }},
+]
+{HEAD}
+{TRAIN}"#
+            ),
+        ),
+        (
+            "shres",
+            format!(
+                r#"[model]
+aux_loss = 1.0
+digit = [
+  {{ layer = "conv_transpose2d", out = 1, kernel = 2, stride = 2 }},
+  {{ layer = "conv2d", out = 1, kernel = 3, padding = 1 }},
+  {{ layer = "threshold", threshold = 0.0, value = 0.0 }},
+  {{ layer = "conv2d", out = 6, kernel = 5 }},
+  {{ layer = "relu" }},
+  {{ layer = "max_pool2d", kernel = 2 }},
+  {{ layer = "conv2d", out = 16, kernel = 5 }},
+  {{ layer = "relu" }},
+  {{ layer = "max_pool2d", kernel = 2 }},
+  {{ layer = "flatten" }},
+  {{ layer = "linear", in = 256, out = 120 }},
+  {{ layer = "relu" }},
+  {{ layer = "linear", out = 84 }},
+  {{ layer = "relu" }},
+  {{ layer = "linear", out = 10 }},
+]
+{HEAD}
+{TRAIN}"#
+            ),
+        ),
+        (
+            "joint",
+            format!(
+                r#"[model]
+topology = "joint"
+joint = [
+  {{ layer = "conv2d", out = 32, kernel = 3 }},
+  {{ layer = "relu" }},
+  {{ layer = "max_pool2d", kernel = 2 }},
+  {{ layer = "conv2d", out = 64, kernel = 3 }},
+  {{ layer = "relu" }},
+  {{ layer = "max_pool2d", kernel = 2 }},
+  {{ layer = "flatten" }},
+  {{ layer = "linear", in = 256, out = 200 }},
+  {{ layer = "relu" }},
+  {{ layer = "linear", out = 2 }},
+]
+{TRAIN}"#
+            ),
+        ),
+    ]
+}
+
+/// `results.csv` of the three rounds, as computed by lesser `GOLDEN_VERSION`.
+const GOLDEN: &str = "\
+variant,round,data_seed,init_seed,spec_hash,params,epochs,pairs,final_train_loss,train_error,test_error,digit_test_error,status,data_hash,weights
+direct,0,1568258933646402701,6719111690831233255,e3f50e6d7f4e647a,43168,2,200,5.901608,0.3800,0.4700,0.6950,ok,0a57d672d4e2143a,bca8720f8ed58808
+joint,0,1568258933646402701,5909164201995360025,d052a66152223033,70906,2,200,0.662305,0.3800,0.4700,,ok,0a57d672d4e2143a,c8b0db452a73d416
+shres,0,1568258933646402701,568299159138014435,352363b510e6fcdd,89256,2,200,5.450815,0.6200,0.5300,0.8850,ok,0a57d672d4e2143a,725e5778dc11fee2
+";
+
+#[test]
+fn short_rounds_give_the_pinned_numbers() {
+    let d = temp("golden", "rounds");
+    for (name, text) in specs() {
+        std::fs::write(d.join(format!("specs/{name}.toml")), text).unwrap();
+    }
+    let out = lesser(&d, &["--pairs", "200"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = read(d.join("reports/results.csv"));
+    assert_eq!(
+        (got.as_str(), lesser::run::VERSION),
+        (GOLDEN, GOLDEN_VERSION),
+        "the numbers of a round changed: if that is intended, update GOLDEN and \
+         GOLDEN_VERSION here and bump the version in Cargo.toml, so that stored rounds of the \
+         old code are not reused"
+    );
+}
