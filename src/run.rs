@@ -317,7 +317,7 @@ fn train_all(
             data_seed: t.key.data_seed,
             init_seed: t.key.init_seed,
         };
-        let result = train_round(&t.variant.spec, data, cfg)?;
+        let result = train_round(t.variant, data, cfg)?;
         let r = t.record(result, clock.elapsed().as_secs_f64());
         lock(store).append(&r)?;
         lock(&progress).round(&r);

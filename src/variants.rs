@@ -44,7 +44,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Loaded> {
         ..Loaded::default()
     };
     for f in &files {
-        match spec::load(f).and_then(|s| s.map(with_plan).transpose()) {
+        match spec::load(f).and_then(|s| s.map(Variant::new).transpose()) {
             Ok(Some(v)) => loaded.variants.push(v),
             Ok(None) => loaded.abstract_files.push(f.clone()),
             Err(e) => loaded.errors.push(e),
@@ -58,10 +58,13 @@ pub fn load(paths: &[PathBuf]) -> Result<Loaded> {
     Ok(loaded)
 }
 
-fn with_plan(spec: Spec) -> Result<Variant> {
-    check_variant_name(&spec.name).map_err(|why| Error::spec(&spec.path, "", why))?;
-    let plan = plan(&spec)?;
-    Ok(Variant { spec, plan })
+impl Variant {
+    /// `spec` with its plan: its name and every shape checked.
+    pub fn new(spec: Spec) -> Result<Variant> {
+        check_variant_name(&spec.name).map_err(|why| Error::spec(&spec.path, "", why))?;
+        let plan = plan(&spec)?;
+        Ok(Variant { spec, plan })
+    }
 }
 
 /// Two files whose stems give the same variant name: their rounds would be pooled.

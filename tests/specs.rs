@@ -100,7 +100,7 @@ fn layer_shape_inference() {
     ];
     for (layer, input, output, params) in cases {
         assert_eq!(
-            infer_layer(&layer, input),
+            infer_layer(&layer, input).map(|p| (p.output, p.params)),
             Ok((output, params)),
             "{}",
             layer.kind()
@@ -520,12 +520,13 @@ optimizer = { kind = "sgd", lr = 0.05, momentum = 0.9, weight_decay = 0.0001 }
         data_seed: 1,
         init_seed: 2,
     };
-    let r = lesser::train::train_round(&s, &data, cfg).unwrap();
+    let v = lesser::variants::Variant::new(s).unwrap();
+    let r = lesser::train::train_round(&v, &data, cfg).unwrap();
     assert_eq!(r.status, lesser::train::Status::Ok);
     assert!(r.final_train_loss.is_finite());
     assert!(r.test_error.is_some() && r.digit_test_error.is_some());
     // Dropout draws from the round's own seeded device: the same round gives the same numbers.
-    assert_eq!(lesser::train::train_round(&s, &data, cfg).unwrap(), r);
+    assert_eq!(lesser::train::train_round(&v, &data, cfg).unwrap(), r);
 }
 
 #[test]

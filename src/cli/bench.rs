@@ -31,7 +31,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         for round in 0..args.rounds {
             let t = Instant::now();
             let r = train_round(
-                spec,
+                v,
                 &data,
                 RoundConfig {
                     pairs: s.pairs,

@@ -22,11 +22,12 @@ fn describe(out: &mut String, v: &Variant) {
         "  weight_sharing = {}, aux_loss = {}, asymmetry = {}, {} epochs, {} rounds",
         m.weight_sharing, m.aux_loss, m.asymmetry, s.train.epochs, s.train.repeats
     );
-    for (key, layers) in &v.plan.stacks {
+    for (kind, layers) in &v.plan.stacks {
         for (i, l) in layers.iter().enumerate() {
             let _ = writeln!(
                 out,
-                "  {key}[{i:>2}] {:<17} {:>9} -> {:<9} {:>7}",
+                "  {}[{i:>2}] {:<17} {:>9} -> {:<9} {:>7}",
+                kind.key(),
                 l.kind,
                 show(l.input),
                 show(l.output),

@@ -6,8 +6,8 @@ use dfdx::tensor::PutTape;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::plan::{DIGIT_INPUT, PAIR_INPUT, Plan, Shape3, StackKind, plan};
 use super::sequential::Sequential;
-use super::{DIGIT_CLASSES, Plan, plan};
 use crate::data::PIXELS;
 use crate::error::Result;
 use crate::ops::{Act, OpTape, Param, concat_features, pair_features};
@@ -63,39 +63,30 @@ pub struct Outputs<T> {
     pub digits: Option<DigitLogits<T>>,
 }
 
+/// The 4-D shape of `n` samples of shape `s`.
+fn dims(n: usize, s: Shape3) -> (usize, usize, usize, usize) {
+    (n, s.0, s.1, s.2)
+}
+
 impl Network {
     /// Compiles `spec` (checking it first) with parameters drawn from `seed`.
     pub fn new(spec: &Spec, seed: u64) -> Result<Self> {
-        let plan = plan(spec)?;
+        Ok(Network::from_plan(spec, plan(spec)?, seed))
+    }
+
+    /// Builds the network `plan` (the plan of `spec`) describes, parameters drawn from `seed`.
+    pub fn from_plan(spec: &Spec, plan: Plan, seed: u64) -> Self {
         let dev = Cpu::seed_from_u64(seed);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut params = Vec::new();
         let m = &spec.model;
-        let layers = |s: &crate::spec::Stack| -> Vec<_> {
-            s.layers.iter().map(|l| l.spec.clone()).collect()
-        };
+        let mut build = |kind| Sequential::new(plan.stack(kind), &mut params, &dev, &mut rng);
         let body = match m.topology {
-            Topology::Joint => Body::Joint(Sequential::new(
-                &layers(&m.joint),
-                (2, 14, 14),
-                &mut params,
-                &dev,
-                &mut rng,
-            )),
+            Topology::Joint => Body::Joint(build(StackKind::Joint)),
             Topology::Digits => {
-                let digit = layers(&m.digit);
-                let first = Sequential::new(&digit, (1, 14, 14), &mut params, &dev, &mut rng);
-                let second = (!m.weight_sharing)
-                    .then(|| Sequential::new(&digit, (1, 14, 14), &mut params, &dev, &mut rng));
-                let head = (m.compare == Compare::Learned).then(|| {
-                    Sequential::new(
-                        &layers(&m.head),
-                        (2 * DIGIT_CLASSES, 1, 1),
-                        &mut params,
-                        &dev,
-                        &mut rng,
-                    )
-                });
+                let first = build(StackKind::Digit);
+                let second = (!m.weight_sharing).then(|| build(StackKind::Digit));
+                let head = (m.compare == Compare::Learned).then(|| build(StackKind::Head));
                 Body::Digits {
                     first,
                     second,
@@ -103,13 +94,13 @@ impl Network {
                 }
             }
         };
-        Ok(Network {
+        Network {
             body,
             params,
             reversed: m.asymmetry > 0.0,
             dev,
             plan,
-        })
+        }
     }
 
     /// Trainable values, counted from the store (equals `plan.params`).
@@ -130,7 +121,7 @@ impl Network {
         match &self.body {
             Body::Joint(stack) => {
                 let compare = stack.forward(
-                    self.tensor::<T>(input.pairs.to_vec(), (b, 2, 14, 14)),
+                    self.tensor::<T>(input.pairs.to_vec(), dims(b, PAIR_INPUT)),
                     p,
                     training,
                     true,
@@ -141,7 +132,7 @@ impl Network {
                         pair.rotate_left(PIXELS);
                     }
                     Some(stack.forward(
-                        self.tensor::<T>(swapped, (b, 2, 14, 14)),
+                        self.tensor::<T>(swapped, dims(b, PAIR_INPUT)),
                         p,
                         training,
                         true,
@@ -163,7 +154,7 @@ impl Network {
                 let (pairs, digits) = match second {
                     None => {
                         // Both digits of every pair through one network, as a batch of 2B.
-                        let x = self.tensor::<T>(input.pairs.to_vec(), (2 * b, 1, 14, 14));
+                        let x = self.tensor::<T>(input.pairs.to_vec(), dims(2 * b, DIGIT_INPUT));
                         let d = first.forward(x, p, training, true)?;
                         if head.is_some() {
                             let digits = DigitLogits::Interleaved(d.with_empty_tape());
@@ -179,13 +170,13 @@ impl Network {
                             x1.extend_from_slice(&pair[PIXELS..]);
                         }
                         let d0 = first.forward(
-                            self.tensor::<T>(x0, (b, 1, 14, 14)),
+                            self.tensor::<T>(x0, dims(b, DIGIT_INPUT)),
                             p,
                             training,
                             true,
                         )?;
                         let d1 = second.forward(
-                            self.tensor::<T>(x1, (b, 1, 14, 14)),
+                            self.tensor::<T>(x1, dims(b, DIGIT_INPUT)),
                             p,
                             training,
                             true,

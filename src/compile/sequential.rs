@@ -9,9 +9,8 @@ use crate::ops::{
     self, Act, Activation, BatchNormState, ChainLayer, Conv2dGeometry, ConvTranspose2dGeometry,
     Epilogue, OpTape, Param, PoolKind,
 };
-use crate::spec::LayerSpec;
 
-use super::shape::{Shape3, infer_layer};
+use super::plan::{LayerOp, LayerPlan};
 
 /// A convolution, referring to its weight and bias by index in the store, with the ReLU and
 /// 2x2 max pool that follow it in the spec folded in.
@@ -23,20 +22,43 @@ struct Conv {
     epi: Epilogue,
 }
 
-/// One layer, referring to its parameters by index in the store.
+/// One layer as it runs, referring to its parameters by index in the store.
 #[derive(Debug, Clone)]
 enum Layer {
     /// Convolutions in a row, run as one op (see [`push_fused`]).
     Conv2d(Vec<Conv>),
-    ConvTranspose2d(ConvTranspose2dGeometry, usize, usize),
-    Pool(PoolKind, usize, usize),
-    Upsample(usize),
+    ConvTranspose2d {
+        geom: ConvTranspose2dGeometry,
+        weight: usize,
+        bias: usize,
+    },
+    BatchNorm {
+        scale: usize,
+        shift: usize,
+        state: BatchNormState,
+    },
+    Linear {
+        out: usize,
+        weight: usize,
+        bias: usize,
+    },
+    Pool {
+        kind: PoolKind,
+        kernel: usize,
+        stride: usize,
+    },
+    Upsample {
+        scale: usize,
+    },
     Activation(Activation),
-    Threshold(f32, f32),
-    Dropout(f32),
-    BatchNorm(usize, usize, BatchNormState),
+    Threshold {
+        threshold: f32,
+        value: f32,
+    },
+    Dropout {
+        p: f32,
+    },
     Flatten,
-    Linear(usize, usize, usize),
 }
 
 /// A stack of layers.
@@ -89,57 +111,46 @@ fn push_fused(layers: &mut Vec<Layer>, layer: Layer) {
         let epi = &mut chain.last_mut().expect("a chain holds a convolution").epi;
         let relu = match layer {
             Layer::Activation(Activation::Relu) => true,
-            Layer::Threshold(t, v) => t == 0.0 && v == 0.0,
+            Layer::Threshold { threshold, value } => threshold == 0.0 && value == 0.0,
             _ => false,
         };
-        match layer {
-            _ if relu && !epi.relu => {
-                epi.relu = true;
-                return;
+        let pool2 = matches!(
+            layer,
+            Layer::Pool {
+                kind: PoolKind::Max,
+                kernel: 2,
+                stride: 2
             }
-            Layer::Pool(PoolKind::Max, 2, 2) if !epi.max_pool2 => {
-                epi.max_pool2 = true;
-                return;
-            }
-            _ => {}
+        );
+        if relu && !epi.relu {
+            epi.relu = true;
+            return;
+        }
+        if pool2 && !epi.max_pool2 {
+            epi.max_pool2 = true;
+            return;
         }
     }
     layers.push(layer);
 }
 
 impl Sequential {
-    /// Builds `specs` on inputs of shape `input`, initializing parameters like PyTorch's
-    /// defaults (weights and biases uniform in `±1/sqrt(fan_in)`) from `rng`. The specs must
-    /// already have passed [`super::plan`].
+    /// Builds the planned `layers`, initializing parameters like PyTorch's defaults (weights
+    /// and biases uniform in `±1/sqrt(fan_in)`) from `rng`.
     pub fn new(
-        specs: &[LayerSpec],
-        input: Shape3,
+        layers: &[LayerPlan],
         store: &mut Vec<Param>,
         dev: &Cpu,
         rng: &mut ChaCha8Rng,
     ) -> Self {
-        let mut shape = input;
-        let mut layers = Vec::new();
-        for spec in specs {
-            let (c, _, _) = shape;
-            let layer = match *spec {
-                LayerSpec::Conv2d {
-                    out,
-                    kernel,
-                    stride,
-                    padding,
-                    ..
-                } => {
-                    let geom = Conv2dGeometry {
-                        in_channels: c,
-                        out_channels: out,
-                        kernel,
-                        stride,
-                        padding,
-                    };
-                    let bound = 1.0 / ((c * kernel * kernel) as f32).sqrt();
+        let mut built = Vec::new();
+        for plan in layers {
+            let layer = match plan.op {
+                LayerOp::Conv2d(geom) => {
+                    let fan_in = geom.in_channels * geom.kernel * geom.kernel;
+                    let bound = 1.0 / (fan_in as f32).sqrt();
                     let weight = uniform(store, dev, rng, geom.weight_len(), bound);
-                    let bias = uniform(store, dev, rng, out, bound);
+                    let bias = uniform(store, dev, rng, geom.out_channels, bound);
                     Layer::Conv2d(vec![Conv {
                         geom,
                         weight,
@@ -147,56 +158,47 @@ impl Sequential {
                         epi: Epilogue::default(),
                     }])
                 }
-                LayerSpec::ConvTranspose2d {
-                    out,
+                LayerOp::ConvTranspose2d(geom) => {
+                    // PyTorch takes fan_in from weight dim 1, which is `out` here.
+                    let fan_in = geom.out_channels * geom.kernel * geom.kernel;
+                    let bound = 1.0 / (fan_in as f32).sqrt();
+                    let weight = uniform(store, dev, rng, geom.weight_len(), bound);
+                    let bias = uniform(store, dev, rng, geom.out_channels, bound);
+                    Layer::ConvTranspose2d { geom, weight, bias }
+                }
+                LayerOp::BatchNorm {
+                    channels,
+                    momentum,
+                    eps,
+                } => Layer::BatchNorm {
+                    scale: constant(store, dev, channels, 1.0),
+                    shift: constant(store, dev, channels, 0.0),
+                    state: BatchNormState::new(channels, momentum, eps),
+                },
+                LayerOp::Linear { input, out } => {
+                    let bound = 1.0 / (input as f32).sqrt();
+                    let weight = uniform(store, dev, rng, out * input, bound);
+                    let bias = uniform(store, dev, rng, out, bound);
+                    Layer::Linear { out, weight, bias }
+                }
+                LayerOp::Pool {
+                    kind,
                     kernel,
                     stride,
-                    padding,
-                } => {
-                    let geom = ConvTranspose2dGeometry {
-                        in_channels: c,
-                        out_channels: out,
-                        kernel,
-                        stride,
-                        padding,
-                    };
-                    // PyTorch takes fan_in from weight dim 1, which is `out` here.
-                    let bound = 1.0 / ((out * kernel * kernel) as f32).sqrt();
-                    let w = uniform(store, dev, rng, geom.weight_len(), bound);
-                    let b = uniform(store, dev, rng, out, bound);
-                    Layer::ConvTranspose2d(geom, w, b)
-                }
-                LayerSpec::MaxPool2d { kernel, stride } => {
-                    Layer::Pool(PoolKind::Max, kernel, stride.unwrap_or(kernel))
-                }
-                LayerSpec::AvgPool2d { kernel, stride } => {
-                    Layer::Pool(PoolKind::Avg, kernel, stride.unwrap_or(kernel))
-                }
-                LayerSpec::Upsample { scale } => Layer::Upsample(scale),
-                LayerSpec::Relu => Layer::Activation(Activation::Relu),
-                LayerSpec::Tanh => Layer::Activation(Activation::Tanh),
-                LayerSpec::Sigmoid => Layer::Activation(Activation::Sigmoid),
-                LayerSpec::Threshold { threshold, value } => Layer::Threshold(threshold, value),
-                LayerSpec::Dropout { p } => Layer::Dropout(p),
-                LayerSpec::BatchNorm { momentum, eps } => Layer::BatchNorm(
-                    constant(store, dev, c, 1.0),
-                    constant(store, dev, c, 0.0),
-                    BatchNormState::new(c, momentum, eps),
-                ),
-                LayerSpec::Flatten => Layer::Flatten,
-                LayerSpec::Linear { out, .. } => {
-                    let bound = 1.0 / (c as f32).sqrt();
-                    let w = uniform(store, dev, rng, out * c, bound);
-                    let b = uniform(store, dev, rng, out, bound);
-                    Layer::Linear(out, w, b)
-                }
+                } => Layer::Pool {
+                    kind,
+                    kernel,
+                    stride,
+                },
+                LayerOp::Upsample { scale } => Layer::Upsample { scale },
+                LayerOp::Activation(kind) => Layer::Activation(kind),
+                LayerOp::Threshold { threshold, value } => Layer::Threshold { threshold, value },
+                LayerOp::Dropout { p } => Layer::Dropout { p },
+                LayerOp::Flatten => Layer::Flatten,
             };
-            push_fused(&mut layers, layer);
-            shape = infer_layer(spec, shape)
-                .expect("the compiler plans a spec before building it")
-                .0;
+            push_fused(&mut built, layer);
         }
-        Sequential { layers }
+        Sequential { layers: built }
     }
 
     /// Runs the stack on `x` `(N, C, H, W)`. `training` turns dropout on and makes batch norm
@@ -224,24 +226,30 @@ impl Sequential {
                         .collect();
                     ops::conv2d_chain(x, &chain, input_grad)?
                 }
-                Layer::ConvTranspose2d(g, w, b) => {
-                    ops::conv_transpose2d(x, &params[*w], &params[*b], *g, input_grad)?
+                Layer::ConvTranspose2d { geom, weight, bias } => {
+                    ops::conv_transpose2d(x, &params[*weight], &params[*bias], *geom, input_grad)?
                 }
-                Layer::Pool(kind, k, s) => ops::pool2d(x, *kind, *k, *s)?,
-                Layer::Upsample(s) => ops::upsample_nearest(x, *s)?,
+                Layer::BatchNorm {
+                    scale,
+                    shift,
+                    state,
+                } => ops::batch_norm2d(x, &params[*scale], &params[*shift], state, training)?,
+                Layer::Linear { out, weight, bias } => {
+                    ops::linear(x, &params[*weight], &params[*bias], *out, input_grad)?
+                }
+                Layer::Pool {
+                    kind,
+                    kernel,
+                    stride,
+                } => ops::pool2d(x, *kind, *kernel, *stride)?,
+                Layer::Upsample { scale } => ops::upsample_nearest(x, *scale)?,
                 Layer::Activation(kind) => ops::activation(x, *kind),
-                Layer::Threshold(t, v) => ops::threshold(x, *t, *v),
-                Layer::Dropout(p) if training => x.dropout(*p),
-                Layer::Dropout(_) => x,
-                Layer::BatchNorm(g, b, state) => {
-                    ops::batch_norm2d(x, &params[*g], &params[*b], state, training)?
-                }
+                Layer::Threshold { threshold, value } => ops::threshold(x, *threshold, *value),
+                Layer::Dropout { p } if training => x.dropout(*p),
+                Layer::Dropout { .. } => x,
                 Layer::Flatten => {
                     let (n, c, h, w) = *x.shape();
                     x.reshape_like(&(n, c * h * w, 1, 1))
-                }
-                Layer::Linear(out, w, b) => {
-                    ops::linear(x, &params[*w], &params[*b], *out, input_grad)?
                 }
             };
         }

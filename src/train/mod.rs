@@ -14,6 +14,7 @@ use crate::data::{Mnist, PIXELS, PairSet, generate_pair_sets};
 use crate::error::Result;
 use crate::ops::{Act, Param, cross_entropy, logits_argmax};
 use crate::spec::{Normalize, Spec};
+use crate::variants::Variant;
 
 pub use crate::record::{RoundResult, Status};
 
@@ -224,11 +225,12 @@ pub fn weights_hash(params: &[Param]) -> String {
 /// Trains `spec` for one round on `data` and measures it. The round is recorded as diverged
 /// in the epoch where its loss, a parameter (checked after every epoch) or, at the end, an
 /// output became NaN or infinite: a network can hide NaN weights behind a finite loss.
-pub fn train_round(spec: &Spec, data: &Mnist, cfg: RoundConfig) -> Result<RoundResult> {
+pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<RoundResult> {
+    let spec = &variant.spec;
     let (mut train, mut test) =
         generate_pair_sets(&data.train, &data.test, cfg.pairs, cfg.data_seed)?;
     normalize(spec.train.normalize, &mut train, &mut test);
-    let mut net = Network::new(spec, cfg.init_seed)?;
+    let mut net = Network::from_plan(spec, variant.plan.clone(), cfg.init_seed);
     let mut optim = Optim::new(spec.train.optimizer.clone(), &net.params);
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.init_seed);
     rng.set_stream(1);
