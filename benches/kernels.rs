@@ -4,10 +4,9 @@
 //! and the lane passes stride-1 convolutions use (`lesser::ops::lanes`). Figures are recorded in benches/README.md.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use lesser::ops::kernels::{
-    MatRef, Window, cnhw_to_nchw, col2im_add, im2col, matmul, nchw_to_cnhw,
-};
-use lesser::ops::lanes::{self, Epilogue};
+use lesser::kernels::Epilogue;
+use lesser::ops::im2col::{MatRef, Window, cnhw_to_nchw, col2im_add, im2col, matmul, nchw_to_cnhw};
+use lesser::ops::lanes;
 
 fn kernels(c: &mut Criterion) {
     let n = 200;

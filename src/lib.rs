@@ -6,7 +6,8 @@
 //! round), [`variants`] (specs loaded, planned and ordered), [`run`] (the parallel sweep),
 //! [`record`] (one round's record and its written forms), [`store`] (stored rounds),
 //! [`report`] (CSV and Markdown), [`diff`] (paired comparisons), [`cli`] (commands); [`fs`]
-//! holds the file helpers.
+//! holds the file helpers, [`kernels`] the arithmetic every op runs on, one file per
+//! instruction set.
 
 pub mod cli;
 pub mod compile;
@@ -14,6 +15,7 @@ pub mod data;
 pub mod diff;
 pub mod error;
 pub mod fs;
+pub mod kernels;
 pub mod ops;
 pub mod record;
 pub mod report;

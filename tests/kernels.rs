@@ -4,7 +4,7 @@
 mod common;
 
 use common::{command, data, read, stderr, temp};
-use lesser::ops::direct::Kernel;
+use lesser::kernels::Kernel;
 
 /// Every layer kind and every convolution path: stride 1 in the lane layout (padded, chained,
 /// with ReLU and pool fused), stride 2 on im2col, the upsampling transposed convolution and a

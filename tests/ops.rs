@@ -775,7 +775,7 @@ fn plane_sums_equal_iterator_sums() {
             .map(|_| rng.gen_range(-1.0..1.0f32) * 10f32.powi(rng.gen_range(-3..4)))
             .collect();
         v[..len].fill(-0.0);
-        let sums = lesser::ops::kernels::plane_sums(&v, len);
+        let sums = lesser::ops::im2col::plane_sums(&v, len);
         let want: Vec<f32> = v.chunks_exact(len).map(|p| p.iter().sum()).collect();
         assert_eq!(sums.len(), planes);
         for (i, (a, b)) in sums.iter().zip(&want).enumerate() {

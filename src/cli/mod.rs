@@ -27,7 +27,7 @@ pub(crate) fn print(text: &str) -> Result<()> {
 /// with 2 on bad usage.
 pub fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    let result = match crate::ops::direct::Kernel::from_env() {
+    let result = match crate::kernels::Kernel::from_env() {
         Err(why) => Err(Error::Usage(why)),
         Ok(_) => dispatch(&cli),
     };

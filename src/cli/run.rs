@@ -58,7 +58,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         outcome.records.len() - outcome.trained,
         outcome.seconds,
         if jobs == 1 { "thread" } else { "threads" },
-        crate::ops::direct::Kernel::active().name(),
+        crate::kernels::Kernel::active().name(),
         args.out.display()
     );
     Ok(())

@@ -1,10 +1,11 @@
 //! 2-D convolution (PyTorch's `Conv2d`, square kernel, zero padding).
 
-use super::kernels::{MatRef, Window, cnhw_to_nchw, col2im_add, im2col, matmul, nchw_to_cnhw};
-use super::lanes::{self, Epilogue};
+use super::im2col::{MatRef, Window, cnhw_to_nchw, col2im_add, im2col, matmul, nchw_to_cnhw};
+use super::lanes;
 use super::{Act, OpTape, Param, add_param_grad, check_len, unary_op, values};
 use super::{Activation, PoolKind, activation, pool2d};
 use crate::error::{Error, Result};
+use crate::kernels::Epilogue;
 use dfdx::prelude::HasShape;
 
 /// What a convolution computes, apart from its batch and image size.

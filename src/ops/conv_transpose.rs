@@ -1,6 +1,6 @@
 //! 2-D transposed convolution (PyTorch's `ConvTranspose2d`, square kernel, no output padding).
 
-use super::kernels::{
+use super::im2col::{
     MatRef, Window, cnhw_to_nchw, col2im_add, im2col, matmul, nchw_to_cnhw, plane_sums,
 };
 use super::{Act, OpTape, Param, add_param_grad, check_len, unary_op, values};

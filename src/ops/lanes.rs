@@ -14,8 +14,11 @@
 use std::mem::MaybeUninit;
 use std::ops::{Deref, DerefMut};
 
-use super::direct::{GradInput, Kernel, LANES, as_uninit, correlate, correlate_grad, reduce_lanes};
-use super::kernels::Window;
+use super::im2col::Window;
+use crate::kernels::{
+    Epilogue, GradInput, Grid, LANES, Spread, as_uninit, correlate, correlate_grad, epilogue,
+    gather_strided, reduce_lanes, scatter, spread,
+};
 
 /// Zero-initialized `f32`s starting on a 64-byte boundary (when the allocator allows), so
 /// that a pixel of 16 lanes is one cache line.
@@ -171,7 +174,15 @@ impl Planes {
     }
     /// Where image pixel `(c, y, x)` sits in a group, in pixels.
     fn pixel(&self, c: usize, y: usize, x: usize) -> usize {
-        (c * self.hp() + y + self.pad) * self.wp() + x + self.pad
+        self.grid().pixel(c, y, x)
+    }
+    /// The pixel arithmetic of these planes, for the kernels.
+    fn grid(&self) -> Grid {
+        Grid {
+            hp: self.hp(),
+            wp: self.wp(),
+            pad: self.pad,
+        }
     }
 
     /// A plane's pixels as runs contiguous in both layouts: `(runs, pixels a run)`.
@@ -257,38 +268,6 @@ fn gather(dst: &mut [MaybeUninit<f32>], src: &[f32], stride: usize, m: usize) {
     gather_strided(dst, LANES, dst.len() / LANES, src, stride, m)
 }
 
-/// [`gather`] with pixels `dst_stride` apart: `dst[p * dst_stride + l]` for `p < len` and
-/// `l < 16` (from `m` on, 0); what lies between pixels is left as it is.
-fn gather_strided(
-    dst: &mut [MaybeUninit<f32>],
-    dst_stride: usize,
-    len: usize,
-    src: &[f32],
-    stride: usize,
-    m: usize,
-) {
-    if len == 0 || m == 0 {
-        return;
-    }
-    assert!(
-        m <= LANES
-            && dst_stride >= LANES
-            && dst.len() >= (len - 1) * dst_stride + LANES
-            && src.len() >= (m - 1) * stride + len,
-        "gather: buffer too short"
-    );
-    #[cfg(target_arch = "x86_64")]
-    if Kernel::active() == Kernel::Avx512 {
-        // SAFETY: the CPU has AVX-512F; the assert bounds every masked read and every store.
-        return unsafe { simd::gather(dst, dst_stride, len, src, stride, m) };
-    }
-    for p in 0..len {
-        for (l, v) in dst[p * dst_stride..][..LANES].iter_mut().enumerate() {
-            v.write(if l < m { src[l * stride + p] } else { 0.0 });
-        }
-    }
-}
-
 /// `dst[c * dst_stride + r] = src[r * cols + c]`: the transpose of the `rows x cols`
 /// row-major `src`, its rows as columns of `dst`, whose rows (`dst_stride >= round_up(rows)`
 /// apart) are zero from `rows` to `round_up(rows)`. In 16 x 16 blocks (the linear layers'
@@ -319,53 +298,6 @@ pub(crate) fn transpose_packed(dst: &mut [f32], src: &[f32], rows: usize, cols: 
         }
     }
 }
-
-/// The inverse of [`gather`]: `dst[l * stride + p] = src[p * LANES + l]` for `l < m` and
-/// every pixel `p` of `src`.
-fn scatter(dst: &mut [MaybeUninit<f32>], src: &[f32], stride: usize, m: usize) {
-    let len = src.len() / LANES;
-    if len == 0 || m == 0 {
-        return;
-    }
-    assert!(
-        m <= LANES && dst.len() >= (m - 1) * stride + len,
-        "scatter: buffer too short"
-    );
-    #[cfg(target_arch = "x86_64")]
-    if Kernel::active() == Kernel::Avx512 {
-        // SAFETY: the CPU has AVX-512F; the assert bounds every masked write.
-        return unsafe { simd::scatter(dst, src, stride, m) };
-    }
-    for (p, s) in src.chunks_exact(LANES).enumerate() {
-        for (l, &v) in s.iter().enumerate().take(m) {
-            dst[l * stride + p].write(v);
-        }
-    }
-}
-
-/// What a convolution applies to its own output before handing it on, fused into the
-/// convolution so that its full-size output is never stored: a ReLU, then a 2x2 max pool with
-/// stride 2 (floor mode). ReLU first, then pool, as the layers are written; the two commute
-/// except for NaN, which ReLU turns into 0.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Epilogue {
-    pub relu: bool,
-    pub max_pool2: bool,
-}
-
-impl Epilogue {
-    /// Output side for a convolution output side.
-    pub fn side(&self, conv_side: usize) -> usize {
-        if self.max_pool2 {
-            conv_side / 2
-        } else {
-            conv_side
-        }
-    }
-}
-
-/// A pooled output that passes no gradient back (ReLU cut it off).
-const CUT: u8 = u8::MAX;
 
 /// One stride-1 convolution of a chain run by [`conv_forward`]: where it slides over its own
 /// input, its weights (`out x C x k x k`) and bias, and the epilogue after it.
@@ -575,9 +507,10 @@ pub fn conv_forward(
     let outs = outs
         .into_iter()
         .enumerate()
-        // SAFETY: a kept output holds every group, and the loop above wrote every group.
         .map(|(i, o)| {
             if keep(i) {
+                // SAFETY: a kept output holds every group, and the loop above wrote every
+                // group.
                 unsafe { o.into_aligned() }
             } else {
                 Aligned::default()
@@ -592,103 +525,6 @@ pub fn conv_forward(
             routes,
         },
     )
-}
-
-/// Bias, then `epi`, over one group's convolution output `src` (`co x oh x ow` pixels) into
-/// `dst` (`co x OH x OW` pixels) and, with a pool, `route` (unless it is empty).
-fn epilogue(
-    epi: Epilogue,
-    src: &[f32],
-    dims: (usize, usize, usize),
-    bias: &[f32],
-    dst: &mut [MaybeUninit<f32>],
-    route: &mut [u8],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if Kernel::active() == Kernel::Avx512 {
-        // SAFETY: the CPU has AVX-512F.
-        return unsafe { simd::epilogue(epi, src, dims, bias, dst, route) };
-    }
-    epilogue_any(epi, src, dims, bias, dst, route)
-}
-
-#[inline(always)]
-fn epilogue_any(
-    epi: Epilogue,
-    src: &[f32],
-    dims: (usize, usize, usize),
-    bias: &[f32],
-    dst: &mut [MaybeUninit<f32>],
-    route: &mut [u8],
-) {
-    match (epi.relu, epi.max_pool2) {
-        (false, false) => epilogue_with::<false, false>(src, dims, bias, dst, route),
-        (true, false) => epilogue_with::<true, false>(src, dims, bias, dst, route),
-        (false, true) => epilogue_with::<false, true>(src, dims, bias, dst, route),
-        (true, true) => epilogue_with::<true, true>(src, dims, bias, dst, route),
-    }
-}
-
-/// One pixel of 16 lanes at `at`.
-#[inline(always)]
-fn px(v: &[f32], at: usize) -> &[f32; LANES] {
-    v[at..at + LANES].try_into().expect("a whole pixel")
-}
-
-/// The selections are written as plain `if` values, lane by lane, so that they compile to
-/// vector compares and blends.
-#[inline(always)]
-fn epilogue_with<const RELU: bool, const POOL: bool>(
-    src: &[f32],
-    (co, oh, ow): (usize, usize, usize),
-    bias: &[f32],
-    dst: &mut [MaybeUninit<f32>],
-    route: &mut [u8],
-) {
-    // `if` rather than `f32::max`: NaN stays NaN, as in PyTorch's ReLU, so a diverged
-    // network shows in its outputs.
-    let act = |v: f32| if RELU && v <= 0.0 { 0.0 } else { v };
-    if !POOL {
-        let plane = oh * ow * LANES;
-        let planes = src.chunks_exact(plane).zip(dst.chunks_exact_mut(plane));
-        for ((s, d), &b) in planes.zip(bias).take(co) {
-            for (d, &s) in d.iter_mut().zip(s) {
-                d.write(act(s + b));
-            }
-        }
-        return;
-    }
-    let pixel = |o: usize, y: usize, x: usize| ((o * oh + y) * ow + x) * LANES;
-    let mut at = 0;
-    for (o, &b) in bias.iter().enumerate().take(co) {
-        for py in 0..oh / 2 {
-            for qx in 0..ow / 2 {
-                let (y, x) = (2 * py, 2 * qx);
-                let (p0, p1) = (px(src, pixel(o, y, x)), px(src, pixel(o, y, x + 1)));
-                let (p2, p3) = (px(src, pixel(o, y + 1, x)), px(src, pixel(o, y + 1, x + 1)));
-                let (mut v, mut from) = ([0.0; LANES], [0u8; LANES]);
-                for l in 0..LANES {
-                    // The first largest in scan order wins, as the pool layer picks.
-                    let (mut best, mut i) = (act(p0[l] + b), 0);
-                    for (k, p) in [(1, p1), (2, p2), (3, p3)] {
-                        let c = act(p[l] + b);
-                        i = if c > best { k } else { i };
-                        best = if c > best { c } else { best };
-                    }
-                    v[l] = best;
-                    // A ReLU output of 0 passes no gradient.
-                    from[l] = if RELU && best <= 0.0 { CUT } else { i };
-                }
-                for (d, v) in dst[at..at + LANES].iter_mut().zip(v) {
-                    d.write(v);
-                }
-                if !route.is_empty() {
-                    route[at..at + LANES].copy_from_slice(&from);
-                }
-                at += LANES;
-            }
-        }
-    }
 }
 
 /// One layer's `(weight grad, bias grad)`.
@@ -753,7 +589,14 @@ pub fn conv_backward(
             let gp = cv.grad_planes();
             let (gwp, margin) = (gp.wp(), (gp.pad * gp.wp() + gp.pad) * LANES);
             let gc = &mut gcs[i];
-            spread(g_out, how, (cv.co, cv.oh, cv.ow), gp, gc, &mut gbs[i]);
+            spread(
+                g_out,
+                how,
+                (cv.co, cv.oh, cv.ow),
+                gp.grid(),
+                gc,
+                &mut gbs[i],
+            );
             let (xp_i, x_wp) = (cv.input, cv.input.wp());
             let x = if i == 0 { &saved.x } else { &saved.outs[i - 1] };
             let input = GradInput {
@@ -852,319 +695,6 @@ impl InputGradTaps {
     fn row(&self, y: usize) -> (&[usize], &[f32]) {
         let (off, w) = &self.sets[self.row_set[y]];
         (off, w)
-    }
-}
-
-/// How the gradient of an epilogue's output reaches the convolution's output.
-#[derive(Clone, Copy)]
-enum Spread<'a> {
-    /// Through the pool, to where each value came from (the forward pass's route).
-    Route(&'a [u8]),
-    /// Through a ReLU alone: where its output (this) is positive.
-    Relu(&'a [f32]),
-    /// No epilogue: as it is.
-    Plain,
-}
-
-/// Writes one group's convolution-output gradient (`co x oh x ow` pixels) into the interior of
-/// `gc` (planes `gp`, margin `gp.pad`) from the gradient `src` of the epilogue's output, and
-/// adds it to the bias gradient's lanes `gb`.
-fn spread(
-    src: &[f32],
-    how: Spread,
-    dims: (usize, usize, usize),
-    gp: Planes,
-    gc: &mut [f32],
-    gb: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if Kernel::active() == Kernel::Avx512 {
-        // SAFETY: the CPU has AVX-512F.
-        return unsafe { simd::spread(src, how, dims, gp, gc, gb) };
-    }
-    spread_any(src, how, dims, gp, gc, gb)
-}
-
-#[inline(always)]
-fn spread_any(
-    src: &[f32],
-    how: Spread,
-    (co, oh, ow): (usize, usize, usize),
-    gp: Planes,
-    gc: &mut [f32],
-    gb: &mut [f32],
-) {
-    let at = |o: usize, y: usize, x: usize| gp.pixel(o, y, x) * LANES;
-    let mut i = 0;
-    for (o, gb_o) in gb.chunks_exact_mut(LANES).enumerate().take(co) {
-        // The group's sum from 0, then added to the bias gradient once, as the AVX-512
-        // version does: the same bits on every kernel.
-        let mut sum = [0.0f32; LANES];
-        let gb = &mut sum;
-        if let Spread::Route(route) = how {
-            for y in (0..oh / 2).map(|y| 2 * y) {
-                for x in (0..ow / 2).map(|x| 2 * x) {
-                    let (s, r) = (px(src, i), &route[i..i + LANES]);
-                    let window = [
-                        at(o, y, x),
-                        at(o, y, x + 1),
-                        at(o, y + 1, x),
-                        at(o, y + 1, x + 1),
-                    ];
-                    for (which, p) in window.into_iter().enumerate() {
-                        let d = &mut gc[p..p + LANES];
-                        for l in 0..LANES {
-                            d[l] = if r[l] == which as u8 { s[l] } else { 0.0 };
-                        }
-                    }
-                    for l in 0..LANES {
-                        if r[l] != CUT {
-                            gb[l] += s[l];
-                        }
-                    }
-                    i += LANES;
-                }
-            }
-            gb_o.iter_mut().zip(sum).for_each(|(b, s)| *b += s);
-            continue;
-        }
-        for y in 0..oh {
-            let row = &mut gc[at(o, y, 0)..][..ow * LANES];
-            for d in row.chunks_exact_mut(LANES) {
-                let s = px(src, i);
-                for l in 0..LANES {
-                    d[l] = match how {
-                        Spread::Relu(out) if out[i + l] <= 0.0 => 0.0,
-                        _ => s[l],
-                    };
-                    gb[l] += d[l];
-                }
-                i += LANES;
-            }
-        }
-        gb_o.iter_mut().zip(sum).for_each(|(b, s)| *b += s);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod simd {
-    //! AVX-512 versions: the 16 x 16 transposes into and out of the lane layout, the gradient
-    //! spread with masks, and the epilogue compiled 16 lanes wide.
-
-    use super::{Epilogue, LANES, Planes, Spread};
-    use std::arch::x86_64::*;
-    use std::mem::MaybeUninit;
-
-    /// [`super::epilogue`] compiled for AVX-512, where its lane loops vectorize 16 wide.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn epilogue(
-        epi: Epilogue,
-        src: &[f32],
-        dims: (usize, usize, usize),
-        bias: &[f32],
-        dst: &mut [MaybeUninit<f32>],
-        route: &mut [u8],
-    ) {
-        super::epilogue_any(epi, src, dims, bias, dst, route)
-    }
-
-    /// [`super::spread`] with AVX-512: one pixel of 16 lanes per instruction, the selections
-    /// as masks.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn spread(
-        src: &[f32],
-        how: Spread,
-        (co, oh, ow): (usize, usize, usize),
-        gp: Planes,
-        gc: &mut [f32],
-        gb: &mut [f32],
-    ) {
-        let at = |o: usize, y: usize, x: usize| gp.pixel(o, y, x) * LANES;
-        let pooled = matches!(how, Spread::Route(_));
-        let pixels = if pooled { (oh / 2) * (ow / 2) } else { oh * ow };
-        assert!(
-            src.len() >= co * pixels * LANES
-                && gb.len() >= co * LANES
-                && gc.len() >= at(co - 1, oh - 1, ow - 1) + LANES,
-            "spread: buffer too short"
-        );
-        // SAFETY: every pixel read or written lies within the bounds just asserted (the
-        // route and ReLU output are as long as `src`, checked below).
-        unsafe {
-            let cut = _mm512_set1_epi32(super::CUT as i32);
-            let mut i = 0;
-            for o in 0..co {
-                let mut sum = _mm512_setzero_ps();
-                match how {
-                    Spread::Route(route) => {
-                        assert!(route.len() >= src.len(), "spread: route too short");
-                        for y in (0..oh / 2).map(|y| 2 * y) {
-                            for x in (0..ow / 2).map(|x| 2 * x) {
-                                let s = _mm512_loadu_ps(src.as_ptr().add(i));
-                                let r = _mm512_cvtepu8_epi32(_mm_loadu_si128(
-                                    route.as_ptr().add(i).cast(),
-                                ));
-                                let window = [
-                                    at(o, y, x),
-                                    at(o, y, x + 1),
-                                    at(o, y + 1, x),
-                                    at(o, y + 1, x + 1),
-                                ];
-                                for (which, p) in window.into_iter().enumerate() {
-                                    let hit =
-                                        _mm512_cmpeq_epi32_mask(r, _mm512_set1_epi32(which as i32));
-                                    _mm512_storeu_ps(
-                                        gc.as_mut_ptr().add(p),
-                                        _mm512_maskz_mov_ps(hit, s),
-                                    );
-                                }
-                                let live = _mm512_cmpneq_epi32_mask(r, cut);
-                                sum = _mm512_mask_add_ps(sum, live, sum, s);
-                                i += LANES;
-                            }
-                        }
-                    }
-                    Spread::Relu(out) => {
-                        assert!(out.len() >= src.len(), "spread: output too short");
-                        for y in 0..oh {
-                            for x in 0..ow {
-                                let s = _mm512_loadu_ps(src.as_ptr().add(i));
-                                let v = _mm512_loadu_ps(out.as_ptr().add(i));
-                                let live = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, _mm512_setzero_ps());
-                                let d = _mm512_maskz_mov_ps(live, s);
-                                _mm512_storeu_ps(gc.as_mut_ptr().add(at(o, y, x)), d);
-                                sum = _mm512_add_ps(sum, d);
-                                i += LANES;
-                            }
-                        }
-                    }
-                    Spread::Plain => {
-                        for y in 0..oh {
-                            for x in 0..ow {
-                                let s = _mm512_loadu_ps(src.as_ptr().add(i));
-                                _mm512_storeu_ps(gc.as_mut_ptr().add(at(o, y, x)), s);
-                                sum = _mm512_add_ps(sum, s);
-                                i += LANES;
-                            }
-                        }
-                    }
-                }
-                let b = gb.as_mut_ptr().add(o * LANES);
-                _mm512_storeu_ps(b, _mm512_add_ps(_mm512_loadu_ps(b), sum));
-            }
-        }
-    }
-
-    /// Transposes the 16 x 16 matrix whose rows are `r`.
-    #[inline(always)]
-    unsafe fn transpose(r: &mut [__m512; 16]) {
-        // SAFETY (whole body): register shuffles only.
-        unsafe {
-            let lo = |a, b| _mm512_unpacklo_ps(a, b);
-            let hi = |a, b| _mm512_unpackhi_ps(a, b);
-            let lo2 = |a: __m512, b: __m512| {
-                _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)))
-            };
-            let hi2 = |a: __m512, b: __m512| {
-                _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)))
-            };
-            // Pairs of rows interleaved by 32, then by 64 bits: 4 x 4 blocks within each
-            // 128-bit lane.
-            let mut t = [_mm512_setzero_ps(); 16];
-            for i in 0..8 {
-                t[2 * i] = lo(r[2 * i], r[2 * i + 1]);
-                t[2 * i + 1] = hi(r[2 * i], r[2 * i + 1]);
-            }
-            for j in 0..4 {
-                let b = 4 * j;
-                r[b] = lo2(t[b], t[b + 2]);
-                r[b + 1] = hi2(t[b], t[b + 2]);
-                r[b + 2] = lo2(t[b + 1], t[b + 3]);
-                r[b + 3] = hi2(t[b + 1], t[b + 3]);
-            }
-            // Then the 128-bit lanes themselves, across groups of 4 and of 8 rows.
-            for j in 0..2 {
-                let b = 8 * j;
-                for q in 0..4 {
-                    t[b + q] = _mm512_shuffle_f32x4::<0x88>(r[b + q], r[b + q + 4]);
-                    t[b + q + 4] = _mm512_shuffle_f32x4::<0xdd>(r[b + q], r[b + q + 4]);
-                }
-            }
-            for q in 0..8 {
-                r[q] = _mm512_shuffle_f32x4::<0x88>(t[q], t[q + 8]);
-                r[q + 8] = _mm512_shuffle_f32x4::<0xdd>(t[q], t[q + 8]);
-            }
-        }
-    }
-
-    /// The mask of the first `n` of 16.
-    fn first(n: usize) -> u16 {
-        ((1u32 << n) - 1) as u16
-    }
-
-    /// [`super::gather_strided`], the caller having checked the bounds: 16 pixels at a time,
-    /// loaded as 16 rows and transposed.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn gather(
-        dst: &mut [MaybeUninit<f32>],
-        dst_stride: usize,
-        len: usize,
-        src: &[f32],
-        stride: usize,
-        m: usize,
-    ) {
-        // SAFETY: masked loads read only the first `n` values of each of the `m` rows,
-        // within `src` as the caller checked; stores stay within `dst`.
-        unsafe {
-            let mut p = 0;
-            while p < len {
-                let n = (len - p).min(16);
-                // Fixed counts of masked loads and stores, so that `r` stays in registers;
-                // rows from `m` on load nothing and so are zeros.
-                let mut r = [_mm512_setzero_ps(); 16];
-                for (l, row) in r.iter_mut().enumerate() {
-                    let at = src.as_ptr().add(l.min(m - 1) * stride + p);
-                    *row = _mm512_maskz_loadu_ps(if l < m { first(n) } else { 0 }, at);
-                }
-                transpose(&mut r);
-                for (q, v) in r.iter().enumerate() {
-                    let at = dst.as_mut_ptr().add((p + q.min(n - 1)) * dst_stride);
-                    _mm512_mask_storeu_ps(at.cast(), if q < n { 0xffff } else { 0 }, *v);
-                }
-                p += 16;
-            }
-        }
-    }
-
-    /// [`super::scatter`], the caller having checked the bounds: 16 pixels at a time,
-    /// transposed and stored as 16 rows.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn scatter(dst: &mut [MaybeUninit<f32>], src: &[f32], stride: usize, m: usize) {
-        let len = src.len() / LANES;
-        // SAFETY: loads stay within `src`; masked stores write only the first `n` values of
-        // each of the `m` rows, within `dst` as the caller checked.
-        unsafe {
-            let mut p = 0;
-            while p < len {
-                let n = (len - p).min(16);
-                // Fixed counts of masked loads and stores, so that `r` stays in registers (a
-                // loop of `n` copies is compiled to a memcpy onto the stack).
-                let mut r = [_mm512_setzero_ps(); 16];
-                for (q, v) in r.iter_mut().enumerate() {
-                    let at = src.as_ptr().add((p + q.min(n - 1)) * LANES);
-                    *v = _mm512_maskz_loadu_ps(if q < n { 0xffff } else { 0 }, at);
-                }
-                transpose(&mut r);
-                for (l, row) in r.iter().enumerate() {
-                    let at = dst
-                        .as_mut_ptr()
-                        .add(l.min(m - 1) * stride + p)
-                        .cast::<f32>();
-                    _mm512_mask_storeu_ps(at, if l < m { first(n) } else { 0 }, *row);
-                }
-                p += 16;
-            }
-        }
     }
 }
 

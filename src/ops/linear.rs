@@ -1,16 +1,16 @@
 //! Fully connected layer (PyTorch's `Linear`), flattening its input.
 //!
-//! All three products run on the direct convolution kernels ([`super::direct::correlate`]), as
+//! All three products run on the direct convolution kernels ([`crate::kernels::correlate`]), as
 //! 1x1 convolutions whose "positions" are output features or input features: one row of the
 //! result per batch row or per output feature, several rows and 64 (AVX-512) or 24 (AVX2)
 //! positions at a time in registers. Rows are padded to whole vectors with zeros.
 
 use std::borrow::Cow;
 
-use super::direct::{correlate_new, round_up};
 use super::lanes::{transpose, transpose_packed};
 use super::{Act, OpTape, Param, add_param_grad, check_len, unary_op, values};
 use crate::error::{Error, Result};
+use crate::kernels::{correlate_new, round_up};
 use dfdx::prelude::HasShape;
 
 /// `rows x cols` row-major values in rows of `stride` values (zeros after `cols`): borrowed

@@ -2,16 +2,15 @@
 //! passes recorded on dfdx's tape through its public custom-op API.
 //!
 //! dfdx 0.13 compiles its own conv2d, pool2d and convtrans2d out on stable Rust; these ops fill
-//! the gap. Stride-1 convolutions run 16 images at a time ([`lanes`]) on register-blocked SIMD
-//! kernels ([`direct`]), with a following ReLU and 2x2 max pool fused in and convolutions in a
-//! row chained; other strides on im2col and one matrix product per batch ([`kernels`]). Every
-//! implementation gives the same bits (see [`direct`]). Every activation
+//! the gap. An op's meaning (forward, backward, tape) lives here; its arithmetic runs on the
+//! kernels of [`crate::kernels`]. Stride-1 convolutions run 16 images at a time ([`lanes`]),
+//! with a following ReLU and 2x2 max pool fused in and convolutions in a row chained; other
+//! strides on im2col and one matrix product per batch ([`im2col`]). Every activation
 //! is a 4-D NCHW tensor [`Act`]; a flat feature vector is `(batch, features, 1, 1)`. Every
 //! parameter is a flat [`Param`], laid out like PyTorch's
 //! (e.g. conv weight `out x in x k x k`).
 
-pub mod direct;
-pub mod kernels;
+pub mod im2col;
 pub mod lanes;
 
 mod conv;
@@ -24,10 +23,10 @@ mod pairs;
 mod param;
 mod pool;
 
+pub use crate::kernels::Epilogue;
 pub use conv::{ChainLayer, Conv2dGeometry, conv2d, conv2d_chain, conv2d_fused};
 pub use conv_transpose::{ConvTranspose2dGeometry, conv_transpose2d};
 pub use elementwise::{Activation, activation, threshold, upsample_nearest};
-pub use lanes::Epilogue;
 pub use linear::linear;
 pub use loss::{cross_entropy, logits_argmax};
 pub use norm::{BatchNormState, batch_norm2d};

@@ -3,6 +3,7 @@
 
 use dfdx::prelude::{Cpu, Gradients};
 
+use crate::kernels::{AdamStep, adam};
 use crate::ops::Param;
 use crate::spec::Optimizer;
 
@@ -43,14 +44,14 @@ impl Optim {
                 } => {
                     let (c1, c2) = (1.0 - b1.powi(self.steps), 1.0 - b2.powi(self.steps));
                     let (m, v) = (&mut self.first[i], &mut self.second[i]);
-                    let adam = Adam {
+                    let step = AdamStep {
                         step: lr / c1,
                         b1,
                         b2,
                         weight_decay,
                         inv_sqrt_c2: 1.0 / c2.sqrt(),
                     };
-                    adam.update(w, g, m, v);
+                    adam(step, w, g, m, v);
                 }
                 Optimizer::Sgd {
                     lr,
@@ -74,51 +75,6 @@ impl Optim {
     }
 }
 
-/// One Adam update's constants, as PyTorch's `Adam` arranges them: the step size
-/// `lr / (1 - b1^t)`, the moments' decay rates, the weight decay, and `1 / sqrt(1 - b2^t)`.
-#[derive(Clone, Copy)]
-struct Adam {
-    step: f32,
-    b1: f32,
-    b2: f32,
-    weight_decay: f32,
-    inv_sqrt_c2: f32,
-}
-
-impl Adam {
-    /// Updates weights `w` and moments `m`, `v` from gradient `g`, element by element.
-    fn update(self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if crate::ops::direct::Kernel::active() == crate::ops::direct::Kernel::Avx512 {
-            // SAFETY: the CPU has AVX-512F.
-            return unsafe { self.update_avx512(w, g, m, v) };
-        }
-        self.update_any(w, g, m, v)
-    }
-
-    /// [`Adam::update`] compiled for AVX-512: the same operations on each element (no fusing,
-    /// IEEE division and square root, so the same results), 16 at a time.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn update_avx512(self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
-        self.update_any(w, g, m, v)
-    }
-
-    #[inline(always)]
-    fn update_any(self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
-        let (step, b1, b2, weight_decay) = (self.step, self.b1, self.b2, self.weight_decay);
-        for (((w, g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
-            let g = g + weight_decay * *w;
-            *m = b1 * *m + (1.0 - b1) * g;
-            *v = b2 * *v + (1.0 - b2) * g * g;
-            // One square root and one division an element (the bias corrections are folded
-            // into two constants).
-            let denom = v.sqrt() * self.inv_sqrt_c2 + 1e-8;
-            *w -= step * *m / denom;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,7 +93,7 @@ mod tests {
         for (t, g) in grads.iter().enumerate() {
             let t = t as i32 + 1;
             let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
-            let adam = Adam {
+            let step = AdamStep {
                 step: (lr / c1) as f32,
                 b1: b1 as f32,
                 b2: b2 as f32,
@@ -145,7 +101,7 @@ mod tests {
                 inv_sqrt_c2: (1.0 / c2.sqrt()) as f32,
             };
             let g32: Vec<f32> = g.iter().map(|&x| x as f32).collect();
-            adam.update(&mut w, &g32, &mut m, &mut v);
+            adam(step, &mut w, &g32, &mut m, &mut v);
             for j in 0..4 {
                 let g = g[j] + wd * rw[j];
                 rm[j] = b1 * rm[j] + (1.0 - b1) * g;

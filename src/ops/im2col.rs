@@ -2,7 +2,7 @@
 //! col2im, and their geometry. No tape, no tensors: the ops in the sibling files give
 //! these their meaning on dfdx tensors.
 
-use super::direct::{correlate_new, round_up};
+use crate::kernels::{correlate_new, round_up};
 
 /// A read-only matrix view with arbitrary strides, so transposes cost nothing.
 #[derive(Clone, Copy, Debug)]
