@@ -65,3 +65,31 @@ impl Drop for Lock {
         let _ = self.0.unlock();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write that fails (here the rename: the target is a directory) leaves no temporary
+    /// file behind and the target as it was.
+    #[test]
+    fn a_failed_atomic_write_leaves_nothing_behind() {
+        let dir = std::env::temp_dir().join(format!("lesser-fs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let target = dir.join("results.csv");
+        std::fs::create_dir_all(target.join("in-the-way")).unwrap();
+        assert!(write_atomic(&target, b"rows").is_err());
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["results.csv"]);
+        assert!(target.join("in-the-way").is_dir());
+        // And a write that succeeds replaces the file whole.
+        let file = dir.join("REPORT.md");
+        write_atomic(&file, b"old").unwrap();
+        write_atomic(&file, b"new").unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"new");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
+    }
+}

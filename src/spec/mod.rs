@@ -6,6 +6,7 @@
 
 mod file;
 mod layer;
+mod resolve;
 
 pub use layer::LayerSpec;
 
@@ -15,7 +16,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use file::{ModelFile, SpecFile, TrainFile};
+use file::SpecFile;
+use resolve::resolve;
 
 /// How the network sees a pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -195,203 +197,6 @@ pub fn load(path: &Path) -> Result<Option<Spec>> {
         return Ok(None);
     }
     resolve(path, merged).map(Some)
-}
-
-/// Fills defaults and checks what no single key can check alone.
-fn resolve(path: &Path, f: SpecFile) -> Result<Spec> {
-    let name = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let m = f.model.unwrap_or_default();
-    let t = f.train.unwrap_or_default();
-    let err = |place: &str, msg: String| Err(Error::spec(path, place, msg));
-    let stack = |s: Option<Stack>| {
-        s.unwrap_or_else(|| Stack {
-            file: path.to_path_buf(),
-            layers: Vec::new(),
-        })
-    };
-    let ModelFile {
-        topology,
-        weight_sharing,
-        aux_loss,
-        asymmetry,
-        compare,
-        digit,
-        head,
-        joint,
-    } = m;
-    // Keys a topology would ignore are refused, so that a spec never says more than it does.
-    let topo = topology.unwrap_or(Topology::Digits);
-    let ignored: &[(&str, bool)] = match topo {
-        Topology::Joint => &[
-            ("model.compare", compare.is_some()),
-            ("model.digit", digit.is_some()),
-            ("model.head", head.is_some()),
-        ],
-        Topology::Digits => &[("model.joint", joint.is_some())],
-    };
-    if let Some((key, _)) = ignored.iter().find(|(_, set)| *set) {
-        let name = match topo {
-            Topology::Joint => "joint",
-            Topology::Digits => "digits",
-        };
-        return err(
-            key,
-            format!("{key} has no effect with topology = \"{name}\"; remove it"),
-        );
-    }
-    let model = Model {
-        topology: topology.unwrap_or(Topology::Digits),
-        weight_sharing: weight_sharing.unwrap_or(false),
-        aux_loss: aux_loss.unwrap_or(0.0),
-        asymmetry: asymmetry.unwrap_or(0.0),
-        compare: compare.unwrap_or(Compare::Learned),
-        digit: stack(digit),
-        head: stack(head),
-        joint: stack(joint),
-    };
-    let TrainFile {
-        epochs,
-        batch_size,
-        optimizer,
-        normalize,
-        repeats,
-        seed,
-    } = t;
-    let train = Train {
-        epochs: epochs.unwrap_or(25),
-        batch_size: batch_size.unwrap_or(100),
-        optimizer: optimizer.unwrap_or(Optimizer::Adam {
-            lr: file::adam_lr(),
-            betas: file::adam_betas(),
-            weight_decay: 0.0,
-        }),
-        normalize: normalize.unwrap_or(Normalize::Standardize),
-        repeats: repeats.unwrap_or(10),
-        seed: seed.unwrap_or(0),
-    };
-    for (key, w) in [
-        ("model.aux_loss", model.aux_loss),
-        ("model.asymmetry", model.asymmetry),
-    ] {
-        if !(w >= 0.0 && w.is_finite()) {
-            return err(key, format!("must be a finite weight >= 0, got {w}"));
-        }
-    }
-    for (key, v) in [
-        ("train.epochs", train.epochs),
-        ("train.batch_size", train.batch_size),
-        ("train.repeats", train.repeats),
-    ] {
-        if v == 0 {
-            return err(key, "must be at least 1".into());
-        }
-    }
-    let (lr, weight_decay) = match train.optimizer {
-        Optimizer::Adam {
-            lr, weight_decay, ..
-        }
-        | Optimizer::Sgd {
-            lr, weight_decay, ..
-        } => (lr, weight_decay),
-    };
-    if !(lr > 0.0 && lr.is_finite()) {
-        return err("train.optimizer.lr", format!("must be > 0, got {lr}"));
-    }
-    if !(weight_decay >= 0.0 && weight_decay.is_finite()) {
-        return err(
-            "train.optimizer.weight_decay",
-            format!("must be >= 0, got {weight_decay}"),
-        );
-    }
-    match train.optimizer {
-        // PyTorch refuses the same values.
-        Optimizer::Adam { betas, .. } if !betas.iter().all(|b| (0.0..1.0).contains(b)) => {
-            return err(
-                "train.optimizer.betas",
-                format!("each must be in [0, 1), got {betas:?}"),
-            );
-        }
-        Optimizer::Sgd { momentum, .. } if !(momentum >= 0.0 && momentum.is_finite()) => {
-            return err(
-                "train.optimizer.momentum",
-                format!("must be >= 0, got {momentum}"),
-            );
-        }
-        _ => {}
-    }
-    match model.topology {
-        Topology::Joint => {
-            if model.joint.layers.is_empty() {
-                return err(
-                    "model.joint",
-                    "the joint topology needs a joint stack".into(),
-                );
-            }
-            if model.aux_loss > 0.0 {
-                return err(
-                    "model.aux_loss",
-                    "the joint topology has no digit outputs, so no auxiliary loss; set \
-                     aux_loss = 0 or use topology = \"digits\""
-                        .into(),
-                );
-            }
-            if model.weight_sharing {
-                return err(
-                    "model.weight_sharing",
-                    "the joint topology has no digit network to share".into(),
-                );
-            }
-        }
-        Topology::Digits => {
-            if model.digit.layers.is_empty() {
-                return err(
-                    "model.digit",
-                    "the digits topology needs a digit stack".into(),
-                );
-            }
-            match model.compare {
-                Compare::Learned if model.head.layers.is_empty() => {
-                    return err(
-                        "model.head",
-                        "compare = \"learned\" needs a head stack".into(),
-                    );
-                }
-                Compare::Argmax if !model.head.layers.is_empty() => {
-                    return err(
-                        "model.head",
-                        "compare = \"argmax\" uses no head; remove the head stack".into(),
-                    );
-                }
-                Compare::Argmax if model.aux_loss == 0.0 => {
-                    return err(
-                        "model.aux_loss",
-                        "compare = \"argmax\" learns only from the auxiliary loss; set \
-                         aux_loss > 0"
-                            .into(),
-                    );
-                }
-                Compare::Argmax if model.asymmetry > 0.0 => {
-                    return err(
-                        "model.asymmetry",
-                        "compare = \"argmax\" has no learned head for the reversed-pair loss"
-                            .into(),
-                    );
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(Spec {
-        name,
-        path: path.to_path_buf(),
-        description: f.description.unwrap_or_default(),
-        order: f.order,
-        model,
-        train,
-    })
 }
 
 /// Compares file names naturally: case-insensitive, runs of digits by value (`v2` < `v10`).
