@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::{Output, Stdio};
 
-use common::{TINY, command, data, lesser, read, setup, stderr, temp};
+use common::{TINY, command, data, lesser, read, setup, stderr, temp, without_seconds};
 
 /// The direct network of the seed with a wild SGD: round 1 of this variant (its seeds come
 /// from its name) ends with finite losses but blows up in its third epoch.
@@ -82,16 +82,7 @@ fn a_store_line_with_bad_bytes_or_impossible_numbers_is_retrained() {
         stderr(&out)
     );
     // The damaged lines are gone after compaction; the retrained round equals the original.
-    let drop_seconds = |s: &str| -> Vec<String> {
-        s.lines()
-            .map(|l| {
-                let mut f: Vec<&str> = l.split(',').collect();
-                f.remove(1);
-                f.join(",")
-            })
-            .collect()
-    };
-    assert_eq!(drop_seconds(&read(store_of(&d))), drop_seconds(&full));
+    assert_eq!(without_seconds(&read(store_of(&d))), without_seconds(&full));
     // `--fresh` works on such a store too.
     let mut bytes = full.clone().into_bytes();
     bytes.extend(b"\xff\n");

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{TINY, data, lesser, read};
+use common::{TINY, data, lesser, read, without_seconds};
 
 fn setup(name: &str) -> std::path::PathBuf {
     common::setup("sweep", name)
@@ -242,15 +242,6 @@ fn a_half_written_store_line_is_ignored() {
     let out = lesser(&d, &["--only", "alpha"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("2 rounds (1 trained, 1 reused"), "{err}");
-    // The same rounds again; only the wall-clock seconds (second field) may differ.
-    let results_only = |s: String| -> Vec<String> {
-        s.lines()
-            .map(|l| {
-                let mut f: Vec<&str> = l.split(',').collect();
-                f.remove(1);
-                f.join(",")
-            })
-            .collect()
-    };
-    assert_eq!(results_only(read(store)), results_only(full));
+    // The same rounds again; only the wall-clock seconds may differ.
+    assert_eq!(without_seconds(&read(store)), without_seconds(&full));
 }

@@ -30,6 +30,22 @@ pub const MAX_PARAMS: usize = 1 << 26;
 pub enum LayerOp {
     Conv2d(Conv2dGeometry),
     ConvTranspose2d(ConvTranspose2dGeometry),
+    BatchNorm {
+        channels: usize,
+        momentum: f32,
+        eps: f32,
+    },
+    Linear {
+        input: usize,
+        out: usize,
+    },
+    /// A layer without parameters.
+    Plain(PlainOp),
+}
+
+/// A layer without parameters: it runs as planned.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PlainOp {
     Pool {
         kind: PoolKind,
         kernel: usize,
@@ -46,16 +62,7 @@ pub enum LayerOp {
     Dropout {
         p: f32,
     },
-    BatchNorm {
-        channels: usize,
-        momentum: f32,
-        eps: f32,
-    },
     Flatten,
-    Linear {
-        input: usize,
-        out: usize,
-    },
 }
 
 /// One planned layer.
@@ -178,7 +185,7 @@ fn positive_out(out: usize) -> std::result::Result<(), String> {
 /// `layer` planned on `input`, or why it does not fit.
 pub fn infer_layer(layer: &LayerSpec, input: Shape3) -> std::result::Result<LayerPlan, String> {
     let (c, h, w) = input;
-    let same = |op: LayerOp, params: usize| (op, input, params);
+    let same = |op: PlainOp, params: usize| (LayerOp::Plain(op), input, params);
     let (op, output, params) = match *layer {
         LayerSpec::Conv2d {
             input: expected,
@@ -246,31 +253,31 @@ pub fn infer_layer(layer: &LayerSpec, input: Shape3) -> std::result::Result<Laye
                     show(input)
                 ));
             };
-            let op = LayerOp::Pool {
+            let op = PlainOp::Pool {
                 kind,
                 kernel,
                 stride,
             };
-            (op, (c, oh, ow), 0)
+            (LayerOp::Plain(op), (c, oh, ow), 0)
         }
         LayerSpec::Upsample { scale } => {
             if scale == 0 {
                 return Err("scale must be at least 1".into());
             }
             let output = (c, checked(h, scale)?, checked(w, scale)?);
-            (LayerOp::Upsample { scale }, output, 0)
+            (LayerOp::Plain(PlainOp::Upsample { scale }), output, 0)
         }
-        LayerSpec::Relu => same(LayerOp::Activation(Activation::Relu), 0),
-        LayerSpec::Tanh => same(LayerOp::Activation(Activation::Tanh), 0),
-        LayerSpec::Sigmoid => same(LayerOp::Activation(Activation::Sigmoid), 0),
+        LayerSpec::Relu => same(PlainOp::Activation(Activation::Relu), 0),
+        LayerSpec::Tanh => same(PlainOp::Activation(Activation::Tanh), 0),
+        LayerSpec::Sigmoid => same(PlainOp::Activation(Activation::Sigmoid), 0),
         LayerSpec::Threshold { threshold, value } => {
-            same(LayerOp::Threshold { threshold, value }, 0)
+            same(PlainOp::Threshold { threshold, value }, 0)
         }
         LayerSpec::Dropout { p } => {
             if !(0.0..1.0).contains(&p) {
                 return Err(format!("p must be in [0, 1), got {p}"));
             }
-            same(LayerOp::Dropout { p }, 0)
+            same(PlainOp::Dropout { p }, 0)
         }
         LayerSpec::BatchNorm { momentum, eps } => {
             if !(0.0..=1.0).contains(&momentum) || eps.is_nan() || eps <= 0.0 {
@@ -281,9 +288,12 @@ pub fn infer_layer(layer: &LayerSpec, input: Shape3) -> std::result::Result<Laye
                 momentum,
                 eps,
             };
-            same(op, 2 * c)
+            (op, input, 2 * c)
         }
-        LayerSpec::Flatten => (LayerOp::Flatten, (checked(checked(c, h)?, w)?, 1, 1), 0),
+        LayerSpec::Flatten => {
+            let output = (checked(checked(c, h)?, w)?, 1, 1);
+            (LayerOp::Plain(PlainOp::Flatten), output, 0)
+        }
         LayerSpec::Linear {
             input: expected,
             out,

@@ -10,7 +10,7 @@ use crate::ops::{
     Epilogue, OpTape, Param, PoolKind,
 };
 
-use super::plan::{LayerOp, LayerPlan};
+use super::plan::{LayerOp, LayerPlan, PlainOp};
 
 /// A convolution, referring to its weight and bias by index in the store, with the ReLU and
 /// 2x2 max pool that follow it in the spec folded in.
@@ -42,23 +42,27 @@ enum Layer {
         weight: usize,
         bias: usize,
     },
-    Pool {
-        kind: PoolKind,
-        kernel: usize,
-        stride: usize,
-    },
-    Upsample {
-        scale: usize,
-    },
-    Activation(Activation),
-    Threshold {
-        threshold: f32,
-        value: f32,
-    },
-    Dropout {
-        p: f32,
-    },
-    Flatten,
+    Plain(PlainOp),
+}
+
+/// Runs a layer without parameters.
+fn plain<T: OpTape>(x: Act<T>, op: PlainOp, training: bool) -> Result<Act<T>> {
+    Ok(match op {
+        PlainOp::Pool {
+            kind,
+            kernel,
+            stride,
+        } => ops::pool2d(x, kind, kernel, stride)?,
+        PlainOp::Upsample { scale } => ops::upsample_nearest(x, scale)?,
+        PlainOp::Activation(kind) => ops::activation(x, kind),
+        PlainOp::Threshold { threshold, value } => ops::threshold(x, threshold, value),
+        PlainOp::Dropout { p } if training => x.dropout(p),
+        PlainOp::Dropout { .. } => x,
+        PlainOp::Flatten => {
+            let (n, c, h, w) = *x.shape();
+            x.reshape_like(&(n, c * h * w, 1, 1))
+        }
+    })
 }
 
 /// A stack of layers.
@@ -110,17 +114,19 @@ fn push_fused(layers: &mut Vec<Layer>, layer: Layer) {
     if let Some(Layer::Conv2d(chain)) = layers.last_mut() {
         let epi = &mut chain.last_mut().expect("a chain holds a convolution").epi;
         let relu = match layer {
-            Layer::Activation(Activation::Relu) => true,
-            Layer::Threshold { threshold, value } => threshold == 0.0 && value == 0.0,
+            Layer::Plain(PlainOp::Activation(Activation::Relu)) => true,
+            Layer::Plain(PlainOp::Threshold { threshold, value }) => {
+                threshold == 0.0 && value == 0.0
+            }
             _ => false,
         };
         let pool2 = matches!(
             layer,
-            Layer::Pool {
+            Layer::Plain(PlainOp::Pool {
                 kind: PoolKind::Max,
                 kernel: 2,
                 stride: 2
-            }
+            })
         );
         if relu && !epi.relu {
             epi.relu = true;
@@ -181,20 +187,7 @@ impl Sequential {
                     let bias = uniform(store, dev, rng, out, bound);
                     Layer::Linear { out, weight, bias }
                 }
-                LayerOp::Pool {
-                    kind,
-                    kernel,
-                    stride,
-                } => Layer::Pool {
-                    kind,
-                    kernel,
-                    stride,
-                },
-                LayerOp::Upsample { scale } => Layer::Upsample { scale },
-                LayerOp::Activation(kind) => Layer::Activation(kind),
-                LayerOp::Threshold { threshold, value } => Layer::Threshold { threshold, value },
-                LayerOp::Dropout { p } => Layer::Dropout { p },
-                LayerOp::Flatten => Layer::Flatten,
+                LayerOp::Plain(op) => Layer::Plain(op),
             };
             push_fused(&mut built, layer);
         }
@@ -237,20 +230,7 @@ impl Sequential {
                 Layer::Linear { out, weight, bias } => {
                     ops::linear(x, &params[*weight], &params[*bias], *out, input_grad)?
                 }
-                Layer::Pool {
-                    kind,
-                    kernel,
-                    stride,
-                } => ops::pool2d(x, *kind, *kernel, *stride)?,
-                Layer::Upsample { scale } => ops::upsample_nearest(x, *scale)?,
-                Layer::Activation(kind) => ops::activation(x, *kind),
-                Layer::Threshold { threshold, value } => ops::threshold(x, *threshold, *value),
-                Layer::Dropout { p } if training => x.dropout(*p),
-                Layer::Dropout { .. } => x,
-                Layer::Flatten => {
-                    let (n, c, h, w) = *x.shape();
-                    x.reshape_like(&(n, c * h * w, 1, 1))
-                }
+                Layer::Plain(op) => plain(x, *op, training)?,
             };
         }
         Ok(x)

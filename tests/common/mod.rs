@@ -86,3 +86,16 @@ pub fn read(p: PathBuf) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// The lines of a round store without their wall-clock seconds (the second field), which is
+/// all that may differ when a round is trained again.
+pub fn without_seconds(store: &str) -> Vec<String> {
+    store
+        .lines()
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            f.remove(1);
+            f.join(",")
+        })
+        .collect()
+}
