@@ -182,7 +182,8 @@ fn positive_out(out: usize) -> std::result::Result<(), String> {
     }
 }
 
-/// `layer` planned on `input`, or why it does not fit.
+/// `layer` planned on `input`, or why it does not fit: the reason alone, as text, because
+/// only the caller ([`plan`]) knows the file, place and stack to name in the error.
 pub fn infer_layer(layer: &LayerSpec, input: Shape3) -> std::result::Result<LayerPlan, String> {
     let (c, h, w) = input;
     let same = |op: PlainOp, params: usize| (LayerOp::Plain(op), input, params);

@@ -13,6 +13,14 @@
 //! `exp`, `ln` and `tanh` (losses, sigmoid, tanh), which are the same for the same library:
 //! another operating system or architecture may round those differently in the last bit.
 //!
+//! **Safety.** An instruction set's value (`Avx2`, `Avx512`) can only be made on a CPU that has
+//! it, so its [`Isa`] methods are safe to call, and the bounds every method relies on are
+//! checked once, in the public functions here. Code that only needs recompiling for wider
+//! vectors (the epilogue, Adam) is the portable function called from a `#[target_feature]`
+//! wrapper. The `multiversion` and `pulp` crates were not used: both choose the instruction
+//! set by their own detection, while every op here must follow [`Kernel::active`] (so that
+//! `LESSER_KERNEL` and the tests can run each kernel).
+//!
 //! The correlation kernels are 1-D: the forward one computes
 //! `out[o][p] = sum_j w[o][j] * src[p + off[j]]` over a run of positions `p`, several output
 //! channels and several vectors of positions at a time held in registers, the taps `j`
