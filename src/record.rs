@@ -139,16 +139,30 @@ fn rate(name: &str, s: &str) -> Result<Option<f64>, String> {
     }
 }
 
-/// A variant name the reports can hold: non-empty, no comma, quote, `|` or control character.
+/// A variant name the reports can hold: non-empty, no quote, `|` or control character.
+/// (Commas are fine: grid points have them, and every file quotes fields as CSV does.)
 pub fn check_variant_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.contains([',', '"', '|']) || name.chars().any(char::is_control) {
+    if name.is_empty() || name.contains(['"', '|']) || name.chars().any(char::is_control) {
         Err(format!(
-            "variant name `{}` is empty or holds a comma, quote, `|` or control character",
+            "variant name `{}` is empty or holds a quote, `|` or control character",
             name.escape_debug()
         ))
     } else {
         Ok(())
     }
+}
+
+/// `fields` as one CSV line (quoted where needed), without its line end.
+pub fn csv_line(fields: &[String]) -> String {
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    // Writing into a Vec cannot fail.
+    let _ = w.write_record(fields);
+    let bytes = w.into_inner().unwrap_or_default();
+    String::from_utf8_lossy(&bytes)
+        .trim_end_matches('\n')
+        .to_string()
 }
 
 impl RoundRecord {
@@ -274,17 +288,20 @@ impl RoundRecord {
         })
     }
 
-    /// One store line: the crate version, the seconds, then the results fields,
-    /// comma-separated (no field can hold a comma: names are checked by the runner).
+    /// One store line: the crate version, the seconds, then the results fields, as CSV.
     pub fn to_store_line(&self) -> String {
         let mut f = vec![self.version.clone(), format!("{:.3}", self.seconds)];
         f.extend(self.fields());
-        f.join(",")
+        csv_line(&f)
     }
 
     /// Parses a store line; `None` for anything malformed or out of range.
     pub fn from_store_line(line: &str) -> Option<Self> {
-        let f: Vec<&str> = line.split(',').collect();
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(line.as_bytes());
+        let row = rdr.records().next()?.ok()?;
+        let f: Vec<&str> = row.iter().collect();
         let [version, seconds, rest @ ..] = f.as_slice() else {
             return None;
         };

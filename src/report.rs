@@ -9,7 +9,8 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::fs::write_atomic;
-use crate::record::{RESULTS_HEADER, RoundRecord, Status};
+use crate::record::{RESULTS_HEADER, RoundRecord, Status, csv_line};
+use crate::spec::GridPoint;
 
 /// `results.csv` for `records` (already in report order).
 pub fn results_csv(records: &[RoundRecord]) -> Vec<u8> {
@@ -27,7 +28,13 @@ pub fn results_csv(records: &[RoundRecord]) -> Vec<u8> {
 pub fn timing_csv(records: &[RoundRecord]) -> String {
     let mut timing = String::from("variant,round,seconds\n");
     for r in records {
-        let _ = writeln!(timing, "{},{},{:.3}", r.variant, r.round, r.seconds);
+        let row = [
+            r.variant.clone(),
+            r.round.to_string(),
+            format!("{:.3}", r.seconds),
+        ];
+        timing.push_str(&csv_line(&row));
+        timing.push('\n');
     }
     timing
 }
@@ -45,6 +52,43 @@ pub fn write_reports(
         report_md(summaries, protocol).as_bytes(),
     )?;
     write_atomic(&out.join("timing.csv"), timing_csv(records).as_bytes())
+}
+
+/// One table per grid: a column per axis, then the test-error statistics of each point.
+fn grid_tables(s: &mut String, summaries: &[Summary]) {
+    let mut stems: Vec<&str> = Vec::new();
+    for g in summaries.iter().filter_map(|m| m.grid.as_ref()) {
+        if !stems.contains(&g.stem.as_str()) {
+            stems.push(&g.stem);
+        }
+    }
+    for stem in stems {
+        let points: Vec<(&Summary, &GridPoint)> = summaries
+            .iter()
+            .filter_map(|m| m.grid.as_ref().filter(|g| g.stem == stem).map(|g| (m, g)))
+            .collect();
+        let axes: Vec<String> = points[0].1.axes.iter().map(|a| cell(&a.0)).collect();
+        let _ = writeln!(s, "\n## Grid: {}\n", cell(stem));
+        let _ = writeln!(
+            s,
+            "| {} | mean | std | best | worst | rounds |",
+            axes.join(" | ")
+        );
+        let _ = writeln!(s, "|{}---:|---:|---:|---:|---:|", "---|".repeat(axes.len()));
+        for (m, g) in points {
+            let values: Vec<String> = g.axes.iter().map(|a| cell(&a.2)).collect();
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} |",
+                values.join(" | "),
+                pct(m.mean),
+                pct(m.std),
+                pct(m.best),
+                pct(m.worst),
+                m.rounds
+            );
+        }
+    }
 }
 
 /// `text` made safe for a Markdown table cell: no line breaks, `|` escaped.
@@ -71,6 +115,8 @@ pub struct Summary {
     pub best: Option<f64>,
     pub worst: Option<f64>,
     pub digit_mean: Option<f64>,
+    /// The grid point the variant is, if any (see [`report_md`]'s grid tables).
+    pub grid: Option<GridPoint>,
 }
 
 /// Mean and sample standard deviation (`None` below 2 values).
@@ -107,6 +153,7 @@ pub fn summarize(variant: &str, description: &str, rounds: &[&RoundRecord]) -> S
         best: errs.iter().copied().reduce(f64::min),
         worst: errs.iter().copied().reduce(f64::max),
         digit_mean: mean_std(&digits).0,
+        grid: None,
     }
 }
 
@@ -124,6 +171,8 @@ pub struct Protocol {
     pub data_files: Vec<(String, String)>,
     pub data_hash: String,
     pub version: String,
+    /// `--set` overrides of this run (`KEY=VALUE`).
+    pub overrides: Vec<String>,
 }
 
 /// `REPORT.md`: one row per variant, then the data and protocol.
@@ -160,6 +209,7 @@ pub fn report_md(summaries: &[Summary], p: &Protocol) -> String {
             cell(&m.description)
         );
     }
+    grid_tables(&mut s, summaries);
     let _ = writeln!(s, "\n## Data and protocol\n");
     let _ = writeln!(
         s,
@@ -186,6 +236,18 @@ pub fn report_md(summaries: &[Summary], p: &Protocol) -> String {
         "- Every round is a row of `results.csv`, with a hash of its trained weights (every \
          kernel gives the same bits); wall-clock times are in `timing.csv`."
     );
+    if !p.overrides.is_empty() {
+        let sets: Vec<String> = p
+            .overrides
+            .iter()
+            .map(|o| format!("`{}`", cell(o)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "- Overrides of this run (`--set`, part of every variant's hash): {}.",
+            sets.join(", ")
+        );
+    }
     let _ = writeln!(s, "- lesser {}; data hash `{}`:", p.version, p.data_hash);
     for (name, sha) in &p.data_files {
         let _ = writeln!(s, "  - `{name}` sha256 `{sha}`");

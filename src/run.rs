@@ -36,6 +36,8 @@ pub struct SweepOptions {
     pub quiet: bool,
     /// Refuse a variant whose round is estimated to need more GiB than this.
     pub max_memory: f64,
+    /// `--set` overrides and the grid size limit.
+    pub load: variants::LoadOptions,
 }
 
 /// What a sweep did.
@@ -191,7 +193,8 @@ fn check_options(opts: &SweepOptions) -> Result<()> {
 /// training.
 fn select_variants(opts: &SweepOptions) -> Result<Vec<Variant>> {
     check_options(opts)?;
-    let mut selected = variants::select(variants::load_valid(&opts.specs)?, &opts.only)?;
+    let mut selected =
+        variants::select(variants::load_valid(&opts.specs, &opts.load)?, &opts.only)?;
     for v in &mut selected {
         v.spec.train.repeats = opts.repeats.unwrap_or(v.spec.train.repeats);
         v.spec.train.epochs = opts.epochs.unwrap_or(v.spec.train.epochs);
@@ -353,7 +356,10 @@ pub fn summaries(selected: &[Variant], records: &[RoundRecord]) -> Vec<Summary> 
                 .iter()
                 .filter(|r| r.variant == v.spec.name)
                 .collect();
-            report::summarize(&v.spec.name, &v.spec.description, &rounds)
+            Summary {
+                grid: v.spec.grid.clone(),
+                ..report::summarize(&v.spec.name, &v.spec.description, &rounds)
+            }
         })
         .collect()
 }
@@ -389,6 +395,7 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome> {
         data_files,
         data_hash,
         version: VERSION.to_string(),
+        overrides: opts.load.overrides.iter().map(|o| o.text.clone()).collect(),
     };
     report::write_reports(&opts.out, &records, &summaries, &protocol)?;
     compacted?;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::compile::{Plan, plan};
 use crate::error::{Error, Result};
 use crate::record::check_variant_name;
-use crate::spec::{self, Spec};
+use crate::spec::{self, Override, Spec};
 
 /// Rows of a batch the evaluation runs at once (see `train::evaluate`).
 pub const EVAL_CHUNK: usize = 500;
@@ -34,18 +34,56 @@ pub struct Loaded {
     pub files: usize,
 }
 
-/// Loads and plans every spec under `paths`, collecting every problem rather than stopping
-/// at the first. Report order: the `order` key (lower first, specs without it after), then
-/// the order the paths were named in, each directory's files in natural order.
-pub fn load(paths: &[PathBuf]) -> Result<Loaded> {
+/// How spec files become variants: `--set` overrides and the grid size limit.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub overrides: Vec<Override>,
+    pub max_points: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            overrides: Vec::new(),
+            max_points: spec::DEFAULT_MAX_POINTS,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// From the command line's `--set KEY=VALUE` texts and `--max-grid`.
+    pub fn parse(sets: &[String], max_points: usize) -> Result<LoadOptions> {
+        let overrides = sets
+            .iter()
+            .map(|s| Override::parse(s).map_err(Error::Usage))
+            .collect::<Result<_>>()?;
+        Ok(LoadOptions {
+            overrides,
+            max_points,
+        })
+    }
+}
+
+/// Loads and plans every spec under `paths` (every point of a grid a variant), collecting
+/// every problem rather than stopping at the first. Report order: the `order` key (lower
+/// first, specs without it after), then the order the paths were named in, each directory's
+/// files in natural order, a grid's points in its order.
+pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Result<Loaded> {
     let files = spec::spec_files(paths)?;
     let mut loaded = Loaded {
         files: files.len(),
         ..Loaded::default()
     };
     for f in &files {
-        match spec::load(f).and_then(|s| s.map(Variant::new).transpose()) {
-            Ok(Some(v)) => loaded.variants.push(v),
+        match spec::load_all(f, &opts.overrides, opts.max_points) {
+            Ok(Some(specs)) => {
+                for s in specs {
+                    match Variant::new(s) {
+                        Ok(v) => loaded.variants.push(v),
+                        Err(e) => loaded.errors.push(e),
+                    }
+                }
+            }
             Ok(None) => loaded.abstract_files.push(f.clone()),
             Err(e) => loaded.errors.push(e),
         }
@@ -55,6 +93,9 @@ pub fn load(paths: &[PathBuf]) -> Result<Loaded> {
         .variants
         .sort_by_key(|v| (v.spec.order.is_none(), v.spec.order));
     loaded.errors.extend(clashes(&loaded.variants));
+    // A bad `--set` fails every spec with the same line: say it once.
+    let mut seen = std::collections::HashSet::new();
+    loaded.errors.retain(|e| seen.insert(e.to_string()));
     Ok(loaded)
 }
 
@@ -87,8 +128,8 @@ fn clashes(variants: &[Variant]) -> Vec<Error> {
 }
 
 /// Every valid variant under `paths`, or all the problems at once.
-pub fn load_valid(paths: &[PathBuf]) -> Result<Vec<Variant>> {
-    let loaded = load(paths)?;
+pub fn load_valid(paths: &[PathBuf], opts: &LoadOptions) -> Result<Vec<Variant>> {
+    let loaded = load(paths, opts)?;
     if loaded.errors.is_empty() {
         Ok(loaded.variants)
     } else {
@@ -96,12 +137,11 @@ pub fn load_valid(paths: &[PathBuf]) -> Result<Vec<Variant>> {
     }
 }
 
-/// The variants named by `only` (all when empty); an unknown name is an error.
+/// The variants named by `only` (all when empty): a name selects that variant, a spec's
+/// stem all the points of its grid. An unknown name is an error.
 pub fn select(mut variants: Vec<Variant>, only: &[String]) -> Result<Vec<Variant>> {
-    if let Some(missing) = only
-        .iter()
-        .find(|n| !variants.iter().any(|v| &v.spec.name == *n))
-    {
+    let named = |v: &Variant, n: &String| &v.spec.name == n || &v.spec.stem == n;
+    if let Some(missing) = only.iter().find(|n| !variants.iter().any(|v| named(v, n))) {
         let known: Vec<&str> = variants.iter().map(|v| v.spec.name.as_str()).collect();
         return Err(Error::Usage(format!(
             "--only {missing}: no such variant (known: {})",
@@ -109,7 +149,7 @@ pub fn select(mut variants: Vec<Variant>, only: &[String]) -> Result<Vec<Variant
         )));
     }
     if !only.is_empty() {
-        variants.retain(|v| only.contains(&v.spec.name));
+        variants.retain(|v| only.iter().any(|n| named(v, n)));
     }
     Ok(variants)
 }

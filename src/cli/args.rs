@@ -51,11 +51,25 @@ pub struct DiffArgs {
     pub fail_on_regression: bool,
 }
 
+/// How spec files become variants (shared by `check`, `run` and `bench`).
+#[derive(Debug, Args)]
+pub struct SpecArgs {
+    /// Override a key in every selected spec, e.g. `--set train.epochs=40` (repeatable;
+    /// part of each variant's hash and recorded in the reports).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Most points one spec's grid may expand into.
+    #[arg(long, default_value_t = crate::spec::DEFAULT_MAX_POINTS)]
+    pub max_grid: usize,
+}
+
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Spec files or directories of them.
     #[arg(default_value = "specs")]
     pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub spec: SpecArgs,
 }
 
 /// Options shared by `run` and `bench`.
@@ -67,9 +81,11 @@ pub struct SweepArgs {
     /// Directory with MNIST IDX files (gzipped or not).
     #[arg(long, default_value = "data/mnist")]
     pub data: PathBuf,
-    /// Only these variants (file stems).
+    /// Only these variants: names, or spec file stems (every point of a grid).
     #[arg(long, num_args = 1..)]
     pub only: Vec<String>,
+    #[command(flatten)]
+    pub spec: SpecArgs,
     /// Override every spec's epochs (for quick looks).
     #[arg(long)]
     pub epochs: Option<usize>,

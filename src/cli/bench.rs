@@ -17,7 +17,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "--rounds, --pairs and --epochs must be at least 1".into(),
         ));
     }
-    let selected = variants::select(variants::load_valid(&s.specs)?, &s.only)?;
+    let load = variants::LoadOptions::parse(&s.spec.set, s.spec.max_grid)?;
+    let selected = variants::select(variants::load_valid(&s.specs, &load)?, &s.only)?;
     for v in &selected {
         variants::check_memory(v, s.max_memory)?;
     }

@@ -26,6 +26,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         fresh: args.fresh,
         quiet: args.quiet,
         max_memory: args.sweep.max_memory,
+        load: crate::variants::LoadOptions::parse(&args.sweep.spec.set, args.sweep.spec.max_grid)?,
     };
     let outcome = sweep(&opts)?;
     if args.quiet {

@@ -1,6 +1,7 @@
 //! One spec file as written: every key optional, so a child can override its parent's.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -20,6 +21,7 @@ pub(super) fn adam_betas() -> [f32; 2] {
 struct RawFile {
     description: Option<String>,
     order: Option<i64>,
+    grid: Option<BTreeMap<String, Spanned<Vec<toml::Value>>>>,
     extends: Option<Spanned<String>>,
     #[serde(rename = "abstract")]
     is_abstract: Option<bool>,
@@ -67,11 +69,29 @@ pub(super) struct TrainFile {
     pub seed: Option<u64>,
 }
 
+/// A `[grid]` table: each key path with the values it takes, in key order.
+#[derive(Debug, Clone, Default)]
+pub(super) struct GridFile {
+    pub file: PathBuf,
+    pub axes: Vec<AxisFile>,
+}
+
+/// One axis of a grid.
+#[derive(Debug, Clone)]
+pub(super) struct AxisFile {
+    /// A key path, e.g. `train.optimizer.lr` or `model.digit[0].out`.
+    pub key: String,
+    pub values: Vec<toml::Value>,
+    /// `line:col` of the values.
+    pub place: String,
+}
+
 /// One parsed file.
 #[derive(Debug, Clone, Default)]
 pub(super) struct SpecFile {
     pub description: Option<String>,
     pub order: Option<i64>,
+    pub grid: Option<GridFile>,
     pub extends: Option<String>,
     /// `line:col` of the `extends` value.
     pub extends_place: String,
@@ -157,9 +177,32 @@ impl SpecFile {
             .extends
             .as_ref()
             .map_or_else(String::new, |e| line_col(&text, e.span().start));
+        let grid = match raw.grid {
+            None => None,
+            Some(table) => {
+                let mut axes = Vec::new();
+                for (key, values) in table {
+                    let place = lines.line_col(values.span().start);
+                    let values = values.into_inner();
+                    if values.is_empty() {
+                        return Err(Error::spec(
+                            path,
+                            place,
+                            format!("grid axis \"{key}\" has no values"),
+                        ));
+                    }
+                    axes.push(AxisFile { key, values, place });
+                }
+                Some(GridFile {
+                    file: path.to_path_buf(),
+                    axes,
+                })
+            }
+        };
         Ok(SpecFile {
             description: raw.description,
             order: raw.order,
+            grid,
             extends: raw.extends.map(Spanned::into_inner),
             extends_place,
             is_abstract: raw.is_abstract.unwrap_or(false),
@@ -198,6 +241,8 @@ impl SpecFile {
         SpecFile {
             description: child.description.or(self.description),
             order: child.order.or(self.order),
+            // A grid is replaced whole, like a stack.
+            grid: child.grid.or(self.grid),
             extends: child.extends,
             extends_place: child.extends_place,
             is_abstract: child.is_abstract,

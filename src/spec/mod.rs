@@ -5,9 +5,12 @@
 //! replaced whole. Defaults are filled last. The language is documented in `specs/README.md`.
 
 mod file;
+mod grid;
 mod layer;
 mod resolve;
+mod set;
 
+pub use grid::{DEFAULT_MAX_POINTS, GridPoint, Override};
 pub use layer::LayerSpec;
 
 use std::path::{Path, PathBuf};
@@ -123,8 +126,15 @@ pub struct Train {
 /// A complete variant, ready to compile.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spec {
-    /// The file stem.
+    /// The variant's name: the file stem, with the grid point when there is one
+    /// (`directALWS[lr=0.003,aux_loss=0.3]`).
     pub name: String,
+    /// The file stem.
+    pub stem: String,
+    /// The point of the spec's grid this variant is, if any.
+    pub grid: Option<GridPoint>,
+    /// `--set` overrides applied to it (`KEY=VALUE`), part of its hash.
+    pub overrides: Vec<String>,
     pub path: PathBuf,
     pub description: String,
     /// Where the variant stands in reports (lower first); `None` after every ordered one.
@@ -140,10 +150,15 @@ impl Spec {
         struct Hashed<'a> {
             model: &'a Model,
             train: &'a Train,
+            // So that a run with overrides never shares rounds with one without, even where
+            // an override sets a key to the value it had.
+            #[serde(skip_serializing_if = "<[String]>::is_empty")]
+            overrides: &'a [String],
         }
         let text = toml::to_string(&Hashed {
             model: &self.model,
             train: &self.train,
+            overrides: &self.overrides,
         })
         .expect("a resolved spec always serializes");
         Sha256::digest(text.as_bytes())
@@ -154,8 +169,8 @@ impl Spec {
     }
 }
 
-/// Loads one variant file, following `extends`. `Ok(None)` for an `abstract` file.
-pub fn load(path: &Path) -> Result<Option<Spec>> {
+/// Reads `path` and its `extends` chain into one file, each child's keys winning.
+fn merged(path: &Path) -> Result<SpecFile> {
     let mut chain: Vec<(PathBuf, SpecFile)> = Vec::new();
     let mut next = Some(path.to_path_buf());
     while let Some(p) = next {
@@ -193,10 +208,98 @@ pub fn load(path: &Path) -> Result<Option<Spec>> {
     for (_, file) in chain.into_iter().rev() {
         merged = merged.overridden_by(file);
     }
-    if merged.is_abstract {
+    Ok(merged)
+}
+
+/// Loads one variant file without a grid, following `extends`. `Ok(None)` for an
+/// `abstract` file.
+pub fn load(path: &Path) -> Result<Option<Spec>> {
+    match load_all(path, &[], DEFAULT_MAX_POINTS)? {
+        None => Ok(None),
+        Some(mut specs) if specs.len() == 1 && specs[0].grid.is_none() => Ok(specs.pop()),
+        Some(specs) => Err(Error::spec(
+            path,
+            "grid",
+            format!(
+                "has a grid of {} points; load it with load_all",
+                specs.len()
+            ),
+        )),
+    }
+}
+
+/// Loads one spec file, following `extends`: one variant, or one per point of its grid, each
+/// with `overrides` applied. `Ok(None)` for an `abstract` file. A grid of more than
+/// `max_points` points is refused.
+pub fn load_all(
+    path: &Path,
+    overrides: &[Override],
+    max_points: usize,
+) -> Result<Option<Vec<Spec>>> {
+    let base = merged(path)?;
+    if base.is_abstract {
         return Ok(None);
     }
-    resolve(path, merged).map(Some)
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let texts: Vec<String> = overrides.iter().map(|o| o.text.clone()).collect();
+    let with_overrides = |mut f: SpecFile| -> Result<SpecFile> {
+        for o in overrides {
+            set::set(&mut f, &o.key, &o.value, &format!("--set {}", o.text)).map_err(|why| {
+                // No spec named: the same bad override fails every spec alike, and the
+                // loader reports each distinct message once.
+                Error::Usage(format!("--set {}: {why}", o.text))
+            })?;
+        }
+        Ok(f)
+    };
+    let finish = |mut spec: Spec, point: Option<GridPoint>| {
+        spec.grid = point;
+        spec.overrides = texts.clone();
+        spec
+    };
+    let Some(grid) = base.grid.clone() else {
+        let f = with_overrides(base)?;
+        return Ok(Some(vec![finish(resolve(path, &stem, f)?, None)]));
+    };
+    let total = grid::count(&grid);
+    if total > max_points {
+        return Err(Error::spec(
+            &grid.file,
+            grid.axes.first().map_or("", |a| a.place.as_str()),
+            format!(
+                "the grid has {total} points, above the limit of {max_points}; pass \
+                 --max-grid {total} to allow it"
+            ),
+        ));
+    }
+    let mut specs = Vec::with_capacity(total);
+    for indices in grid::points(&grid) {
+        let (name, point) = grid::point(&stem, &grid, &indices);
+        let mut f = base.clone();
+        for (axis, &i) in grid.axes.iter().zip(&indices) {
+            set::set(&mut f, &axis.key, &axis.values[i], &axis.place).map_err(|why| {
+                Error::spec(
+                    &grid.file,
+                    &axis.place,
+                    format!("grid point {name}: {}: {why}", axis.key),
+                )
+            })?;
+        }
+        let f = with_overrides(f)?;
+        let spec = resolve(path, &name, f).map_err(|e| match e {
+            Error::Spec { path, place, msg } => Error::Spec {
+                path,
+                place,
+                msg: format!("grid point {name}: {msg}"),
+            },
+            other => other,
+        })?;
+        specs.push(finish(spec, Some(point)));
+    }
+    Ok(Some(specs))
 }
 
 /// Compares file names naturally: case-insensitive, runs of digits by value (`v2` < `v10`).

@@ -26,8 +26,9 @@ mod default {
 /// A rule's verdict: `Err((key, why))`.
 type Rule = std::result::Result<(), (&'static str, String)>;
 
-/// Fills defaults and checks `f`, the merged file chain of the spec at `path`.
-pub(super) fn resolve(path: &Path, f: SpecFile) -> Result<Spec> {
+/// Fills defaults and checks `f`, the merged file chain of the spec at `path`, as the
+/// variant `name`.
+pub(super) fn resolve(path: &Path, name: &str, f: SpecFile) -> Result<Spec> {
     let m = f.model.unwrap_or_default();
     let err = |(key, why): (&str, String)| Error::spec(path, key, why);
     ignored_keys(&m).map_err(err)?;
@@ -57,10 +58,13 @@ pub(super) fn resolve(path: &Path, f: SpecFile) -> Result<Spec> {
         rule.map_err(err)?;
     }
     Ok(Spec {
-        name: path
+        name: name.to_string(),
+        stem: path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default(),
+        grid: None,
+        overrides: Vec::new(),
         path: path.to_path_buf(),
         description: f.description.unwrap_or_default(),
         order: f.order,
