@@ -28,6 +28,53 @@ pub struct RoundResult {
     /// every weight is equal, so it shows any change of the numbers a round computes, however
     /// small. `None` for a diverged round, and in results files written before it existed.
     pub weights: Option<String>,
+    /// One point per finished epoch, for the learning curves.
+    pub curve: Vec<EpochPoint>,
+}
+
+/// What one epoch measured: its mean training loss, its error on the training pairs as it
+/// trained (training mode, the network changing batch by batch), and its test error at its
+/// end (evaluation mode; for plotting only, nothing is chosen on it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochPoint {
+    pub train_loss: f64,
+    pub train_error: f64,
+    pub test_error: f64,
+}
+
+/// A curve as one store field: `loss:train_error:test_error` per epoch, `;` between epochs,
+/// rounded as `results.csv` rounds (so a curve read back writes the same files).
+fn curve_text(curve: &[EpochPoint]) -> String {
+    let points: Vec<String> = curve
+        .iter()
+        .map(|p| {
+            format!(
+                "{:.6}:{:.4}:{:.4}",
+                p.train_loss, p.train_error, p.test_error
+            )
+        })
+        .collect();
+    points.join(";")
+}
+
+fn parse_curve(s: &str) -> Option<Vec<EpochPoint>> {
+    if s.is_empty() {
+        return Some(Vec::new());
+    }
+    s.split(';')
+        .map(|p| {
+            let mut v = p.split(':').map(|x| x.parse::<f64>().ok());
+            let (loss, train, test) = (v.next()??, v.next()??, v.next()??);
+            let rate = |x: f64| (0.0..=1.0).contains(&x);
+            (v.next().is_none() && loss.is_finite() && rate(train) && rate(test)).then_some(
+                EpochPoint {
+                    train_loss: loss,
+                    train_error: train,
+                    test_error: test,
+                },
+            )
+        })
+        .collect()
 }
 
 /// What identifies a round's result: the same key always gives the same numbers.
@@ -249,6 +296,7 @@ impl RoundRecord {
             digit_test_error: rate("digit_test_error", f[11])?,
             status,
             weights,
+            curve: Vec::new(),
         };
         let epochs = count("epochs", f[6], 1)?;
         match status {
@@ -288,10 +336,12 @@ impl RoundRecord {
         })
     }
 
-    /// One store line: the crate version, the seconds, then the results fields, as CSV.
+    /// One store line: the crate version, the seconds, the results fields, then the curve,
+    /// as CSV.
     pub fn to_store_line(&self) -> String {
         let mut f = vec![self.version.clone(), format!("{:.3}", self.seconds)];
         f.extend(self.fields());
+        f.push(curve_text(&self.result.curve));
         csv_line(&f)
     }
 
@@ -305,7 +355,13 @@ impl RoundRecord {
         let [version, seconds, rest @ ..] = f.as_slice() else {
             return None;
         };
+        // The curve is the last field, after the results fields.
+        let (rest, curve) = match rest.len() {
+            n if n == RESULTS_HEADER.len() + 1 => (&rest[..n - 1], parse_curve(rest[n - 1])?),
+            _ => (rest, Vec::new()),
+        };
         let mut r = Self::from_fields(rest, version).ok()?;
+        r.result.curve = curve;
         r.seconds = seconds
             .parse()
             .ok()

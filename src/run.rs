@@ -358,6 +358,7 @@ pub fn summaries(selected: &[Variant], records: &[RoundRecord]) -> Vec<Summary> 
                 .collect();
             Summary {
                 grid: v.spec.grid.clone(),
+                reference: v.spec.reference.map(f64::from),
                 ..report::summarize(&v.spec.name, &v.spec.description, &rounds)
             }
         })

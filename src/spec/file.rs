@@ -21,6 +21,8 @@ pub(super) fn adam_betas() -> [f32; 2] {
 struct RawFile {
     description: Option<String>,
     order: Option<i64>,
+    #[serde(default, deserialize_with = "super::layer::real_opt")]
+    reference: Option<f32>,
     grid: Option<BTreeMap<String, Spanned<Vec<toml::Value>>>>,
     extends: Option<Spanned<String>>,
     #[serde(rename = "abstract")]
@@ -91,6 +93,7 @@ pub(super) struct AxisFile {
 pub(super) struct SpecFile {
     pub description: Option<String>,
     pub order: Option<i64>,
+    pub reference: Option<f32>,
     pub grid: Option<GridFile>,
     pub extends: Option<String>,
     /// `line:col` of the `extends` value.
@@ -199,9 +202,17 @@ impl SpecFile {
                 })
             }
         };
+        if let Some(r) = raw.reference.filter(|r| !(0.0..=1.0).contains(r)) {
+            return Err(Error::spec(
+                path,
+                "reference",
+                format!("a published test error, a fraction in [0, 1], got {r}"),
+            ));
+        }
         Ok(SpecFile {
             description: raw.description,
             order: raw.order,
+            reference: raw.reference,
             grid,
             extends: raw.extends.map(Spanned::into_inner),
             extends_place,
@@ -241,6 +252,7 @@ impl SpecFile {
         SpecFile {
             description: child.description.or(self.description),
             order: child.order.or(self.order),
+            reference: child.reference.or(self.reference),
             // A grid is replaced whole, like a stack.
             grid: child.grid.or(self.grid),
             extends: child.extends,

@@ -139,6 +139,9 @@ pub struct Spec {
     pub description: String,
     /// Where the variant stands in reports (lower first); `None` after every ordered one.
     pub order: Option<i64>,
+    /// A published mean test error of this variant (a fraction), drawn in the summary
+    /// figure; not part of the hash.
+    pub reference: Option<f32>,
     pub model: Model,
     pub train: Train,
 }

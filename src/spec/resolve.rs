@@ -68,6 +68,7 @@ pub(super) fn resolve(path: &Path, name: &str, f: SpecFile) -> Result<Spec> {
         path: path.to_path_buf(),
         description: f.description.unwrap_or_default(),
         order: f.order,
+        reference: f.reference,
         model,
         train,
     })

@@ -16,7 +16,7 @@ use crate::ops::{Act, Param, cross_entropy, logits_argmax};
 use crate::spec::{Normalize, Spec};
 use crate::variants::Variant;
 
-pub use crate::record::{RoundResult, Status};
+pub use crate::record::{EpochPoint, RoundResult, Status};
 
 /// The knobs of one round that do not come from the spec.
 #[derive(Debug, Clone, Copy)]
@@ -118,7 +118,7 @@ fn batch_loss(spec: &Spec, out: Outputs<OwnedTape<f32, Cpu>>, b: &Batch) -> Loss
 }
 
 /// Predicted target (1 = first digit lesser or equal) and digit classes of a batch.
-fn predict(out: &Outputs<NoneTape>) -> (Vec<u8>, Option<Vec<usize>>) {
+fn predict<T>(out: &Outputs<T>) -> (Vec<u8>, Option<Vec<usize>>) {
     let digits = out.digits.as_ref().map(|d| match d {
         DigitLogits::Interleaved(d) => logits_argmax(d),
         DigitLogits::Split(d0, d1) => {
@@ -127,10 +127,7 @@ fn predict(out: &Outputs<NoneTape>) -> (Vec<u8>, Option<Vec<usize>>) {
         }
     });
     let target = match &out.compare {
-        Some(c) => logits_argmax::<NoneTape>(c)
-            .iter()
-            .map(|&i| i as u8)
-            .collect(),
+        Some(c) => logits_argmax(c).iter().map(|&i| i as u8).collect(),
         None => digits
             .as_ref()
             .expect("the argmax rule has digits")
@@ -194,8 +191,8 @@ pub fn evaluate(net: &Network, set: &PairSet) -> Result<Option<(f64, Option<f64>
     )))
 }
 
-/// A round that diverged in `epoch`, with the last loss seen.
-fn diverged(epoch: usize, loss: f64) -> RoundResult {
+/// A round that diverged in `epoch`, with the last loss seen and the epochs before.
+fn diverged(epoch: usize, loss: f64, curve: Vec<EpochPoint>) -> RoundResult {
     RoundResult {
         final_train_loss: loss,
         train_error: None,
@@ -203,6 +200,7 @@ fn diverged(epoch: usize, loss: f64) -> RoundResult {
         digit_test_error: None,
         status: Status::Diverged { epoch },
         weights: None,
+        curve,
     }
 }
 
@@ -236,19 +234,24 @@ pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<
     rng.set_stream(1);
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut epoch_loss = f64::NAN;
+    let mut curve = Vec::with_capacity(cfg.epochs);
+    let mut last_test = None;
     for epoch in 1..=cfg.epochs {
         order.shuffle(&mut rng);
-        let mut sum = 0.0f64;
+        let (mut sum, mut wrong) = (0.0f64, 0usize);
         for chunk in order.chunks(spec.train.batch_size) {
             let b = gather(&train, chunk);
             let input = Input {
                 pairs: &b.pairs,
                 batch: chunk.len(),
             };
-            let loss = batch_loss(spec, net.forward(input, true)?, &b);
+            let out = net.forward(input, true)?;
+            let (pred, _) = predict(&out);
+            wrong += pred.iter().zip(&b.target).filter(|(p, t)| p != t).count();
+            let loss = batch_loss(spec, out, &b);
             let value = f64::from(loss.array());
             if !value.is_finite() {
-                return Ok(diverged(epoch, value));
+                return Ok(diverged(epoch, value, curve));
             }
             sum += value * chunk.len() as f64;
             let mut grads = loss.backward();
@@ -256,13 +259,23 @@ pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<
         }
         epoch_loss = sum / train.len() as f64;
         if !finite_params(&net.params) {
-            return Ok(diverged(epoch, epoch_loss));
+            return Ok(diverged(epoch, epoch_loss, curve));
         }
+        let Some(test) = evaluate(&net, &test)? else {
+            return Ok(diverged(epoch, epoch_loss, curve));
+        };
+        curve.push(EpochPoint {
+            train_loss: epoch_loss,
+            train_error: wrong as f64 / train.len() as f64,
+            test_error: test.0,
+        });
+        last_test = Some(test);
     }
+    // The last epoch's test evaluation is the round's: the network has not changed since.
     let (Some((train_error, _)), Some((test_error, digit_test_error))) =
-        (evaluate(&net, &train)?, evaluate(&net, &test)?)
+        (evaluate(&net, &train)?, last_test)
     else {
-        return Ok(diverged(cfg.epochs, epoch_loss));
+        return Ok(diverged(cfg.epochs, epoch_loss, curve));
     };
     Ok(RoundResult {
         final_train_loss: epoch_loss,
@@ -272,5 +285,6 @@ pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<
         digit_test_error: digit_test_error.filter(|_| spec.model.aux_loss > 0.0),
         status: Status::Ok,
         weights: Some(weights_hash(&net.params)),
+        curve,
     })
 }

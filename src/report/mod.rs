@@ -1,8 +1,12 @@
-//! The sweep's files: `results.csv` (one row per round), `REPORT.md` (one row per variant),
-//! `timing.csv` (wall clock, kept apart because it is not reproducible).
+//! The sweep's files: `results.csv` (one row per round), `curves.csv` (one row per round,
+//! epoch and metric), `REPORT.md` (one row per variant, with its figures), `figures/`
+//! (SVG, see [`figures`]) and `timing.csv` (wall clock, kept apart because it is not
+//! reproducible).
 //!
 //! Formatting is deterministic, so the same sweep writes byte-identical files and `git diff`
 //! shows only real changes.
+
+pub mod figures;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -39,7 +43,27 @@ pub fn timing_csv(records: &[RoundRecord]) -> String {
     timing
 }
 
-/// Writes `results.csv`, `REPORT.md` and `timing.csv` into `out`, each atomically.
+/// `curves.csv`: every round's learning curve, long format (one value a row).
+pub fn curves_csv(records: &[RoundRecord]) -> String {
+    let mut s = String::from("variant,round,epoch,metric,value\n");
+    for r in records {
+        for (e, p) in r.result.curve.iter().enumerate() {
+            for (metric, value) in [
+                ("train_loss", format!("{:.6}", p.train_loss)),
+                ("train_error", format!("{:.4}", p.train_error)),
+                ("test_error", format!("{:.4}", p.test_error)),
+            ] {
+                let row = [r.variant.clone(), r.round.to_string(), (e + 1).to_string()];
+                s.push_str(&csv_line(&row));
+                let _ = writeln!(s, ",{metric},{value}");
+            }
+        }
+    }
+    s
+}
+
+/// Writes `results.csv`, `curves.csv`, `REPORT.md`, `timing.csv` and `figures/` into `out`,
+/// each file atomically. Figures of variants no longer in the sweep are removed.
 pub fn write_reports(
     out: &Path,
     records: &[RoundRecord],
@@ -47,11 +71,49 @@ pub fn write_reports(
     protocol: &Protocol,
 ) -> Result<()> {
     write_atomic(&out.join("results.csv"), &results_csv(records))?;
+    write_atomic(&out.join("curves.csv"), curves_csv(records).as_bytes())?;
+    write_figures(&out.join("figures"), records, summaries)?;
     write_atomic(
         &out.join("REPORT.md"),
         report_md(summaries, protocol).as_bytes(),
     )?;
     write_atomic(&out.join("timing.csv"), timing_csv(records).as_bytes())
+}
+
+/// `figures/summary.svg` and one `figures/<variant>.svg` per variant with curves.
+fn write_figures(dir: &Path, records: &[RoundRecord], summaries: &[Summary]) -> Result<()> {
+    let variants: Vec<(String, Option<f64>)> = summaries
+        .iter()
+        .map(|m| (m.variant.clone(), m.reference))
+        .collect();
+    let rows = figures::rows(&variants, records);
+    let mut written = vec![figures::SUMMARY.to_string()];
+    write_atomic(
+        &dir.join(figures::SUMMARY),
+        figures::dots_svg(&rows, &["round"], "test error (%)").as_bytes(),
+    )?;
+    for m in summaries {
+        let rounds: Vec<&RoundRecord> = records.iter().filter(|r| r.variant == m.variant).collect();
+        if let Some(c) = figures::curves(&m.variant, &rounds) {
+            let name = figures::file_name(&m.variant);
+            write_atomic(&dir.join(&name), figures::curves_svg(&c).as_bytes())?;
+            written.push(name);
+        }
+    }
+    let stale: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| crate::error::Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "svg")
+                && !written
+                    .iter()
+                    .any(|w| p.file_name().is_some_and(|n| n == w.as_str()))
+        })
+        .collect();
+    for p in stale {
+        std::fs::remove_file(&p).map_err(|e| crate::error::Error::io(&p, e))?;
+    }
+    Ok(())
 }
 
 /// One table per grid: a column per axis, then the test-error statistics of each point.
@@ -117,6 +179,10 @@ pub struct Summary {
     pub digit_mean: Option<f64>,
     /// The grid point the variant is, if any (see [`report_md`]'s grid tables).
     pub grid: Option<GridPoint>,
+    /// A published mean test error to compare with (the spec's `reference`), a fraction.
+    pub reference: Option<f64>,
+    /// Whether its rounds have learning curves (and so a figure).
+    pub has_curves: bool,
 }
 
 /// Mean and sample standard deviation (`None` below 2 values).
@@ -154,6 +220,8 @@ pub fn summarize(variant: &str, description: &str, rounds: &[&RoundRecord]) -> S
         worst: errs.iter().copied().reduce(f64::max),
         digit_mean: mean_std(&digits).0,
         grid: None,
+        reference: None,
+        has_curves: rounds.iter().any(|r| !r.result.curve.is_empty()),
     }
 }
 
@@ -209,7 +277,29 @@ pub fn report_md(summaries: &[Summary], p: &Protocol) -> String {
             cell(&m.description)
         );
     }
+    let _ = writeln!(
+        s,
+        "\n![Test error of every round, by variant: dots are rounds, ticks means with their \
+         standard deviation](figures/{})",
+        figures::SUMMARY
+    );
     grid_tables(&mut s, summaries);
+    if summaries.iter().any(|m| m.has_curves) {
+        let _ = writeln!(
+            s,
+            "\n## Learning curves\n\nMean over rounds with the min-max band; the training \
+             error is measured while each epoch trains, the test error after it (for \
+             plotting only: nothing is chosen on it).\n"
+        );
+        for m in summaries.iter().filter(|m| m.has_curves) {
+            let _ = writeln!(
+                s,
+                "![{}](figures/{})\n",
+                cell(&m.variant),
+                figures::file_name(&m.variant)
+            );
+        }
+    }
     let _ = writeln!(s, "\n## Data and protocol\n");
     let _ = writeln!(
         s,
