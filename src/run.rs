@@ -357,6 +357,8 @@ pub fn summaries(selected: &[Variant], records: &[RoundRecord]) -> Vec<Summary> 
                 .filter(|r| r.variant == v.spec.name)
                 .collect();
             Summary {
+                // From the plan: a variant with no round yet still has its parameters.
+                params: v.plan.params,
                 grid: v.spec.grid.clone(),
                 reference: v.spec.reference.map(f64::from),
                 ..report::summarize(&v.spec.name, &v.spec.description, &rounds)
@@ -365,45 +367,109 @@ pub fn summaries(selected: &[Variant], records: &[RoundRecord]) -> Vec<Summary> 
         .collect()
 }
 
-/// Runs the sweep and writes `results.csv`, `REPORT.md` and `timing.csv` into `opts.out`.
-pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome> {
-    let start = Instant::now();
+/// What a sweep or a rebuild starts from: the selected variants, the data and its hashes.
+struct Setup {
+    selected: Vec<Variant>,
+    data: Mnist,
+    data_files: Vec<(String, String)>,
+    data_hash: String,
+}
+
+fn setup(opts: &SweepOptions) -> Result<Setup> {
     let selected = select_variants(opts)?;
     let data = load_data(&opts.data, opts.pairs)?;
     let (data_files, data_hash) = hash_data(&data.files)?;
-    let tasks = task_list(&selected, &data_hash, opts.pairs);
+    Ok(Setup {
+        selected,
+        data,
+        data_files,
+        data_hash,
+    })
+}
+
+/// Writes every report of `records` (in task order) into `opts.out`; their summaries.
+fn write_all(opts: &SweepOptions, s: Setup, records: &[RoundRecord]) -> Result<Vec<Summary>> {
+    let summaries = summaries(&s.selected, records);
+    let protocol = Protocol {
+        pairs: opts.pairs,
+        train_pool: s.data.train.len(),
+        test_pool: s.data.test.len(),
+        data_files: s.data_files,
+        data_hash: s.data_hash,
+        version: VERSION.to_string(),
+        overrides: opts.load.overrides.iter().map(|o| o.text.clone()).collect(),
+    };
+    report::write_reports(&opts.out, records, &summaries, &protocol)?;
+    Ok(summaries)
+}
+
+/// Runs the sweep and writes its reports into `opts.out`.
+pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome> {
+    let start = Instant::now();
+    let s = setup(opts)?;
+    let tasks = task_list(&s.selected, &s.data_hash, opts.pairs);
 
     // Opening the store creates the output directory: an unusable one fails now, not after
     // the first round has trained.
     let store = RoundStore::open(&store_path(&opts.out))?;
     let (mut found, todo) = lookup(&tasks, &store, opts.fresh);
     let store = Mutex::new(store);
-    let trained = train_all(&tasks, todo, &data, opts, &store)?;
+    let trained = train_all(&tasks, todo, &s.data, opts, &store)?;
     let count = trained.len();
     for (i, r) in trained {
         found[i] = Some(r);
     }
     let records: Vec<RoundRecord> = found.into_iter().flatten().collect();
+    drop(tasks);
     // Every round is already stored line by line: a failed compaction (a full disk) is
     // reported after the reports are written, not instead of them.
     let compacted = lock(&store).compact();
-
-    let summaries = summaries(&selected, &records);
-    let protocol = Protocol {
-        pairs: opts.pairs,
-        train_pool: data.train.len(),
-        test_pool: data.test.len(),
-        data_files,
-        data_hash,
-        version: VERSION.to_string(),
-        overrides: opts.load.overrides.iter().map(|o| o.text.clone()).collect(),
-    };
-    report::write_reports(&opts.out, &records, &summaries, &protocol)?;
+    let summaries = write_all(opts, s, &records)?;
     compacted?;
     Ok(SweepOutcome {
         summaries,
         trained: count,
         records,
         seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// What a rebuild found.
+#[derive(Debug, Clone)]
+pub struct Rebuilt {
+    pub summaries: Vec<Summary>,
+    /// Rounds found in the store.
+    pub found: usize,
+    /// `variant round r` of every round of the selected specs not in the store.
+    pub missing: Vec<String>,
+}
+
+/// Rebuilds every report of `opts.out` from its round store, training nothing: the same
+/// files a sweep that trained those rounds writes, for the rounds the store holds.
+pub fn rebuild(opts: &SweepOptions) -> Result<Rebuilt> {
+    let path = store_path(&opts.out);
+    if !path.is_file() {
+        return Err(Error::Usage(format!(
+            "{}: no stored rounds (no {}); `lesser run --out {}` stores them",
+            opts.out.display(),
+            path.display(),
+            opts.out.display()
+        )));
+    }
+    let s = setup(opts)?;
+    let tasks = task_list(&s.selected, &s.data_hash, opts.pairs);
+    let store = RoundStore::open(&path)?;
+    let (found, todo) = lookup(&tasks, &store, false);
+    let missing = todo
+        .iter()
+        .map(|&i| format!("{} round {}", tasks[i].variant.spec.name, tasks[i].round))
+        .collect();
+    let records: Vec<RoundRecord> = found.into_iter().flatten().collect();
+    drop(tasks);
+    let summaries = write_all(opts, s, &records)?;
+    Ok(Rebuilt {
+        summaries,
+        found: records.len(),
+        missing,
     })
 }

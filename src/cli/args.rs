@@ -22,6 +22,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// Compare two sets of results variant by variant, with paired statistics.
     Diff(DiffArgs),
+    /// Rebuild every report and figure from the stored rounds, training nothing.
+    Report(ReportArgs),
 }
 
 /// How `diff` prints its table.
@@ -46,9 +48,13 @@ pub struct DiffArgs {
     /// Significance level of the tests (and 1 - confidence of the intervals).
     #[arg(long, default_value_t = 0.05)]
     pub alpha: f64,
-    /// Exit with status 1 when any variant got worse at level --alpha.
+    /// Exit with status 1 when any variant got worse, diverged in every round or lost
+    /// rounds, at level --alpha.
     #[arg(long)]
     pub fail_on_regression: bool,
+    /// Also draw old and new errors of every variant side by side into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
 }
 
 /// How spec files become variants (shared by `check`, `run` and `bench`).
@@ -126,4 +132,16 @@ pub struct BenchArgs {
     /// Rounds timed per variant (the median is printed).
     #[arg(long, default_value_t = 1)]
     pub rounds: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+    /// Override every spec's number of rounds.
+    #[arg(long)]
+    pub repeats: Option<usize>,
+    /// The reports directory whose stored rounds are reported.
+    #[arg(long, default_value = "reports")]
+    pub out: PathBuf,
 }

@@ -4,8 +4,11 @@ use std::fmt::Write as _;
 
 use super::args::{DiffArgs, Format};
 use super::print;
-use crate::diff::{Comparison, Test, Verdict, diff, load_side};
+use crate::diff::{Comparison, Side, Test, Verdict, diff, load_side};
 use crate::error::{Error, Result};
+use crate::fs::write_atomic;
+use crate::record::RoundRecord;
+use crate::report::figures::{self, Row};
 use crate::report::pct;
 
 fn points(v: Option<f64>) -> String {
@@ -135,6 +138,28 @@ pub fn run(args: &DiffArgs) -> Result<u8> {
         );
     }
     print(&out)?;
+    if let Some(path) = &args.plot {
+        let rows: Vec<Row> = comparisons
+            .iter()
+            .map(|c| {
+                let set = |side: &Side| {
+                    let rounds: Vec<&RoundRecord> = side
+                        .variants
+                        .get(&c.variant)
+                        .map(|v| v.iter().collect())
+                        .unwrap_or_default();
+                    figures::dot_set(&rounds)
+                };
+                Row {
+                    label: c.variant.clone(),
+                    sets: vec![set(&old), set(&new)],
+                    reference: None,
+                }
+            })
+            .collect();
+        let svg = figures::dots_svg(&rows, &["old", "new"], "test error (%)");
+        write_atomic(path, svg.as_bytes())?;
+    }
     let worse = comparisons.iter().any(|c| c.verdict.is_regression());
     Ok(u8::from(args.fail_on_regression && worse))
 }

@@ -6,6 +6,7 @@ pub mod args;
 mod bench;
 mod check;
 mod diff;
+mod report;
 mod run;
 
 use std::io::Write;
@@ -52,5 +53,6 @@ fn dispatch(cli: &args::Cli) -> Result<u8> {
         args::Command::Run(a) => run::run(a).map(|()| 0),
         args::Command::Bench(a) => bench::run(a).map(|()| 0),
         args::Command::Diff(a) => diff::run(a),
+        args::Command::Report(a) => report::run(a).map(|()| 0),
     }
 }

@@ -3,30 +3,45 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-use super::args::RunArgs;
+use super::args::{RunArgs, SweepArgs};
 use super::print;
 use crate::error::Result;
 use crate::report::pct;
 use crate::run::{SweepOptions, sweep};
+
+/// The sweep's options from the command line (not fresh, not quiet).
+pub(super) fn options(
+    sweep: &SweepArgs,
+    repeats: Option<usize>,
+    out: &std::path::Path,
+    jobs: usize,
+) -> Result<SweepOptions> {
+    Ok(SweepOptions {
+        specs: sweep.specs.clone(),
+        data: sweep.data.clone(),
+        out: out.to_path_buf(),
+        repeats,
+        epochs: sweep.epochs,
+        only: sweep.only.clone(),
+        pairs: sweep.pairs,
+        jobs,
+        fresh: false,
+        quiet: false,
+        max_memory: sweep.max_memory,
+        load: crate::variants::LoadOptions::parse(&sweep.spec.set, sweep.spec.max_grid)?,
+    })
+}
 
 /// Runs the sweep and says where the reports went.
 pub fn run(args: &RunArgs) -> Result<()> {
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let opts = options(&args.sweep, args.repeats, &args.out, jobs)?;
     let opts = SweepOptions {
-        specs: args.sweep.specs.clone(),
-        data: args.sweep.data.clone(),
-        out: args.out.clone(),
-        repeats: args.repeats,
-        epochs: args.sweep.epochs,
-        only: args.sweep.only.clone(),
-        pairs: args.sweep.pairs,
-        jobs,
         fresh: args.fresh,
         quiet: args.quiet,
-        max_memory: args.sweep.max_memory,
-        load: crate::variants::LoadOptions::parse(&args.sweep.spec.set, args.sweep.spec.max_grid)?,
+        ..opts
     };
     let outcome = sweep(&opts)?;
     if args.quiet {
