@@ -78,7 +78,7 @@ fn figures_get_the_right_series() {
     );
     let svg = figures::curves_svg(&c);
     assert!(svg.contains(&text("epoch")) && svg.contains(&text("error (%)")));
-    assert!(svg.contains(&text("training loss (cross-entropy)")));
+    assert!(svg.contains(&text("training loss (summed cross-entropies)")));
     assert_eq!(svg.matches("<polygon").count(), 3, "a band per curve");
     assert_eq!(figures::file_name("g[lr=0.1,aux=1]"), "g_lr=0.1_aux=1.svg");
     assert_eq!(figures::file_name("summary"), "summary_curves.svg");

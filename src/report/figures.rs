@@ -375,7 +375,7 @@ fn draw_curves<DB: DrawingBackend>(
     panel(
         &left,
         &[(&c.train_loss, INK)],
-        "training loss (cross-entropy)",
+        "training loss (summed cross-entropies)",
         loss_max,
     )?;
     let err_max = headroom(
