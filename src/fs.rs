@@ -1,6 +1,6 @@
-//! File helpers shared by the store and the reports: atomic replacement and an advisory lock.
+//! File helpers shared by the store and the reports: directories and atomic replacement.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,31 +39,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     written
-}
-
-/// An exclusive advisory lock on a file, held until dropped.
-#[derive(Debug)]
-pub struct Lock(File);
-
-impl Lock {
-    /// Blocks until this process holds the lock on `path` (created if missing). The lock file
-    /// is never renamed or removed, so every process locks the same file.
-    pub fn exclusive(path: &Path) -> Result<Lock> {
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
-        f.lock().map_err(|e| Error::io(path, e))?;
-        Ok(Lock(f))
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        let _ = self.0.unlock();
-    }
 }
 
 #[cfg(test)]

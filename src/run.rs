@@ -38,11 +38,80 @@ pub struct SweepOptions {
     pub max_memory: f64,
     /// `--set` overrides and the grid size limit.
     pub load: variants::LoadOptions,
+    /// Train only this share of the rounds, and write no reports (`lesser report` merges).
+    pub shard: Option<Shard>,
+}
+
+/// One share of a sweep's rounds: shard `index` of `count` (0-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// Parses `--shard`: `K/N` (0-based), `auto` (a Slurm array task: shard
+    /// `SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN` of `SLURM_ARRAY_TASK_COUNT`), or `auto/N`
+    /// (a Kubernetes indexed Job: shard `JOB_COMPLETION_INDEX` of N). `env` reads a variable.
+    pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Shard> {
+        let bad = |why: &str| Error::Usage(format!("--shard {text}: {why}"));
+        let number = |name: &str| -> Result<usize> {
+            let v = env(name).ok_or_else(|| bad(&format!("{name} is not set")))?;
+            v.trim()
+                .parse()
+                .map_err(|_| bad(&format!("{name}={v} is not a whole number")))
+        };
+        let shard = match text.split_once('/') {
+            None if text == "auto" => {
+                let min = match env("SLURM_ARRAY_TASK_MIN") {
+                    Some(_) => number("SLURM_ARRAY_TASK_MIN")?,
+                    None => 0,
+                };
+                let id = number("SLURM_ARRAY_TASK_ID")?;
+                Shard {
+                    index: id
+                        .checked_sub(min)
+                        .ok_or_else(|| bad("SLURM_ARRAY_TASK_ID is below SLURM_ARRAY_TASK_MIN"))?,
+                    count: number("SLURM_ARRAY_TASK_COUNT")?,
+                }
+            }
+            Some(("auto", n)) => Shard {
+                index: number("JOB_COMPLETION_INDEX")?,
+                count: n.parse().map_err(|_| bad("expected auto/N"))?,
+            },
+            Some((k, n)) => Shard {
+                index: k.parse().map_err(|_| bad("expected K/N, e.g. 0/4"))?,
+                count: n.parse().map_err(|_| bad("expected K/N, e.g. 0/4"))?,
+            },
+            None => return Err(bad("expected K/N (e.g. 0/4), auto or auto/N")),
+        };
+        if shard.count == 0 || shard.index >= shard.count {
+            return Err(bad(&format!(
+                "shard {} of {} does not exist (shards are 0 to N-1)",
+                shard.index, shard.count
+            )));
+        }
+        Ok(shard)
+    }
+}
+
+/// Which tasks belong to `shard`: all tasks, longest first (ties in task order), dealt out
+/// round-robin, so every shard gets a similar share of the work whatever the store holds.
+fn shard_of(tasks: &[Task], shard: Shard) -> Vec<bool> {
+    let mut by_cost: Vec<usize> = (0..tasks.len()).collect();
+    by_cost.sort_by_key(|&i| (std::cmp::Reverse(tasks[i].cost), i));
+    let mut mine = vec![false; tasks.len()];
+    for (p, &i) in by_cost.iter().enumerate() {
+        mine[i] = p % shard.count == shard.index;
+    }
+    mine
 }
 
 /// What a sweep did.
 #[derive(Debug, Clone)]
 pub struct SweepOutcome {
+    /// Rounds of the sweep (of this shard, with `--shard`).
+    pub rounds: usize,
     pub records: Vec<RoundRecord>,
     /// Test-error statistics per variant, in report order.
     pub summaries: Vec<Summary>,
@@ -162,9 +231,9 @@ impl Progress {
     }
 }
 
-/// Where the round store of an output directory lives.
+/// Where the round store of an output directory lives (a directory, a file per round).
 pub fn store_path(out: &Path) -> PathBuf {
-    out.join(".cache").join("rounds.csv")
+    out.join(".cache").join("rounds")
 }
 
 /// Checks the options that do not depend on the specs.
@@ -322,7 +391,7 @@ fn train_all(
         };
         let result = train_round(t.variant, data, cfg)?;
         let r = t.record(result, clock.elapsed().as_secs_f64());
-        lock(store).append(&r)?;
+        lock(store).put(&r)?;
         lock(&progress).round(&r);
         Ok(r)
     };
@@ -412,21 +481,37 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome> {
     // Opening the store creates the output directory: an unusable one fails now, not after
     // the first round has trained.
     let store = RoundStore::open(&store_path(&opts.out))?;
-    let (mut found, todo) = lookup(&tasks, &store, opts.fresh);
+    let (mut found, mut todo) = lookup(&tasks, &store, opts.fresh);
+    let mine = opts.shard.map(|s| shard_of(&tasks, s));
+    if let Some(mine) = &mine {
+        todo.retain(|&i| mine[i]);
+    }
     let store = Mutex::new(store);
     let trained = train_all(&tasks, todo, &s.data, opts, &store)?;
     let count = trained.len();
     for (i, r) in trained {
         found[i] = Some(r);
     }
+    if let Some(mine) = &mine {
+        // A shard reports nothing: the others are still writing. `lesser report` merges.
+        let records: Vec<RoundRecord> = found
+            .into_iter()
+            .zip(mine)
+            .filter_map(|(r, &m)| r.filter(|_| m))
+            .collect();
+        return Ok(SweepOutcome {
+            rounds: mine.iter().filter(|&&m| m).count(),
+            summaries: Vec::new(),
+            trained: count,
+            records,
+            seconds: start.elapsed().as_secs_f64(),
+        });
+    }
     let records: Vec<RoundRecord> = found.into_iter().flatten().collect();
     drop(tasks);
-    // Every round is already stored line by line: a failed compaction (a full disk) is
-    // reported after the reports are written, not instead of them.
-    let compacted = lock(&store).compact();
     let summaries = write_all(opts, s, &records)?;
-    compacted?;
     Ok(SweepOutcome {
+        rounds: records.len(),
         summaries,
         trained: count,
         records,
@@ -448,7 +533,7 @@ pub struct Rebuilt {
 /// files a sweep that trained those rounds writes, for the rounds the store holds.
 pub fn rebuild(opts: &SweepOptions) -> Result<Rebuilt> {
     let path = store_path(&opts.out);
-    if !path.is_file() {
+    if !path.is_dir() {
         return Err(Error::Usage(format!(
             "{}: no stored rounds (no {}); `lesser run --out {}` stores them",
             opts.out.display(),
@@ -472,4 +557,50 @@ pub fn rebuild(opts: &SweepOptions) -> Result<Rebuilt> {
         found: records.len(),
         missing,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn shards_parse_from_the_flag_slurm_and_kubernetes() {
+        let none = env(&[]);
+        assert_eq!(
+            Shard::parse("1/3", &none).unwrap(),
+            Shard { index: 1, count: 3 }
+        );
+        let slurm = env(&[
+            ("SLURM_ARRAY_TASK_ID", "5"),
+            ("SLURM_ARRAY_TASK_MIN", "4"),
+            ("SLURM_ARRAY_TASK_COUNT", "3"),
+        ]);
+        assert_eq!(
+            Shard::parse("auto", &slurm).unwrap(),
+            Shard { index: 1, count: 3 }
+        );
+        let k8s = env(&[("JOB_COMPLETION_INDEX", "2")]);
+        assert_eq!(
+            Shard::parse("auto/4", &k8s).unwrap(),
+            Shard { index: 2, count: 4 }
+        );
+        for (text, says) in [
+            ("3/3", "shard 3 of 3 does not exist"),
+            ("0/0", "shard 0 of 0 does not exist"),
+            ("x/2", "expected K/N"),
+            ("2", "expected K/N (e.g. 0/4), auto or auto/N"),
+            ("auto", "SLURM_ARRAY_TASK_ID is not set"),
+        ] {
+            let e = Shard::parse(text, &none).unwrap_err().to_string();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
 }

@@ -1,72 +1,79 @@
-//! The round store: every finished round, appended as one line the moment it finishes, so an
-//! interrupted sweep loses nothing and a rerun reuses what matches.
+//! The round store: every finished round is written the moment it finishes, as a file of its
+//! own, so an interrupted sweep loses nothing and a rerun reuses what matches.
 //!
 //! Guarantees:
-//! - **Interruption.** A line is written with one `write_all` and synced; a crash leaves at
-//!   most a last line without its newline, which reading ignores.
-//! - **Damage.** Reading skips every line that is not valid UTF-8 or does not parse and
+//! - **Interruption.** A round's file is written to a temporary file with a unique name and
+//!   renamed into place: it is there whole or not at all.
+//! - **Damage.** Reading skips every file that is not valid UTF-8 or does not parse and
 //!   range-check as a record ([`RoundRecord::from_store_line`]); its round is trained again.
-//! - **Concurrency.** Any number of processes may run on one store at once. Appends and
-//!   compaction hold an exclusive lock on a separate lock file, and compaction merges what
-//!   the file holds on disk with what this process knows before replacing it (temporary file
-//!   with a unique name, then rename), so no process loses another's rounds.
+//! - **Concurrency.** Any number of processes, on one machine or on many sharing a file
+//!   system (NFS included: a rename within a directory is atomic there), may write one store
+//!   at once: each round is its own file, named by its key, and nothing is ever rewritten in
+//!   place, appended to or compacted, so no writer can lose or duplicate another's rounds.
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
+
 use crate::error::{Error, Result};
-use crate::fs::{Lock, write_atomic};
+use crate::fs::{create_dir, write_atomic};
 use crate::record::{RoundKey, RoundRecord};
 
-/// The store file and what it held when opened (plus what this process appended).
+/// The store directory and what it held when opened (plus what this process stored).
 #[derive(Debug)]
 pub struct RoundStore {
-    path: PathBuf,
-    lock: PathBuf,
+    dir: PathBuf,
     records: BTreeMap<RoundKey, RoundRecord>,
 }
 
-/// The records in the store file at `path`, last one per key; bad lines are skipped.
-fn read_records(path: &Path) -> Result<BTreeMap<RoundKey, RoundRecord>> {
-    let mut records = BTreeMap::new();
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(records),
-        Err(e) => return Err(Error::io(path, e)),
-    };
-    // Only complete lines: a crash mid-write leaves a last line with no newline.
-    let complete = match bytes.iter().rposition(|&b| b == b'\n') {
-        Some(i) => &bytes[..i],
-        None => &[][..],
-    };
-    for line in complete.split(|&b| b == b'\n') {
-        if let Some(r) = std::str::from_utf8(line)
-            .ok()
-            .and_then(RoundRecord::from_store_line)
-        {
-            records.insert(r.key(), r);
-        }
-    }
-    Ok(records)
+/// The file a round with `key` is stored in: a hash of the key, so that the same round is
+/// always the same file.
+fn file_name(key: &RoundKey) -> String {
+    let text = format!(
+        "{}|{}|{}|{}|{}|{}|{}",
+        key.spec_hash,
+        key.data_seed,
+        key.init_seed,
+        key.data_hash,
+        key.pairs,
+        key.epochs,
+        key.version
+    );
+    let hex: String = Sha256::digest(text.as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{hex}.csv")
 }
 
 impl RoundStore {
-    /// Opens (or starts) the store at `path`, creating its directory. Unreadable lines are
-    /// skipped, never fatal: the store is a cache, and a round it lacks is trained again.
-    pub fn open(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            crate::fs::create_dir(dir)?;
+    /// Opens (or starts) the store in `dir`, creating it. Unreadable files are skipped, never
+    /// fatal: the store is a cache, and a round it lacks is trained again.
+    pub fn open(dir: &Path) -> Result<Self> {
+        create_dir(dir)?;
+        let mut records = BTreeMap::new();
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+            .collect();
+        // Read in name order: the same store gives the same records whatever the directory
+        // listing's order.
+        paths.sort();
+        for p in paths {
+            let Ok(bytes) = std::fs::read(&p) else {
+                continue;
+            };
+            if let Some(r) = std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|t| RoundRecord::from_store_line(t.trim_end_matches('\n')))
+            {
+                records.insert(r.key(), r);
+            }
         }
-        let lock = path.with_extension("lock");
-        let records = {
-            let _held = Lock::exclusive(&lock)?;
-            read_records(path)?
-        };
         Ok(RoundStore {
-            path: path.to_path_buf(),
-            lock,
+            dir: dir.to_path_buf(),
             records,
         })
     }
@@ -81,34 +88,12 @@ impl RoundStore {
         self.records.values()
     }
 
-    /// Appends `r` durably (one write, then sync), under the lock.
-    pub fn append(&mut self, r: &RoundRecord) -> Result<()> {
-        let _held = Lock::exclusive(&self.lock)?;
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| Error::io(&self.path, e))?;
+    /// Stores `r` as its own file, atomically (replacing the same round stored before).
+    pub fn put(&mut self, r: &RoundRecord) -> Result<()> {
+        let key = r.key();
         let line = format!("{}\n", r.to_store_line());
-        f.write_all(line.as_bytes())
-            .and_then(|()| f.sync_data())
-            .map_err(|e| Error::io(&self.path, e))?;
-        self.records.insert(r.key(), r.clone());
+        write_atomic(&self.dir.join(file_name(&key)), line.as_bytes())?;
+        self.records.insert(key, r.clone());
         Ok(())
-    }
-
-    /// Rewrites the file with one line per key: what is on disk now (other processes may have
-    /// added rounds) merged with what this process holds. On failure the file is unchanged.
-    pub fn compact(&mut self) -> Result<()> {
-        let _held = Lock::exclusive(&self.lock)?;
-        let mut merged = read_records(&self.path)?;
-        merged.extend(std::mem::take(&mut self.records));
-        self.records = merged;
-        let text: String = self
-            .records
-            .values()
-            .map(|r| format!("{}\n", r.to_store_line()))
-            .collect();
-        write_atomic(&self.path, text.as_bytes())
     }
 }

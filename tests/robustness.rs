@@ -7,7 +7,10 @@ mod common;
 use std::path::Path;
 use std::process::{Output, Stdio};
 
-use common::{TINY, command, data, lesser, read, setup, stderr, temp, without_seconds};
+use common::{
+    TINY, command, data, lesser, read, setup, stderr, store_dir, store_files, stored, temp,
+    without_seconds,
+};
 
 /// The direct network of the seed with a wild SGD: round 1 of this variant (its seeds come
 /// from its name) ends with finite losses but blows up in its third epoch.
@@ -57,23 +60,20 @@ fn a_network_gone_non_finite_is_diverged_not_ok() {
     assert!(report.contains("| 2 (1 diverged) |"), "{report}");
 }
 
-fn store_of(d: &Path) -> std::path::PathBuf {
-    d.join("reports/.cache/rounds.csv")
-}
-
 #[test]
-fn a_store_line_with_bad_bytes_or_impossible_numbers_is_retrained() {
+fn a_stored_round_with_bad_bytes_or_impossible_numbers_is_retrained() {
     let d = setup("robust", "store");
     assert!(lesser(&d, &["--only", "alpha"]).status.success());
-    let full = read(store_of(&d));
-    let lines: Vec<&str> = full.lines().collect();
-    // Round one's test error (field 12 of a store line) made impossible, then a line of
-    // bytes that are not UTF-8.
-    let mut f: Vec<&str> = lines[1].split(',').collect();
+    let full = stored(&store_dir(&d));
+    let files = store_files(&store_dir(&d));
+    assert_eq!(files.len(), 2);
+    // One round's test error (field 12 of a store line) made impossible, and a file of
+    // bytes that are not UTF-8 beside them.
+    let line = read(files[1].clone());
+    let mut f: Vec<&str> = line.trim_end().split(',').collect();
     f[12] = "2.0000";
-    let mut bytes = format!("{}\n{}\n", lines[0], f.join(",")).into_bytes();
-    bytes.extend(b"\xff\xfe garbage\n");
-    std::fs::write(store_of(&d), bytes).unwrap();
+    std::fs::write(&files[1], format!("{}\n", f.join(","))).unwrap();
+    std::fs::write(store_dir(&d).join("garbage.csv"), b"\xff\xfe garbage\n").unwrap();
     let out = lesser(&d, &["--only", "alpha"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -81,12 +81,14 @@ fn a_store_line_with_bad_bytes_or_impossible_numbers_is_retrained() {
         "{}",
         stderr(&out)
     );
-    // The damaged lines are gone after compaction; the retrained round equals the original.
-    assert_eq!(without_seconds(&read(store_of(&d))), without_seconds(&full));
+    // The retrained round replaced the damaged one, and equals the original.
+    std::fs::remove_file(store_dir(&d).join("garbage.csv")).unwrap();
+    assert_eq!(
+        without_seconds(&stored(&store_dir(&d))),
+        without_seconds(&full)
+    );
     // `--fresh` works on such a store too.
-    let mut bytes = full.clone().into_bytes();
-    bytes.extend(b"\xff\n");
-    std::fs::write(store_of(&d), bytes).unwrap();
+    std::fs::write(store_dir(&d).join("garbage.csv"), b"\xff\n").unwrap();
     assert!(lesser(&d, &["--only", "alpha", "--fresh"]).status.success());
 }
 
@@ -120,7 +122,7 @@ fn concurrent_runs_on_one_store_lose_and_duplicate_nothing() {
         assert!(out.status.success(), "{}", stderr(&out));
     }
     // Every round of both variants is stored, once.
-    let store = read(store_of(&d));
+    let store = stored(&store_dir(&d));
     assert_eq!(store.lines().count(), 16, "{store}");
     let out = lesser(&d, &["--pairs", "300"]);
     assert!(
@@ -129,7 +131,7 @@ fn concurrent_runs_on_one_store_lose_and_duplicate_nothing() {
         stderr(&out)
     );
     // No temporary file is left behind.
-    let leftovers: Vec<_> = std::fs::read_dir(d.join("reports/.cache"))
+    let leftovers: Vec<_> = std::fs::read_dir(store_dir(&d))
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{TINY, data, lesser, read, without_seconds};
+use common::{TINY, data, lesser, read, store_dir, store_files, stored, without_seconds};
 
 fn setup(name: &str) -> std::path::PathBuf {
     common::setup("sweep", name)
@@ -127,7 +127,7 @@ fn an_interrupted_sweep_keeps_and_reuses_finished_rounds() {
         )
         .unwrap();
     }
-    let store = d.join("reports/.cache/rounds.csv");
+    let store = store_dir(&d);
     let mut child = Command::new(env!("CARGO_BIN_EXE_lesser"))
         .current_dir(&d)
         .args(["run", "--data", &data(), "--pairs", "500", "--jobs", "1"])
@@ -137,7 +137,7 @@ fn an_interrupted_sweep_keeps_and_reuses_finished_rounds() {
     // Kill it once at least two rounds are stored, well before all twenty are.
     let t = std::time::Instant::now();
     loop {
-        let n = std::fs::read_to_string(&store).map_or(0, |s| s.lines().count());
+        let n = store_files(&store).len();
         if n >= 2 {
             break;
         }
@@ -146,7 +146,7 @@ fn an_interrupted_sweep_keeps_and_reuses_finished_rounds() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let kept = read(store.clone()).lines().count();
+    let kept = store_files(&store).len();
     assert!((2..20).contains(&kept), "{kept} rounds stored");
     assert!(!d.join("reports/results.csv").exists());
     // The rerun trains only what is missing, and matches an uninterrupted sweep.
@@ -195,7 +195,7 @@ fn bad_input_fails_cleanly() {
     let out = lesser(&d, &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("broken.toml:2:18"));
-    assert!(!d.join("reports/.cache/rounds.csv").exists());
+    assert!(!store_dir(&d).exists());
 }
 
 #[test]
@@ -222,26 +222,26 @@ fn a_changed_spec_retrains_only_its_variant() {
     assert_eq!(rows(&before, "alpha,"), rows(&after, "alpha,"));
     assert_ne!(rows(&before, "beta,"), rows(&after, "beta,"));
     // The store keeps one line per distinct round: 2 alpha + 2 old beta + 2 new beta.
-    assert_eq!(read(d.join("reports/.cache/rounds.csv")).lines().count(), 6);
+    assert_eq!(store_files(&store_dir(&d)).len(), 6);
     // `--fresh` retrains all, and the store does not grow for identical reruns.
     let out = lesser(&d, &["--jobs", "2", "--fresh"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("4 rounds (4 trained, 0 reused"));
-    assert_eq!(read(d.join("reports/.cache/rounds.csv")).lines().count(), 6);
+    assert_eq!(store_files(&store_dir(&d)).len(), 6);
 }
 
 #[test]
-fn a_half_written_store_line_is_ignored() {
+fn a_damaged_stored_round_is_ignored() {
     let d = setup("crash");
     assert!(lesser(&d, &["--only", "alpha"]).status.success());
-    let store = d.join("reports/.cache/rounds.csv");
-    let full = read(store.clone());
-    let first = full.lines().next().unwrap();
-    // A crash mid-append: the first line whole, the second cut short, no final newline.
-    let second = full.lines().nth(1).unwrap();
-    std::fs::write(&store, format!("{first}\n{}", &second[..second.len() / 2])).unwrap();
+    let store = store_dir(&d);
+    let full = stored(&store);
+    // A round's file cut short (as by a disk that failed mid-write).
+    let files = store_files(&store);
+    let second = read(files[1].clone());
+    std::fs::write(&files[1], &second[..second.len() / 2]).unwrap();
     let out = lesser(&d, &["--only", "alpha"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("2 rounds (1 trained, 1 reused"), "{err}");
     // The same rounds again; only the wall-clock seconds may differ.
-    assert_eq!(without_seconds(&read(store)), without_seconds(&full));
+    assert_eq!(without_seconds(&stored(&store)), without_seconds(&full));
 }

@@ -123,6 +123,11 @@ pub struct RunArgs {
     /// Print only errors.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Train only shard K of N (0-based) and write no reports; `lesser report` merges the
+    /// shards' rounds. `auto`: a Slurm array task's shard; `auto/N`: a Kubernetes indexed
+    /// Job's.
+    #[arg(long, value_name = "K/N|auto|auto/N")]
+    pub shard: Option<String>,
 }
 
 #[derive(Debug, Args)]

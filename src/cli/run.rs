@@ -7,7 +7,7 @@ use super::args::{RunArgs, SweepArgs};
 use super::print;
 use crate::error::Result;
 use crate::report::pct;
-use crate::run::{SweepOptions, sweep};
+use crate::run::{Shard, SweepOptions, sweep};
 
 /// The sweep's options from the command line (not fresh, not quiet).
 pub(super) fn options(
@@ -29,6 +29,7 @@ pub(super) fn options(
         quiet: false,
         max_memory: sweep.max_memory,
         load: crate::variants::LoadOptions::parse(&sweep.spec.set, sweep.spec.max_grid)?,
+        shard: None,
     })
 }
 
@@ -38,13 +39,34 @@ pub fn run(args: &RunArgs) -> Result<()> {
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let opts = options(&args.sweep, args.repeats, &args.out, jobs)?;
+    let shard = args
+        .shard
+        .as_deref()
+        .map(|s| Shard::parse(s, |v| std::env::var(v).ok()))
+        .transpose()?;
     let opts = SweepOptions {
         fresh: args.fresh,
         quiet: args.quiet,
+        shard,
         ..opts
     };
     let outcome = sweep(&opts)?;
     if args.quiet {
+        return Ok(());
+    }
+    if let Some(s) = shard {
+        let _ = writeln!(
+            std::io::stderr(),
+            "shard {}/{}: {} rounds ({} trained, {} reused from the store) in {:.1} s; \
+             `lesser report --out {}` merges the shards' rounds",
+            s.index,
+            s.count,
+            outcome.rounds,
+            outcome.trained,
+            outcome.rounds - outcome.trained,
+            outcome.seconds,
+            args.out.display()
+        );
         return Ok(());
     }
     // The headline numbers; REPORT.md has the rest.
@@ -69,9 +91,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
         std::io::stderr(),
         "{} rounds ({} trained, {} reused from the store) in {:.1} s on {jobs} {} ({} kernel); \
          reports in {}",
-        outcome.records.len(),
+        outcome.rounds,
         outcome.trained,
-        outcome.records.len() - outcome.trained,
+        outcome.rounds - outcome.trained,
         outcome.seconds,
         if jobs == 1 { "thread" } else { "threads" },
         crate::kernels::Kernel::active().name(),

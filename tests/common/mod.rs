@@ -99,3 +99,26 @@ pub fn without_seconds(store: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// The round store of `dir`'s reports: one file per round.
+pub fn store_dir(dir: &Path) -> PathBuf {
+    dir.join("reports/.cache/rounds")
+}
+
+/// The round files of a store directory, in name order.
+pub fn store_files(store: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(store)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|x| x == "csv"));
+    files.sort();
+    files
+}
+
+/// Every stored round's line, in file-name order.
+pub fn stored(store: &Path) -> String {
+    store_files(store)
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect()
+}
