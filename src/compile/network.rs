@@ -32,6 +32,8 @@ pub struct Network {
     pub params: Vec<Param>,
     /// Whether to compute the reversed-pair output.
     reversed: bool,
+    /// How a pair's prediction is made from the outputs.
+    pub compare: Compare,
     /// The device, seeded per round: its RNG drives dropout.
     dev: Cpu,
     pub plan: Plan,
@@ -98,6 +100,7 @@ impl Network {
             body,
             params,
             reversed: m.asymmetry > 0.0,
+            compare: m.compare,
             dev,
             plan,
         }

@@ -9,6 +9,16 @@ use super::{Act, OpTape, add_into, values};
 /// Mean over the batch of `-log softmax(logits)[target]`, for `logits` `(B, K, 1, 1)` and one
 /// target class per row (numerically stable: max-shifted log-sum-exp).
 pub fn cross_entropy<T: OpTape>(logits: Act<T>, targets: &[u8]) -> Tensor<(), f32, Cpu, T> {
+    cross_entropy_smoothed(logits, targets, 0.0)
+}
+
+/// [`cross_entropy`] against targets smoothed as PyTorch's `label_smoothing` does: weight
+/// `1 - eps` on the class, `eps / K` on every class.
+pub fn cross_entropy_smoothed<T: OpTape>(
+    logits: Act<T>,
+    targets: &[u8],
+    eps: f32,
+) -> Tensor<(), f32, Cpu, T> {
     let (b, c, h, w) = *logits.shape();
     let k = c * h * w;
     assert_eq!(b, targets.len(), "cross_entropy: one target per row");
@@ -29,7 +39,13 @@ pub fn cross_entropy<T: OpTape>(logits: Act<T>, targets: &[u8]) -> Tensor<(), f3
         for pi in p.iter_mut() {
             *pi /= sum;
         }
-        total += f64::from(max + sum.ln() - row[t as usize]);
+        let lse = max + sum.ln();
+        total += if eps == 0.0 {
+            f64::from(lse - row[t as usize])
+        } else {
+            let mean = row.iter().sum::<f32>() / k as f32;
+            f64::from(lse - (1.0 - eps) * row[t as usize] - eps * mean)
+        };
     }
     let loss = (total / b as f64) as f32;
     let targets = targets.to_vec();
@@ -40,7 +56,13 @@ pub fn cross_entropy<T: OpTape>(logits: Act<T>, targets: &[u8]) -> Tensor<(), f3
         tape.add_backward_op(move |grads| {
             let gy = grads.get_or_alloc_mut(&yg)?[0] / b as f32;
             for (p, &t) in probs.chunks_exact_mut(k).zip(&targets) {
-                p[t as usize] -= 1.0;
+                if eps == 0.0 {
+                    p[t as usize] -= 1.0;
+                } else {
+                    let spread = eps / k as f32;
+                    p.iter_mut().for_each(|v| *v -= spread);
+                    p[t as usize] -= 1.0 - eps;
+                }
                 for v in p.iter_mut() {
                     *v *= gy;
                 }

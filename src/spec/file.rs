@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Compare, LayerSpec, Normalize, Optimizer, PlacedLayer, Stack, Topology};
+use super::{Compare, LayerSpec, Normalize, Optimizer, PlacedLayer, Schedule, Stack, Topology};
 use crate::error::{Error, Result};
 
 pub(super) fn adam_lr() -> f32 {
@@ -14,6 +14,15 @@ pub(super) fn adam_lr() -> f32 {
 }
 pub(super) fn adam_betas() -> [f32; 2] {
     [0.9, 0.999]
+}
+pub(super) fn adamw_weight_decay() -> f32 {
+    0.01
+}
+pub(super) fn step_gamma() -> f32 {
+    0.1
+}
+pub(super) fn one_cycle_pct() -> f32 {
+    0.3
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -66,6 +75,9 @@ pub(super) struct TrainFile {
     pub epochs: Option<usize>,
     pub batch_size: Option<usize>,
     pub optimizer: Option<Optimizer>,
+    pub schedule: Option<Schedule>,
+    #[serde(default, deserialize_with = "super::layer::real_opt")]
+    pub label_smoothing: Option<f32>,
     pub normalize: Option<Normalize>,
     pub repeats: Option<usize>,
     pub seed: Option<u64>,
@@ -243,6 +255,8 @@ impl SpecFile {
                 epochs: c.epochs.or(p.epochs),
                 batch_size: c.batch_size.or(p.batch_size),
                 optimizer: c.optimizer.or(p.optimizer),
+                schedule: c.schedule.or(p.schedule),
+                label_smoothing: c.label_smoothing.or(p.label_smoothing),
                 normalize: c.normalize.or(p.normalize),
                 repeats: c.repeats.or(p.repeats),
                 seed: c.seed.or(p.seed),

@@ -40,6 +40,9 @@ pub enum Compare {
     Learned,
     /// No learned head: predict `argmax(d0) <= argmax(d1)`.
     Argmax,
+    /// No learned head: predict 1 when `P(c0 <= c1) = sum over i <= j of p0(i) p1(j)`
+    /// exceeds 0.5, the two digit distributions taken as independent.
+    Probability,
 }
 
 /// How raw pixel values (0..255) are scaled before the network.
@@ -66,6 +69,16 @@ pub enum Optimizer {
         #[serde(default, deserialize_with = "layer::real")]
         weight_decay: f32,
     },
+    /// Adam with decoupled weight decay (PyTorch's `AdamW`: weights shrink by `lr *
+    /// weight_decay` each step, apart from the gradient).
+    Adamw {
+        #[serde(default = "file::adam_lr", deserialize_with = "layer::real")]
+        lr: f32,
+        #[serde(default = "file::adam_betas", deserialize_with = "layer::real_pair")]
+        betas: [f32; 2],
+        #[serde(default = "file::adamw_weight_decay", deserialize_with = "layer::real")]
+        weight_decay: f32,
+    },
     Sgd {
         #[serde(deserialize_with = "layer::real")]
         lr: f32,
@@ -74,6 +87,81 @@ pub enum Optimizer {
         #[serde(default, deserialize_with = "layer::real")]
         weight_decay: f32,
     },
+}
+
+/// How the learning rate moves over a round: a factor of the optimizer's `lr` at each step,
+/// after a linear warm-up of `warmup` epochs from 0 (PyTorch's semantics where it has them).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Schedule {
+    /// `lr` throughout.
+    Constant {
+        #[serde(default)]
+        warmup: usize,
+    },
+    /// Cosine from `lr` down to 0 over the steps after the warm-up.
+    Cosine {
+        #[serde(default)]
+        warmup: usize,
+    },
+    /// `lr * gamma^(epochs done / every)`.
+    Step {
+        every: usize,
+        #[serde(default = "file::step_gamma", deserialize_with = "layer::real")]
+        gamma: f32,
+        #[serde(default)]
+        warmup: usize,
+    },
+    /// PyTorch's `OneCycleLR` (cosine): from `lr / 25` up to `lr` over the first `pct_start`
+    /// of the steps, then down to `lr / 250000`.
+    OneCycle {
+        #[serde(default = "file::one_cycle_pct", deserialize_with = "layer::real")]
+        pct_start: f32,
+    },
+}
+
+impl Schedule {
+    /// The factor of `lr` at `step` (0-based) of `total` steps, `per_epoch` steps an epoch.
+    pub fn factor(&self, step: usize, total: usize, per_epoch: usize) -> f64 {
+        let (t, total) = (step as f64, total.max(1) as f64);
+        let warm = |warmup: usize, f: f64| {
+            let w = (warmup * per_epoch) as f64;
+            if t < w { f * (t + 1.0) / w } else { f }
+        };
+        match *self {
+            Schedule::Constant { warmup } => warm(warmup, 1.0),
+            Schedule::Cosine { warmup } => {
+                let w = (warmup * per_epoch) as f64;
+                let span = (total - w).max(1.0);
+                let after = (t - w).max(0.0);
+                warm(
+                    warmup,
+                    0.5 * (1.0 + (std::f64::consts::PI * after / span).cos()),
+                )
+            }
+            Schedule::Step {
+                every,
+                gamma,
+                warmup,
+            } => {
+                let epoch = step / per_epoch.max(1);
+                warm(warmup, f64::from(gamma).powi((epoch / every.max(1)) as i32))
+            }
+            Schedule::OneCycle { pct_start } => {
+                // PyTorch's defaults: div_factor 25, final_div_factor 1e4.
+                let (start, end) = (1.0 / 25.0, 1.0 / 25.0 / 1e4);
+                let up = (f64::from(pct_start) * total - 1.0).max(1.0);
+                let cos = |from: f64, to: f64, x: f64| {
+                    to + (from - to) / 2.0 * (1.0 + (std::f64::consts::PI * x).cos())
+                };
+                if t <= up {
+                    cos(start, 1.0, t / up)
+                } else {
+                    cos(1.0, end, ((t - up) / (total - 1.0 - up).max(1.0)).min(1.0))
+                }
+            }
+        }
+    }
 }
 
 /// A layer with where it was written, for error messages.
@@ -114,6 +202,12 @@ pub struct Train {
     pub epochs: usize,
     pub batch_size: usize,
     pub optimizer: Optimizer,
+    /// Left out of the hash when constant without warm-up, so older specs keep theirs.
+    #[serde(skip_serializing_if = "Schedule::is_plain")]
+    pub schedule: Schedule,
+    /// Weight of the uniform distribution mixed into every target (0 = off).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub label_smoothing: f32,
     pub normalize: Normalize,
     /// Rounds to run (not part of the spec's hash: more rounds do not change a round).
     #[serde(skip)]
@@ -121,6 +215,17 @@ pub struct Train {
     /// Base seed of the rounds' seeds (not part of the hash: seeds are recorded per round).
     #[serde(skip)]
     pub seed: u64,
+}
+
+fn is_zero(v: &f32) -> bool {
+    *v == 0.0
+}
+
+impl Schedule {
+    /// Constant, without warm-up: the default.
+    pub fn is_plain(&self) -> bool {
+        *self == Schedule::Constant { warmup: 0 }
+    }
 }
 
 /// A complete variant, ready to compile.

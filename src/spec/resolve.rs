@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::file::{self, ModelFile, SpecFile, TrainFile};
-use super::{Compare, Model, Normalize, Optimizer, Spec, Stack, Topology, Train};
+use super::{Compare, Model, Normalize, Optimizer, Schedule, Spec, Stack, Topology, Train};
 use crate::error::{Error, Result};
 
 /// The defaults of every key a spec may leave out.
@@ -53,6 +53,7 @@ pub(super) fn resolve(path: &Path, name: &str, f: SpecFile) -> Result<Spec> {
         loss_weights(&model),
         counts(&train),
         optimizer(&train.optimizer),
+        schedule(&train),
         topology(&model),
     ] {
         rule.map_err(err)?;
@@ -84,6 +85,8 @@ fn train_with_defaults(t: TrainFile) -> Train {
             weight_decay: 0.0,
         }),
         normalize: t.normalize.unwrap_or(default::NORMALIZE),
+        schedule: t.schedule.unwrap_or(Schedule::Constant { warmup: 0 }),
+        label_smoothing: t.label_smoothing.unwrap_or(0.0),
         repeats: t.repeats.unwrap_or(default::REPEATS),
         seed: t.seed.unwrap_or(default::SEED),
     }
@@ -145,6 +148,9 @@ fn optimizer(o: &Optimizer) -> Rule {
         Optimizer::Adam {
             lr, weight_decay, ..
         }
+        | Optimizer::Adamw {
+            lr, weight_decay, ..
+        }
         | Optimizer::Sgd {
             lr, weight_decay, ..
         } => (lr, weight_decay),
@@ -159,14 +165,55 @@ fn optimizer(o: &Optimizer) -> Rule {
         ));
     }
     match *o {
-        Optimizer::Adam { betas, .. } if !betas.iter().all(|b| (0.0..1.0).contains(b)) => Err((
-            "train.optimizer.betas",
-            format!("each must be in [0, 1), got {betas:?}"),
-        )),
+        Optimizer::Adam { betas, .. } | Optimizer::Adamw { betas, .. }
+            if !betas.iter().all(|b| (0.0..1.0).contains(b)) =>
+        {
+            Err((
+                "train.optimizer.betas",
+                format!("each must be in [0, 1), got {betas:?}"),
+            ))
+        }
         Optimizer::Sgd { momentum, .. } if !(momentum >= 0.0 && momentum.is_finite()) => Err((
             "train.optimizer.momentum",
             format!("must be >= 0, got {momentum}"),
         )),
+        _ => Ok(()),
+    }
+}
+
+/// The schedule's settings and the label smoothing are in range.
+fn schedule(t: &Train) -> Rule {
+    if !(0.0..1.0).contains(&t.label_smoothing) {
+        return Err((
+            "train.label_smoothing",
+            format!("must be in [0, 1), got {}", t.label_smoothing),
+        ));
+    }
+    match t.schedule {
+        Schedule::Step { every: 0, .. } => {
+            Err(("train.schedule.every", "must be at least 1".into()))
+        }
+        Schedule::Step { gamma, .. } if !(gamma > 0.0 && gamma <= 1.0) => Err((
+            "train.schedule.gamma",
+            format!("must be in (0, 1], got {gamma}"),
+        )),
+        Schedule::OneCycle { pct_start } if !(pct_start > 0.0 && pct_start < 1.0) => Err((
+            "train.schedule.pct_start",
+            format!("must be in (0, 1), got {pct_start}"),
+        )),
+        Schedule::Constant { warmup }
+        | Schedule::Cosine { warmup }
+        | Schedule::Step { warmup, .. }
+            if warmup >= t.epochs =>
+        {
+            Err((
+                "train.schedule.warmup",
+                format!(
+                    "{warmup} epochs of warm-up leave none of the {} epochs",
+                    t.epochs
+                ),
+            ))
+        }
         _ => Ok(()),
     }
 }
@@ -195,17 +242,19 @@ fn topology(m: &Model) -> Rule {
             Compare::Learned if m.head.layers.is_empty() => {
                 fail("model.head", "compare = \"learned\" needs a head stack")
             }
-            Compare::Argmax if !m.head.layers.is_empty() => fail(
+            Compare::Argmax | Compare::Probability if !m.head.layers.is_empty() => fail(
                 "model.head",
-                "compare = \"argmax\" uses no head; remove the head stack",
+                "compare = \"argmax\" or \"probability\" uses no head; remove the head stack",
             ),
-            Compare::Argmax if m.aux_loss == 0.0 => fail(
+            Compare::Argmax | Compare::Probability if m.aux_loss == 0.0 => fail(
                 "model.aux_loss",
-                "compare = \"argmax\" learns only from the auxiliary loss; set aux_loss > 0",
+                "compare = \"argmax\" or \"probability\" learns only from the auxiliary \
+                 loss; set aux_loss > 0",
             ),
-            Compare::Argmax if m.asymmetry > 0.0 => fail(
+            Compare::Argmax | Compare::Probability if m.asymmetry > 0.0 => fail(
                 "model.asymmetry",
-                "compare = \"argmax\" has no learned head for the reversed-pair loss",
+                "compare = \"argmax\" or \"probability\" has no learned head for the \
+                 reversed-pair loss",
             ),
             _ => Ok(()),
         },

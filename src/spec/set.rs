@@ -148,6 +148,15 @@ fn set_train(t: &mut TrainFile, key: &str, value: &toml::Value) -> Result<(), St
         ("repeats", "") => t.repeats = Some(de(value)?),
         ("seed", "") => t.seed = Some(de(value)?),
         ("optimizer", "") => t.optimizer = Some(de(value)?),
+        ("schedule", "") => t.schedule = Some(de(value)?),
+        ("label_smoothing", "") => t.label_smoothing = Some(de::<Real>(value)?.0),
+        ("schedule", key) => {
+            let current = t
+                .schedule
+                .clone()
+                .unwrap_or(super::Schedule::Constant { warmup: 0 });
+            t.schedule = Some(with_key(&current, key, value)?);
+        }
         ("optimizer", key) => {
             let current = t.optimizer.clone().unwrap_or(Optimizer::Adam {
                 lr: super::file::adam_lr(),

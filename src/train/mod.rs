@@ -9,11 +9,12 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+use crate::compile::DIGIT_CLASSES;
 use crate::compile::{DigitLogits, Input, Network, Outputs};
 use crate::data::{Mnist, PIXELS, PairSet, generate_pair_sets};
 use crate::error::Result;
-use crate::ops::{Act, Param, cross_entropy, logits_argmax};
-use crate::spec::{Normalize, Spec};
+use crate::ops::{Act, Param, cross_entropy_smoothed, logits_argmax};
+use crate::spec::{Compare, Normalize, Spec};
 use crate::variants::Variant;
 
 pub use crate::record::{EpochPoint, RoundResult, Status};
@@ -91,6 +92,8 @@ fn add(total: Option<Loss>, l: Loss, w: f32) -> Option<Loss> {
 /// (summed over both digits) and the reversed-pair loss when the spec turns them on.
 fn batch_loss(spec: &Spec, out: Outputs<OwnedTape<f32, Cpu>>, b: &Batch) -> Loss {
     let m = &spec.model;
+    let eps = spec.train.label_smoothing;
+    let cross_entropy = |l, t: &[u8]| cross_entropy_smoothed(l, t, eps);
     let mut total = None;
     if let Some(c) = out.compare {
         total = add(total, cross_entropy(c, &b.target), 1.0);
@@ -118,7 +121,7 @@ fn batch_loss(spec: &Spec, out: Outputs<OwnedTape<f32, Cpu>>, b: &Batch) -> Loss
 }
 
 /// Predicted target (1 = first digit lesser or equal) and digit classes of a batch.
-fn predict<T>(out: &Outputs<T>) -> (Vec<u8>, Option<Vec<usize>>) {
+fn predict<T>(out: &Outputs<T>, compare: Compare) -> (Vec<u8>, Option<Vec<usize>>) {
     let digits = out.digits.as_ref().map(|d| match d {
         DigitLogits::Interleaved(d) => logits_argmax(d),
         DigitLogits::Split(d0, d1) => {
@@ -126,16 +129,58 @@ fn predict<T>(out: &Outputs<T>) -> (Vec<u8>, Option<Vec<usize>>) {
             a.iter().zip(&b).flat_map(|(&x, &y)| [x, y]).collect()
         }
     });
-    let target = match &out.compare {
-        Some(c) => logits_argmax(c).iter().map(|&i| i as u8).collect(),
-        None => digits
+    let target = match (&out.compare, &out.digits) {
+        (Some(c), _) => logits_argmax(c).iter().map(|&i| i as u8).collect(),
+        (None, Some(d)) if compare == Compare::Probability => {
+            let (p0, p1) = digit_probabilities(d);
+            p0.iter()
+                .zip(&p1)
+                .map(|(a, b)| u8::from(lesser_or_equal(a, b) > 0.5))
+                .collect()
+        }
+        (None, _) => digits
             .as_ref()
-            .expect("the argmax rule has digits")
-            .chunks_exact(2)
-            .map(|c| u8::from(c[0] <= c[1]))
-            .collect(),
+            .map(|d| d.chunks_exact(2).map(|c| u8::from(c[0] <= c[1])).collect())
+            .unwrap_or_default(),
     };
     (target, digits)
+}
+
+/// Softmax of each row of `(B, 10)` logits.
+fn softmax_rows(v: &[f32]) -> Vec<[f64; DIGIT_CLASSES]> {
+    v.chunks_exact(DIGIT_CLASSES)
+        .map(|row| {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let e: Vec<f64> = row.iter().map(|&x| f64::from(x - max).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            std::array::from_fn(|i| e[i] / sum)
+        })
+        .collect()
+}
+
+/// Each pair's two digit distributions.
+fn digit_probabilities<T>(d: &DigitLogits<T>) -> (Vec<[f64; 10]>, Vec<[f64; 10]>) {
+    match d {
+        DigitLogits::Interleaved(d) => {
+            let p = softmax_rows(&d.as_vec());
+            (
+                p.iter().step_by(2).copied().collect(),
+                p.iter().skip(1).step_by(2).copied().collect(),
+            )
+        }
+        DigitLogits::Split(d0, d1) => (softmax_rows(&d0.as_vec()), softmax_rows(&d1.as_vec())),
+    }
+}
+
+/// `P(c0 <= c1) = sum over i <= j of p0(i) p1(j)`, the two digits taken as independent.
+pub fn lesser_or_equal(p0: &[f64; 10], p1: &[f64; 10]) -> f64 {
+    let mut at_least = 0.0; // P(c1 >= i), accumulated from the top
+    let mut total = 0.0;
+    for i in (0..10).rev() {
+        at_least += p1[i];
+        total += p0[i] * at_least;
+    }
+    total
 }
 
 /// Whether every value of `out` is finite.
@@ -173,7 +218,7 @@ pub fn evaluate(net: &Network, set: &PairSet) -> Result<Option<(f64, Option<f64>
         if !finite_outputs(&out) {
             return Ok(None);
         }
-        let (pred, digits) = predict(&out);
+        let (pred, digits) = predict(&out, net.compare);
         wrong += pred.iter().zip(&b.target).filter(|(p, t)| p != t).count();
         if let Some(d) = digits {
             has_digits = true;
@@ -233,6 +278,9 @@ pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.init_seed);
     rng.set_stream(1);
     let mut order: Vec<usize> = (0..train.len()).collect();
+    let per_epoch = train.len().div_ceil(spec.train.batch_size);
+    let total_steps = per_epoch * cfg.epochs;
+    let mut step = 0;
     let mut epoch_loss = f64::NAN;
     let mut curve = Vec::with_capacity(cfg.epochs);
     let mut last_test = None;
@@ -246,7 +294,7 @@ pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<
                 batch: chunk.len(),
             };
             let out = net.forward(input, true)?;
-            let (pred, _) = predict(&out);
+            let (pred, _) = predict(&out, spec.model.compare);
             wrong += pred.iter().zip(&b.target).filter(|(p, t)| p != t).count();
             let loss = batch_loss(spec, out, &b);
             let value = f64::from(loss.array());
@@ -255,7 +303,9 @@ pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<
             }
             sum += value * chunk.len() as f64;
             let mut grads = loss.backward();
-            optim.step(&mut net.params, &mut grads);
+            let factor = spec.train.schedule.factor(step, total_steps, per_epoch);
+            optim.step(&mut net.params, &mut grads, factor);
+            step += 1;
         }
         epoch_loss = sum / train.len() as f64;
         if !finite_params(&net.params) {

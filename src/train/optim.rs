@@ -1,4 +1,4 @@
-//! Adam and SGD with momentum over the network's flat parameters (PyTorch's update rules;
+//! Adam, AdamW and SGD with momentum over the network's flat parameters (PyTorch's update rules;
 //! dfdx's own `Adam` needs compile-time shapes).
 
 use dfdx::prelude::{Cpu, Gradients};
@@ -28,20 +28,50 @@ impl Optim {
         }
     }
 
-    /// One update of every parameter from `grads` (a parameter without a gradient gets zero).
-    /// `params` must be the ones this optimizer was made for, changed by nothing else.
-    pub fn step(&mut self, params: &mut [Param], grads: &mut Gradients<f32, Cpu>) {
+    /// One update of every parameter from `grads` (a parameter without a gradient gets zero),
+    /// with the learning rate scaled by `factor` (the schedule's). `params` must be the ones
+    /// this optimizer was made for, changed by nothing else.
+    pub fn step(&mut self, params: &mut [Param], grads: &mut Gradients<f32, Cpu>, factor: f64) {
         self.steps += 1;
+        // A factor of exactly 1 leaves the arithmetic as it was without schedules.
+        let scaled = |lr: f32| {
+            if factor == 1.0 {
+                lr
+            } else {
+                (f64::from(lr) * factor) as f32
+            }
+        };
         for (i, p) in params.iter_mut().enumerate() {
             let g: &[f32] = p.grad_mut(grads).expect("CPU allocation");
             // In place: the tape that shared the values is gone by now.
             let w = p.values_mut();
             match self.config {
+                Optimizer::Adamw {
+                    lr,
+                    betas: [b1, b2],
+                    weight_decay,
+                } => {
+                    let lr = scaled(lr);
+                    // Decoupled weight decay, as PyTorch's AdamW: before the Adam step.
+                    let keep = 1.0 - lr * weight_decay;
+                    w.iter_mut().for_each(|x| *x *= keep);
+                    let (c1, c2) = (1.0 - b1.powi(self.steps), 1.0 - b2.powi(self.steps));
+                    let (m, v) = (&mut self.first[i], &mut self.second[i]);
+                    let step = AdamStep {
+                        step: lr / c1,
+                        b1,
+                        b2,
+                        weight_decay: 0.0,
+                        inv_sqrt_c2: 1.0 / c2.sqrt(),
+                    };
+                    adam(step, w, g, m, v);
+                }
                 Optimizer::Adam {
                     lr,
                     betas: [b1, b2],
                     weight_decay,
                 } => {
+                    let lr = scaled(lr);
                     let (c1, c2) = (1.0 - b1.powi(self.steps), 1.0 - b2.powi(self.steps));
                     let (m, v) = (&mut self.first[i], &mut self.second[i]);
                     let step = AdamStep {
@@ -58,6 +88,7 @@ impl Optim {
                     momentum,
                     weight_decay,
                 } => {
+                    let lr = scaled(lr);
                     let buf = &mut self.first[i];
                     for j in 0..w.len() {
                         let gj = g[j] + weight_decay * w[j];
@@ -78,6 +109,32 @@ impl Optim {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One AdamW step by hand: decay first (w * (1 - lr * wd)), then Adam's first step,
+    /// which moves every weight by lr * sign(g) (m / sqrt(v) = g / |g| at t = 1).
+    #[test]
+    fn adamw_decays_apart_from_the_gradient() {
+        let dev = dfdx::prelude::Cpu::default();
+        let mut params = vec![Param::new(&dev, vec![1.0, -2.0])];
+        let config = Optimizer::Adamw {
+            lr: 0.1,
+            betas: [0.9, 0.999],
+            weight_decay: 0.5,
+        };
+        let mut opt = Optim::new(config, &params);
+        let mut grads = Gradients::leaky();
+        params[0]
+            .grad_mut(&mut grads)
+            .unwrap()
+            .copy_from_slice(&[1.0, 1.0]);
+        // A gradient of 1 for both: Adam's first step moves both down by lr.
+        opt.step(&mut params, &mut grads, 1.0);
+        let w = params[0].values();
+        let want = [1.0 * (1.0 - 0.05) - 0.1, -2.0 * (1.0 - 0.05) - 0.1];
+        for (a, b) in w.iter().zip(want) {
+            assert!((f64::from(*a) - b).abs() < 1e-6, "{a} against {b}");
+        }
+    }
 
     /// Three Adam steps against PyTorch's update rule computed in f64.
     #[test]

@@ -1,0 +1,180 @@
+//! Training options: learning-rate schedules, AdamW, label smoothing and the probability
+//! comparison rule, each against its definition.
+
+use dfdx::prelude::*;
+use lesser::ops::{Act, cross_entropy_smoothed};
+use lesser::spec::Schedule;
+use lesser::train::lesser_or_equal;
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+#[test]
+fn schedules_give_the_documented_rates() {
+    // 10 epochs of 5 steps.
+    let (total, per_epoch) = (50, 5);
+    let f = |s: &Schedule, step| s.factor(step, total, per_epoch);
+    let constant = Schedule::Constant { warmup: 0 };
+    assert!((0..50).all(|t| f(&constant, t) == 1.0));
+    // Warm-up: linear over the first 2 epochs (10 steps), 1/10 at the first step.
+    let warm = Schedule::Constant { warmup: 2 };
+    assert!(close(f(&warm, 0), 0.1) && close(f(&warm, 4), 0.5) && f(&warm, 10) == 1.0);
+    // Cosine from 1 to 0 over the steps after the warm-up: half-way is 0.5.
+    let cos = Schedule::Cosine { warmup: 0 };
+    assert!(close(f(&cos, 0), 1.0) && close(f(&cos, 25), 0.5));
+    assert!(f(&cos, 49) < 0.01);
+    let cos_warm = Schedule::Cosine { warmup: 2 };
+    assert!(close(f(&cos_warm, 10), 1.0) && close(f(&cos_warm, 30), 0.5));
+    // Step: gamma every 3 epochs.
+    let step = Schedule::Step {
+        every: 3,
+        gamma: 0.5,
+        warmup: 0,
+    };
+    assert!(f(&step, 14) == 1.0 && f(&step, 15) == 0.5 && f(&step, 30) == 0.25);
+    // One-cycle: lr/25 at the start, lr at pct_start, lr/250000 at the end (PyTorch).
+    let one = Schedule::OneCycle { pct_start: 0.3 };
+    assert!(close(f(&one, 0), 1.0 / 25.0));
+    assert!(close(f(&one, 14), 1.0));
+    assert!(close(f(&one, 49), 1.0 / 25.0 / 1e4));
+}
+
+#[test]
+fn label_smoothing_matches_its_definition_and_gradient() {
+    let dev = Cpu::default();
+    let logits = vec![0.5f32, -1.0, 2.0, 0.0, 1.0, 1.5];
+    let targets = [2u8, 0];
+    let eps = 0.2f32;
+    let x: Act<NoneTape> = dev.tensor_from_vec(logits.clone(), (2, 3, 1, 1));
+    let loss = cross_entropy_smoothed(x.clone(), &targets, eps).array();
+    // Definition: mean over rows of sum_k q_k * -log p_k with q = (1-eps) onehot + eps/K.
+    let want: f64 = logits
+        .chunks(3)
+        .zip(targets)
+        .map(|(row, t)| {
+            let lse = row.iter().map(|&v| f64::from(v).exp()).sum::<f64>().ln();
+            (0..3)
+                .map(|k| {
+                    let q = f64::from(eps) / 3.0
+                        + if k == t as usize {
+                            1.0 - f64::from(eps)
+                        } else {
+                            0.0
+                        };
+                    q * (lse - f64::from(row[k]))
+                })
+                .sum::<f64>()
+        })
+        .sum::<f64>()
+        / 2.0;
+    assert!(
+        (f64::from(loss) - want).abs() < 1e-6,
+        "{loss} against {want}"
+    );
+    // Gradient against central differences.
+    let g = {
+        let xt = dev.tensor_from_vec(logits.clone(), (2, 3, 1, 1));
+        let l = cross_entropy_smoothed(xt.leaky_trace(), &targets, eps);
+        l.backward().get(&xt).as_vec()
+    };
+    for i in 0..6 {
+        let at = |d: f32| {
+            let mut v = logits.clone();
+            v[i] += d;
+            let t: Act<NoneTape> = dev.tensor_from_vec(v, (2, 3, 1, 1));
+            f64::from(cross_entropy_smoothed(t, &targets, eps).array())
+        };
+        let numeric = (at(1e-3) - at(-1e-3)) / 2e-3;
+        assert!(
+            (f64::from(g[i]) - numeric).abs() < 1e-3,
+            "{i}: {} against {numeric}",
+            g[i]
+        );
+    }
+    // eps = 0 is plain cross-entropy, bit for bit.
+    let plain = lesser::ops::cross_entropy(x.clone(), &targets).array();
+    assert_eq!(cross_entropy_smoothed(x, &targets, 0.0).array(), plain);
+}
+
+#[test]
+fn the_probability_rule_equals_brute_force() {
+    let norm = |f: &dyn Fn(f64) -> f64| -> [f64; 10] {
+        let v: [f64; 10] = std::array::from_fn(|i| f(i as f64));
+        let s: f64 = v.iter().sum();
+        v.map(|x| x / s)
+    };
+    let p0 = norm(&|i| (i * 0.7 + 1.0).sin().abs() + 0.1);
+    let p1 = norm(&|i| (i * 1.3 + 2.0).cos().abs() + 0.1);
+    // Every pair of classes with i <= j.
+    let brute: f64 = (0..10)
+        .flat_map(|i| (i..10).map(move |j| (i, j)))
+        .map(|(i, j)| p0[i] * p1[j])
+        .sum();
+    assert!((lesser_or_equal(&p0, &p1) - brute).abs() < 1e-12);
+    // Certain digits: 3 <= 7 is 1, 7 <= 3 is 0.
+    let one = |k: usize| std::array::from_fn(|i| f64::from(u8::from(i == k)));
+    assert_eq!(lesser_or_equal(&one(3), &one(7)), 1.0);
+    assert_eq!(lesser_or_equal(&one(7), &one(3)), 0.0);
+    assert_eq!(lesser_or_equal(&one(5), &one(5)), 1.0);
+}
+
+mod common;
+
+/// A spec with every option trains end to end, and its options are checked like any key.
+#[test]
+fn a_spec_with_the_training_options_runs() {
+    let d = common::temp("training", "options");
+    let spec = r#"
+[model]
+weight_sharing = true
+aux_loss = 1.0
+compare = "probability"
+digit = [
+  { layer = "conv2d", out = 4, kernel = 3, padding = 1 },
+  { layer = "batch_norm" },
+  { layer = "relu" },
+  { layer = "max_pool2d", kernel = 2 },
+  { layer = "flatten" },
+  { layer = "linear", out = 10 },
+]
+[train]
+epochs = 3
+repeats = 2
+label_smoothing = 0.1
+optimizer = { kind = "adamw", lr = 0.003, weight_decay = 0.01 }
+schedule = { kind = "cosine", warmup = 1 }
+"#;
+    std::fs::write(d.join("specs/opts.toml"), spec).unwrap();
+    let out = common::lesser(&d, &[]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let results = common::read(d.join("reports/results.csv"));
+    assert_eq!(
+        results.lines().filter(|l| l.contains(",ok,")).count(),
+        2,
+        "{results}"
+    );
+    for (bad, says) in [
+        (
+            "schedule = { kind = \"cosine\", warmup = 1 }",
+            "schedule = { kind = \"step\", every = 0 }",
+        ),
+        ("label_smoothing = 0.1", "label_smoothing = 1.5"),
+        (
+            "schedule = { kind = \"cosine\", warmup = 1 }",
+            "schedule = { kind = \"cosine\", warmup = 3 }",
+        ),
+    ] {
+        std::fs::write(d.join("specs/opts.toml"), spec.replace(bad, says)).unwrap();
+        let out = common::command(&d)
+            .args(["check", "specs"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{says}");
+        assert!(
+            common::stderr(&out).contains("opts.toml:train."),
+            "{}",
+            common::stderr(&out)
+        );
+    }
+}
