@@ -111,7 +111,13 @@ fn write_figures(dir: &Path, records: &[RoundRecord], summaries: &[Summary]) -> 
         })
         .collect();
     for p in stale {
-        std::fs::remove_file(&p).map_err(|e| crate::error::Error::io(&p, e))?;
+        match std::fs::remove_file(&p) {
+            // Another run writing these reports at once removed it first.
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(crate::error::Error::io(&p, e));
+            }
+            _ => {}
+        }
     }
     Ok(())
 }
