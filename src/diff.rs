@@ -33,7 +33,7 @@ pub fn parse_results(text: &str, source: &str) -> Result<Side> {
         .clone();
     // Files from before the `weights` column are read too.
     let columns = header.len();
-    let known = columns + 1 >= RESULTS_HEADER.len() && columns <= RESULTS_HEADER.len();
+    let known = columns + 2 >= RESULTS_HEADER.len() && columns <= RESULTS_HEADER.len();
     if !known || header.iter().ne(RESULTS_HEADER[..columns].iter().copied()) {
         return Err(err(format!(
             "not a results file: columns are `{}`, expected `{}`",

@@ -30,6 +30,9 @@ pub struct RoundResult {
     pub weights: Option<String>,
     /// One point per finished epoch, for the learning curves.
     pub curve: Vec<EpochPoint>,
+    /// Error on the held-out validation pairs (with early stopping: of the best epoch's
+    /// weights, the ones measured), when the spec holds some out.
+    pub validation_error: Option<f64>,
 }
 
 /// What one epoch measured: its mean training loss, its error on the training pairs as it
@@ -40,6 +43,8 @@ pub struct EpochPoint {
     pub train_loss: f64,
     pub train_error: f64,
     pub test_error: f64,
+    /// When the spec holds validation pairs out.
+    pub validation_error: Option<f64>,
 }
 
 /// A curve as one store field: `loss:train_error:test_error` per epoch, `;` between epochs,
@@ -65,14 +70,15 @@ fn parse_curve(s: &str) -> Option<Vec<EpochPoint>> {
         .map(|p| {
             let mut v = p.split(':').map(|x| x.parse::<f64>().ok());
             let (loss, train, test) = (v.next()??, v.next()??, v.next()??);
+            let validation = v.next().map(|x| x.filter(|x| (0.0..=1.0).contains(x)));
             let rate = |x: f64| (0.0..=1.0).contains(&x);
-            (v.next().is_none() && loss.is_finite() && rate(train) && rate(test)).then_some(
-                EpochPoint {
-                    train_loss: loss,
-                    train_error: train,
-                    test_error: test,
-                },
-            )
+            let ok = v.next().is_none() && loss.is_finite() && rate(train) && rate(test);
+            (ok && validation != Some(None)).then_some(EpochPoint {
+                train_loss: loss,
+                train_error: train,
+                test_error: test,
+                validation_error: validation.flatten(),
+            })
         })
         .collect()
 }
@@ -108,9 +114,9 @@ pub struct RoundRecord {
     pub seconds: f64,
 }
 
-/// The columns of `results.csv`, in order. Files written by lesser 0.2 lack the last one,
-/// `weights`, and are read all the same.
-pub const RESULTS_HEADER: [&str; 15] = [
+/// The columns of `results.csv`, in order. Files written before `weights` and
+/// `validation_error` existed lack them, and are read all the same.
+pub const RESULTS_HEADER: [&str; 16] = [
     "variant",
     "round",
     "data_seed",
@@ -126,6 +132,7 @@ pub const RESULTS_HEADER: [&str; 15] = [
     "status",
     "data_hash",
     "weights",
+    "validation_error",
 ];
 
 fn opt(v: Option<f64>) -> String {
@@ -270,6 +277,7 @@ impl RoundRecord {
             status_text(r.status),
             self.data_hash.clone(),
             r.weights.clone().unwrap_or_default(),
+            opt(r.validation_error),
         ]
     }
 
@@ -277,7 +285,7 @@ impl RoundRecord {
     /// without `weights` too); the error says which field is wrong and why.
     pub fn from_fields(f: &[&str], version: &str) -> Result<Self, String> {
         let n = RESULTS_HEADER.len();
-        if f.len() != n && f.len() != n - 1 {
+        if f.len() > n || f.len() < n - 2 {
             return Err(format!("{} fields, expected {n}", f.len()));
         }
         let weights = match f.get(14) {
@@ -297,6 +305,10 @@ impl RoundRecord {
             status,
             weights,
             curve: Vec::new(),
+            validation_error: match f.get(15) {
+                Some(v) => rate("validation_error", v)?,
+                None => None,
+            },
         };
         let epochs = count("epochs", f[6], 1)?;
         match status {

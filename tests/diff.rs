@@ -16,7 +16,7 @@ fn results(rows: &[(&str, u64, f64)], hash: &str) -> String {
     let mut s = RESULTS_HEADER.join(",") + "\n";
     for (i, (v, seed, err)) in rows.iter().enumerate() {
         s += &format!(
-            "{v},{i},{seed},{},{hash},100,25,1000,0.1,0.0500,{err:.4},,ok,00000000000000dd,\n",
+            "{v},{i},{seed},{},{hash},100,25,1000,0.1,0.0500,{err:.4},,ok,00000000000000dd,,\n",
             seed + 7
         );
     }
@@ -97,18 +97,24 @@ fn a_constructed_improvement_is_better_with_the_hand_computed_p() {
     );
 }
 
-/// Results files from lesser 0.2, without the `weights` column, are still read.
+/// Results files from before the `weights` and `validation_error` columns are still read.
 #[test]
-fn results_without_the_weights_column_are_read() {
+fn results_without_the_newer_columns_are_read() {
     let text = results(&OLD, "h");
-    let old_format: String = text
-        .lines()
-        .map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n")
-        .collect();
-    assert!(old_format.starts_with("variant,") && old_format.contains(",status,data_hash\n"));
-    let a = parse_results(&old_format, "old").unwrap();
-    let b = parse_results(&text, "new").unwrap();
-    assert_eq!(diff(&a, &b, 0.05)[0].verdict, Verdict::Identical);
+    let drop_last = |t: &str| -> String {
+        t.lines()
+            .map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n")
+            .collect()
+    };
+    let without_validation = drop_last(&text);
+    assert!(without_validation.contains(",data_hash,weights\n"));
+    let without_weights = drop_last(&without_validation);
+    assert!(without_weights.contains(",status,data_hash\n"));
+    let new = parse_results(&text, "new").unwrap();
+    for old in [without_validation, without_weights] {
+        let a = parse_results(&old, "old").unwrap();
+        assert_eq!(diff(&a, &new, 0.05)[0].verdict, Verdict::Identical);
+    }
 }
 
 #[test]

@@ -28,12 +28,14 @@ fn record(variant: &str, round: usize, test: f64, curve: &[(f64, f64, f64)]) -> 
             digit_test_error: None,
             status: Status::Ok,
             weights: None,
+            validation_error: None,
             curve: curve
                 .iter()
                 .map(|&(l, a, b)| EpochPoint {
                     train_loss: l,
                     train_error: a,
                     test_error: b,
+                    validation_error: None,
                 })
                 .collect(),
         },

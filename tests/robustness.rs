@@ -193,7 +193,7 @@ fn closed_pipes_end_quietly_and_full_disks_say_so() {
 fn results_row(variant: &str, round: usize, err: &str, status: &str) -> String {
     format!(
         "{variant},{round},{},7,00000000000000aa,100,25,1000,0.1,{},{err},,{status},\
-         00000000000000dd,\n",
+         00000000000000dd,,\n",
         round + 1,
         if err.is_empty() { "" } else { "0.0500" }
     )

@@ -178,3 +178,111 @@ schedule = { kind = "cosine", warmup = 1 }
         );
     }
 }
+
+/// The rows of `results.csv` / `curves.csv` of a run in `dir`.
+fn rows(dir: &std::path::Path, file: &str) -> Vec<Vec<String>> {
+    common::read(dir.join("reports").join(file))
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect()
+}
+
+const EARLY: &str = r#"
+[model]
+weight_sharing = true
+aux_loss = 1.0
+digit = [
+  { layer = "conv2d", out = 4, kernel = 3 },
+  { layer = "relu" },
+  { layer = "flatten" },
+  { layer = "linear", out = 10 },
+]
+head = [{ layer = "linear", in = 20, out = 2 }]
+[train]
+epochs = EPOCHS
+repeats = 1
+batch_size = 25
+validation = 0.2
+optimizer = { kind = "sgd", lr = 0.05, momentum = 0.9 }
+"#;
+
+#[test]
+fn early_stopping_keeps_the_best_epoch_on_validation() {
+    let d = common::temp("training", "early");
+    let stopped = EARLY.replace("EPOCHS", "30") + "early_stopping = { patience = 2 }\n";
+    std::fs::write(d.join("specs/e.toml"), stopped).unwrap();
+    let out = common::lesser(&d, &["--pairs", "300"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    // Validation errors per epoch, from the curves: the round keeps the first best.
+    let val: Vec<f64> = rows(&d, "curves.csv")
+        .iter()
+        .filter(|r| r[3] == "validation_error")
+        .map(|r| r[4].parse().unwrap())
+        .collect();
+    let best = val.iter().copied().fold(f64::INFINITY, f64::min);
+    let best_epoch = val.iter().position(|&v| v == best).unwrap() + 1;
+    assert!(val.len() < 30, "stopped early: {val:?}");
+    assert!(
+        val.len() - best_epoch == 2,
+        "two epochs without improvement: {val:?}"
+    );
+    let r = &rows(&d, "results.csv")[0];
+    assert_eq!(r[15].parse::<f64>().unwrap(), best);
+    // The same variant trained for exactly `best_epoch` epochs has the same weights and test
+    // error: the round went back to them.
+    let e = common::temp("training", "exact");
+    let exact = EARLY.replace("EPOCHS", &best_epoch.to_string());
+    std::fs::write(e.join("specs/e.toml"), exact).unwrap();
+    assert!(common::lesser(&e, &["--pairs", "300"]).status.success());
+    let x = &rows(&e, "results.csv")[0];
+    assert_eq!((&r[14], &r[10], &r[15]), (&x[14], &x[10], &x[15]));
+    let report = common::read(d.join("reports/REPORT.md"));
+    assert!(
+        report.contains("| digit error | validation | description |"),
+        "{report}"
+    );
+}
+
+#[test]
+fn evaluation_runs_in_evaluation_mode() {
+    use lesser::data::{Mnist, generate_pair_sets};
+    let d = common::temp("training", "eval");
+    let spec = r#"
+[model]
+weight_sharing = true
+aux_loss = 1.0
+compare = "argmax"
+digit = [
+  { layer = "conv2d", out = 4, kernel = 3 },
+  { layer = "batch_norm" },
+  { layer = "relu" },
+  { layer = "flatten" },
+  { layer = "dropout", p = 0.5 },
+  { layer = "linear", out = 10 },
+]
+"#;
+    std::fs::write(d.join("specs/m.toml"), spec).unwrap();
+    let s = lesser::spec::load(&d.join("specs/m.toml"))
+        .unwrap()
+        .unwrap();
+    let net = lesser::compile::Network::new(&s, 3).unwrap();
+    let data = Mnist::load(std::path::Path::new(&common::data())).unwrap();
+    let (train, _) = generate_pair_sets(&data.train, &data.test, 40, 5).unwrap();
+    let whole = lesser::train::evaluate(&net, &train).unwrap().unwrap();
+    // No dropout: the same again. Running statistics, not the batch's: pair by pair alike.
+    assert_eq!(
+        lesser::train::evaluate(&net, &train).unwrap().unwrap(),
+        whole
+    );
+    let mut wrong = 0.0;
+    for i in 0..train.len() {
+        let one = lesser::data::PairSet {
+            input: train.input[i * 392..(i + 1) * 392].to_vec(),
+            target: vec![train.target[i]],
+            classes: vec![train.classes[i]],
+        };
+        wrong += lesser::train::evaluate(&net, &one).unwrap().unwrap().0;
+    }
+    assert!((wrong / train.len() as f64 - whole.0).abs() < 1e-12);
+}

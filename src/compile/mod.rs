@@ -6,7 +6,7 @@ mod network;
 mod plan;
 mod sequential;
 
-pub use network::{DigitLogits, Input, Network, Outputs};
+pub use network::{DigitLogits, Input, NetState, Network, Outputs};
 pub use plan::{
     DIGIT_CLASSES, DIGIT_INPUT, HEAD_INPUT, LayerOp, LayerPlan, MAX_PARAMS, MAX_VALUES, PAIR_INPUT,
     Plan, Shape3, StackKind, infer_layer, plan, show,

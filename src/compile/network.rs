@@ -65,6 +65,14 @@ pub struct Outputs<T> {
     pub digits: Option<DigitLogits<T>>,
 }
 
+/// Everything a network has learned: its parameters and its batch norms' running
+/// statistics, to keep the best epoch's and go back to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetState {
+    params: Vec<Vec<f32>>,
+    norms: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
 /// The 4-D shape of `n` samples of shape `s`.
 fn dims(n: usize, s: Shape3) -> (usize, usize, usize, usize) {
     (n, s.0, s.1, s.2)
@@ -103,6 +111,45 @@ impl Network {
             compare: m.compare,
             dev,
             plan,
+        }
+    }
+
+    fn stacks(&self) -> Vec<&Sequential> {
+        match &self.body {
+            Body::Joint(s) => vec![s],
+            Body::Digits {
+                first,
+                second,
+                head,
+            } => [Some(first), second.as_ref(), head.as_ref()]
+                .into_iter()
+                .flatten()
+                .collect(),
+        }
+    }
+
+    /// What the network has learned so far.
+    pub fn state(&self) -> NetState {
+        NetState {
+            params: self.params.iter().map(|p| p.values().to_vec()).collect(),
+            norms: self
+                .stacks()
+                .iter()
+                .flat_map(|s| s.norms())
+                .map(|n| (n.mean.borrow().clone(), n.var.borrow().clone()))
+                .collect(),
+        }
+    }
+
+    /// Goes back to `state` (taken from this network).
+    pub fn set_state(&mut self, state: &NetState) {
+        for (p, v) in self.params.iter_mut().zip(&state.params) {
+            p.values_mut().copy_from_slice(v);
+        }
+        let stacks = self.stacks();
+        for (n, (mean, var)) in stacks.iter().flat_map(|s| s.norms()).zip(&state.norms) {
+            n.mean.borrow_mut().clone_from(mean);
+            n.var.borrow_mut().clone_from(var);
         }
     }
 

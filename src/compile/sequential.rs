@@ -141,6 +141,17 @@ fn push_fused(layers: &mut Vec<Layer>, layer: Layer) {
 }
 
 impl Sequential {
+    /// The running statistics of its batch norms, in order.
+    pub fn norms(&self) -> Vec<&BatchNormState> {
+        self.layers
+            .iter()
+            .filter_map(|l| match l {
+                Layer::BatchNorm { state, .. } => Some(state),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Builds the planned `layers`, initializing parameters like PyTorch's defaults (weights
     /// and biases uniform in `±1/sqrt(fan_in)`) from `rng`.
     pub fn new(

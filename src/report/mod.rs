@@ -48,11 +48,17 @@ pub fn curves_csv(records: &[RoundRecord]) -> String {
     let mut s = String::from("variant,round,epoch,metric,value\n");
     for r in records {
         for (e, p) in r.result.curve.iter().enumerate() {
+            let validation = p
+                .validation_error
+                .map(|v| ("validation_error", format!("{v:.4}")));
             for (metric, value) in [
                 ("train_loss", format!("{:.6}", p.train_loss)),
                 ("train_error", format!("{:.4}", p.train_error)),
                 ("test_error", format!("{:.4}", p.test_error)),
-            ] {
+            ]
+            .into_iter()
+            .chain(validation)
+            {
                 let row = [r.variant.clone(), r.round.to_string(), (e + 1).to_string()];
                 s.push_str(&csv_line(&row));
                 let _ = writeln!(s, ",{metric},{value}");
@@ -137,23 +143,46 @@ fn grid_tables(s: &mut String, summaries: &[Summary]) {
             .collect();
         let axes: Vec<String> = points[0].1.axes.iter().map(|a| cell(&a.0)).collect();
         let _ = writeln!(s, "\n## Grid: {}\n", cell(stem));
+        let best = points
+            .iter()
+            .filter_map(|(m, _)| m.validation_mean.map(|v| (v, &m.variant)))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, name)| name.clone());
+        let validation = if best.is_some() { " validation |" } else { "" };
         let _ = writeln!(
             s,
-            "| {} | mean | std | best | worst | rounds |",
+            "| {} | mean | std | best | worst |{validation} rounds |",
             axes.join(" | ")
         );
-        let _ = writeln!(s, "|{}---:|---:|---:|---:|---:|", "---|".repeat(axes.len()));
+        let _ = writeln!(
+            s,
+            "|{}---:|---:|---:|---:|{}---:|",
+            "---|".repeat(axes.len()),
+            if best.is_some() { "---:|" } else { "" }
+        );
         for (m, g) in points {
             let values: Vec<String> = g.axes.iter().map(|a| cell(&a.2)).collect();
+            let v = match &best {
+                None => String::new(),
+                Some(b) if *b == m.variant => format!(" **{}** |", pct(m.validation_mean)),
+                Some(_) => format!(" {} |", pct(m.validation_mean)),
+            };
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} |{v} {} |",
                 values.join(" | "),
                 pct(m.mean),
                 pct(m.std),
                 pct(m.best),
                 pct(m.worst),
                 m.rounds
+            );
+        }
+        if let Some(b) = best {
+            let _ = writeln!(
+                s,
+                "\nBest point on the validation error (in bold): `{}`.",
+                cell(&b)
             );
         }
     }
@@ -189,6 +218,8 @@ pub struct Summary {
     pub reference: Option<f64>,
     /// Whether its rounds have learning curves (and so a figure).
     pub has_curves: bool,
+    /// Mean validation error, for variants that hold validation pairs out.
+    pub validation_mean: Option<f64>,
 }
 
 /// Mean and sample standard deviation (`None` below 2 values).
@@ -228,6 +259,13 @@ pub fn summarize(variant: &str, description: &str, rounds: &[&RoundRecord]) -> S
         grid: None,
         reference: None,
         has_curves: rounds.iter().any(|r| !r.result.curve.is_empty()),
+        validation_mean: mean_std(
+            &rounds
+                .iter()
+                .filter_map(|r| r.result.validation_error)
+                .collect::<Vec<f64>>(),
+        )
+        .0,
     }
 }
 
@@ -258,20 +296,33 @@ pub fn report_md(summaries: &[Summary], p: &Protocol) -> String {
         "Test error of predicting whether the first of two 14x14 MNIST digits is lesser than or \
          equal to the second, over independent rounds (fresh pairs and initialization each).\n"
     );
+    // A validation column only where some variant holds validation pairs out, so that
+    // reports of sweeps without any stay as they were.
+    let validated = summaries.iter().any(|m| m.validation_mean.is_some());
     let _ = writeln!(
         s,
-        "| variant | params | rounds | mean | std | best | worst | digit error | description |"
+        "| variant | params | rounds | mean | std | best | worst | digit error |{} description |",
+        if validated { " validation |" } else { "" }
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(
+        s,
+        "|---|---:|---:|---:|---:|---:|---:|---:|{}---|",
+        if validated { "---:|" } else { "" }
+    );
     for m in summaries {
         let rounds = if m.diverged > 0 {
             format!("{} ({} diverged)", m.rounds, m.diverged)
         } else {
             m.rounds.to_string()
         };
+        let validation = if validated {
+            format!(" {} |", pct(m.validation_mean))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |{validation} {} |",
             cell(&m.variant),
             m.params,
             rounds,

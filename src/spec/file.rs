@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Compare, LayerSpec, Normalize, Optimizer, PlacedLayer, Schedule, Stack, Topology};
+use super::{
+    Compare, EarlyStopping, LayerSpec, Normalize, Optimizer, PlacedLayer, Schedule, Stack, Topology,
+};
 use crate::error::{Error, Result};
 
 pub(super) fn adam_lr() -> f32 {
@@ -78,6 +80,9 @@ pub(super) struct TrainFile {
     pub schedule: Option<Schedule>,
     #[serde(default, deserialize_with = "super::layer::real_opt")]
     pub label_smoothing: Option<f32>,
+    #[serde(default, deserialize_with = "super::layer::real_opt")]
+    pub validation: Option<f32>,
+    pub early_stopping: Option<EarlyStopping>,
     pub normalize: Option<Normalize>,
     pub repeats: Option<usize>,
     pub seed: Option<u64>,
@@ -257,6 +262,8 @@ impl SpecFile {
                 optimizer: c.optimizer.or(p.optimizer),
                 schedule: c.schedule.or(p.schedule),
                 label_smoothing: c.label_smoothing.or(p.label_smoothing),
+                validation: c.validation.or(p.validation),
+                early_stopping: c.early_stopping.or(p.early_stopping),
                 normalize: c.normalize.or(p.normalize),
                 repeats: c.repeats.or(p.repeats),
                 seed: c.seed.or(p.seed),

@@ -208,6 +208,13 @@ pub struct Train {
     /// Weight of the uniform distribution mixed into every target (0 = off).
     #[serde(skip_serializing_if = "is_zero")]
     pub label_smoothing: f32,
+    /// Share of the round's training pairs held out for validation (0 = none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub validation: f32,
+    /// Stop when the validation error has not improved for this many epochs, and keep the
+    /// best epoch's weights (needs a validation share).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub early_stopping: Option<EarlyStopping>,
     pub normalize: Normalize,
     /// Rounds to run (not part of the spec's hash: more rounds do not change a round).
     #[serde(skip)]
@@ -215,6 +222,14 @@ pub struct Train {
     /// Base seed of the rounds' seeds (not part of the hash: seeds are recorded per round).
     #[serde(skip)]
     pub seed: u64,
+}
+
+/// Early stopping on the validation error.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyStopping {
+    /// Epochs without a lower validation error before training stops.
+    pub patience: usize,
 }
 
 fn is_zero(v: &f32) -> bool {

@@ -87,6 +87,8 @@ fn train_with_defaults(t: TrainFile) -> Train {
         normalize: t.normalize.unwrap_or(default::NORMALIZE),
         schedule: t.schedule.unwrap_or(Schedule::Constant { warmup: 0 }),
         label_smoothing: t.label_smoothing.unwrap_or(0.0),
+        validation: t.validation.unwrap_or(0.0),
+        early_stopping: t.early_stopping,
         repeats: t.repeats.unwrap_or(default::REPEATS),
         seed: t.seed.unwrap_or(default::SEED),
     }
@@ -183,6 +185,26 @@ fn optimizer(o: &Optimizer) -> Rule {
 
 /// The schedule's settings and the label smoothing are in range.
 fn schedule(t: &Train) -> Rule {
+    if !(0.0..1.0).contains(&t.validation) {
+        return Err((
+            "train.validation",
+            format!(
+                "a share of the training pairs in [0, 1), got {}",
+                t.validation
+            ),
+        ));
+    }
+    if let Some(e) = t.early_stopping {
+        if t.validation == 0.0 {
+            return Err((
+                "train.early_stopping",
+                "stops on the validation error: set train.validation (e.g. 0.2)".into(),
+            ));
+        }
+        if e.patience == 0 {
+            return Err(("train.early_stopping.patience", "must be at least 1".into()));
+        }
+    }
     if !(0.0..1.0).contains(&t.label_smoothing) {
         return Err((
             "train.label_smoothing",

@@ -150,6 +150,14 @@ fn set_train(t: &mut TrainFile, key: &str, value: &toml::Value) -> Result<(), St
         ("optimizer", "") => t.optimizer = Some(de(value)?),
         ("schedule", "") => t.schedule = Some(de(value)?),
         ("label_smoothing", "") => t.label_smoothing = Some(de::<Real>(value)?.0),
+        ("validation", "") => t.validation = Some(de::<Real>(value)?.0),
+        ("early_stopping", "") => t.early_stopping = Some(de(value)?),
+        ("early_stopping", key) => {
+            let current = t
+                .early_stopping
+                .unwrap_or(super::EarlyStopping { patience: 5 });
+            t.early_stopping = Some(with_key(&current, key, value)?);
+        }
         ("schedule", key) => {
             let current = t
                 .schedule

@@ -10,7 +10,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::compile::DIGIT_CLASSES;
-use crate::compile::{DigitLogits, Input, Network, Outputs};
+use crate::compile::{DigitLogits, Input, NetState, Network, Outputs};
 use crate::data::{Mnist, PIXELS, PairSet, generate_pair_sets};
 use crate::error::Result;
 use crate::ops::{Act, Param, cross_entropy_smoothed, logits_argmax};
@@ -29,7 +29,12 @@ pub struct RoundConfig {
 }
 
 /// Scales `set`'s pixels in place by the spec's normalization, using the train set's stats.
-fn normalize(kind: Normalize, train: &mut PairSet, test: &mut PairSet) {
+fn normalize(
+    kind: Normalize,
+    train: &mut PairSet,
+    test: &mut PairSet,
+    validation: Option<&mut PairSet>,
+) {
     let (shift, scale) = match kind {
         Normalize::None => return,
         Normalize::Scale => (0.0, 1.0 / 255.0),
@@ -45,7 +50,13 @@ fn normalize(kind: Normalize, train: &mut PairSet, test: &mut PairSet) {
             (mean as f32, 1.0 / (var.sqrt().max(1e-12) as f32))
         }
     };
-    for v in train.input.iter_mut().chain(test.input.iter_mut()) {
+    let held = validation.map(|v| &mut v.input[..]).unwrap_or_default();
+    for v in train
+        .input
+        .iter_mut()
+        .chain(test.input.iter_mut())
+        .chain(held)
+    {
         *v = (*v - shift) * scale;
     }
 }
@@ -246,6 +257,7 @@ fn diverged(epoch: usize, loss: f64, curve: Vec<EpochPoint>) -> RoundResult {
         status: Status::Diverged { epoch },
         weights: None,
         curve,
+        validation_error: None,
     }
 }
 
@@ -265,14 +277,47 @@ pub fn weights_hash(params: &[Param]) -> String {
         .collect()
 }
 
+/// The last `share` of `set`'s pairs, taken out of it (their digits with them: a pair's two
+/// images are used by no other pair).
+fn hold_out(set: &mut PairSet, share: f32) -> Option<PairSet> {
+    if share == 0.0 {
+        return None;
+    }
+    let n = ((set.len() as f64) * f64::from(share)).round() as usize;
+    let keep = set.len() - n.clamp(1, set.len() - 1);
+    Some(PairSet {
+        input: set.input.split_off(keep * 2 * PIXELS),
+        target: set.target.split_off(keep),
+        classes: set.classes.split_off(keep),
+    })
+}
+
+/// The best epoch so far on the validation pairs, for early stopping.
+struct Best {
+    error: f64,
+    epoch: usize,
+    state: NetState,
+}
+
 /// Trains `spec` for one round on `data` and measures it. The round is recorded as diverged
-/// in the epoch where its loss, a parameter (checked after every epoch) or, at the end, an
-/// output became NaN or infinite: a network can hide NaN weights behind a finite loss.
+/// in the epoch where its loss, a parameter (checked after every epoch) or an output became
+/// NaN or infinite: a network can hide NaN weights behind a finite loss.
+///
+/// With a validation share, the last share of the training pairs is held out (before the
+/// normalization's statistics are taken) and measured after every epoch; with early
+/// stopping, training stops once it has not improved for `patience` epochs, and the round is
+/// measured with the best epoch's weights.
 pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<RoundResult> {
     let spec = &variant.spec;
     let (mut train, mut test) =
         generate_pair_sets(&data.train, &data.test, cfg.pairs, cfg.data_seed)?;
-    normalize(spec.train.normalize, &mut train, &mut test);
+    let mut validation = hold_out(&mut train, spec.train.validation);
+    normalize(
+        spec.train.normalize,
+        &mut train,
+        &mut test,
+        validation.as_mut(),
+    );
     let mut net = Network::from_plan(spec, variant.plan.clone(), cfg.init_seed);
     let mut optim = Optim::new(spec.train.optimizer.clone(), &net.params);
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.init_seed);
@@ -282,8 +327,9 @@ pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<
     let total_steps = per_epoch * cfg.epochs;
     let mut step = 0;
     let mut epoch_loss = f64::NAN;
-    let mut curve = Vec::with_capacity(cfg.epochs);
+    let mut curve: Vec<EpochPoint> = Vec::with_capacity(cfg.epochs);
     let mut last_test = None;
+    let mut best: Option<Best> = None;
     for epoch in 1..=cfg.epochs {
         order.shuffle(&mut rng);
         let (mut sum, mut wrong) = (0.0f64, 0usize);
@@ -311,17 +357,47 @@ pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<
         if !finite_params(&net.params) {
             return Ok(diverged(epoch, epoch_loss, curve));
         }
-        let Some(test) = evaluate(&net, &test)? else {
+        let Some(test_now) = evaluate(&net, &test)? else {
             return Ok(diverged(epoch, epoch_loss, curve));
+        };
+        let validation_error = match &validation {
+            None => None,
+            Some(v) => match evaluate(&net, v)? {
+                Some((e, _)) => Some(e),
+                None => return Ok(diverged(epoch, epoch_loss, curve)),
+            },
         };
         curve.push(EpochPoint {
             train_loss: epoch_loss,
             train_error: wrong as f64 / train.len() as f64,
-            test_error: test.0,
+            test_error: test_now.0,
+            validation_error,
         });
-        last_test = Some(test);
+        last_test = Some(test_now);
+        if let (Some(stop), Some(e)) = (spec.train.early_stopping, validation_error) {
+            if best.as_ref().is_none_or(|b| e < b.error) {
+                best = Some(Best {
+                    error: e,
+                    epoch,
+                    state: net.state(),
+                });
+            } else if best
+                .as_ref()
+                .is_some_and(|b| epoch - b.epoch >= stop.patience)
+            {
+                break;
+            }
+        }
     }
-    // The last epoch's test evaluation is the round's: the network has not changed since.
+    let mut validation_error = curve.last().and_then(|p| p.validation_error);
+    if let Some(b) = best.filter(|b| b.epoch != curve.len()) {
+        // Back to the best epoch's weights; the round is measured with them.
+        net.set_state(&b.state);
+        validation_error = Some(b.error);
+        last_test = evaluate(&net, &test)?;
+    }
+    // Without early stopping, the last epoch's test evaluation is the round's: the network
+    // has not changed since.
     let (Some((train_error, _)), Some((test_error, digit_test_error))) =
         (evaluate(&net, &train)?, last_test)
     else {
@@ -336,5 +412,32 @@ pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<
         status: Status::Ok,
         weights: Some(weights_hash(&net.params)),
         curve,
+        validation_error,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The held-out pairs are the last share, whole pairs: no image of theirs is left in
+    /// the training pairs (pairs are drawn without replacement, so each image is in one).
+    #[test]
+    fn validation_pairs_share_no_digit_with_training_pairs() {
+        let data = Mnist::load(std::path::Path::new("data/mnist")).unwrap();
+        let (mut train, _) = generate_pair_sets(&data.train, &data.test, 100, 9).unwrap();
+        let all = train.clone();
+        let held = hold_out(&mut train, 0.2).unwrap();
+        assert_eq!((train.len(), held.len()), (80, 20));
+        assert_eq!(held.target, all.target[80..]);
+        let images = |s: &PairSet| -> Vec<Vec<u32>> {
+            s.input
+                .chunks_exact(PIXELS)
+                .map(|im| im.iter().map(|v| v.to_bits()).collect())
+                .collect()
+        };
+        let kept = images(&train);
+        assert!(images(&held).iter().all(|im| !kept.contains(im)));
+        assert!(hold_out(&mut train, 0.0).is_none());
+    }
 }
