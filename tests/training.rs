@@ -144,6 +144,7 @@ repeats = 2
 label_smoothing = 0.1
 optimizer = { kind = "adamw", lr = 0.003, weight_decay = 0.01 }
 schedule = { kind = "cosine", warmup = 1 }
+augment = { shift = 1.5, rotate = 10.0, scale = 0.1 }
 "#;
     std::fs::write(d.join("specs/opts.toml"), spec).unwrap();
     let out = common::lesser(&d, &[]);
@@ -160,6 +161,7 @@ schedule = { kind = "cosine", warmup = 1 }
             "schedule = { kind = \"step\", every = 0 }",
         ),
         ("label_smoothing = 0.1", "label_smoothing = 1.5"),
+        ("rotate = 10.0", "rotate = 400.0"),
         (
             "schedule = { kind = \"cosine\", warmup = 1 }",
             "schedule = { kind = \"cosine\", warmup = 3 }",

@@ -7,7 +7,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Compare, EarlyStopping, LayerSpec, Normalize, Optimizer, PlacedLayer, Schedule, Stack, Topology,
+    Augment, Compare, EarlyStopping, LayerSpec, Normalize, Optimizer, PlacedLayer, Schedule, Stack,
+    Topology,
 };
 use crate::error::{Error, Result};
 
@@ -83,6 +84,7 @@ pub(super) struct TrainFile {
     #[serde(default, deserialize_with = "super::layer::real_opt")]
     pub validation: Option<f32>,
     pub early_stopping: Option<EarlyStopping>,
+    pub augment: Option<Augment>,
     pub normalize: Option<Normalize>,
     pub repeats: Option<usize>,
     pub seed: Option<u64>,
@@ -264,6 +266,7 @@ impl SpecFile {
                 label_smoothing: c.label_smoothing.or(p.label_smoothing),
                 validation: c.validation.or(p.validation),
                 early_stopping: c.early_stopping.or(p.early_stopping),
+                augment: c.augment.or(p.augment),
                 normalize: c.normalize.or(p.normalize),
                 repeats: c.repeats.or(p.repeats),
                 seed: c.seed.or(p.seed),

@@ -208,6 +208,9 @@ pub struct Train {
     /// Weight of the uniform distribution mixed into every target (0 = off).
     #[serde(skip_serializing_if = "is_zero")]
     pub label_smoothing: f32,
+    /// Transforms of the training digits, every epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub augment: Option<Augment>,
     /// Share of the round's training pairs held out for validation (0 = none).
     #[serde(skip_serializing_if = "is_zero")]
     pub validation: f32,
@@ -222,6 +225,21 @@ pub struct Train {
     /// Base seed of the rounds' seeds (not part of the hash: seeds are recorded per round).
     #[serde(skip)]
     pub seed: u64,
+}
+
+/// Random transforms of the training digits, drawn afresh every epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Augment {
+    /// Largest shift, in pixels, along each axis.
+    #[serde(default, deserialize_with = "layer::real")]
+    pub shift: f32,
+    /// Largest rotation, in degrees, either way.
+    #[serde(default, deserialize_with = "layer::real")]
+    pub rotate: f32,
+    /// Largest change of size, as a fraction (0.1: 90% to 110%).
+    #[serde(default, deserialize_with = "layer::real")]
+    pub scale: f32,
 }
 
 /// Early stopping on the validation error.

@@ -89,6 +89,7 @@ fn train_with_defaults(t: TrainFile) -> Train {
         label_smoothing: t.label_smoothing.unwrap_or(0.0),
         validation: t.validation.unwrap_or(0.0),
         early_stopping: t.early_stopping,
+        augment: t.augment,
         repeats: t.repeats.unwrap_or(default::REPEATS),
         seed: t.seed.unwrap_or(default::SEED),
     }
@@ -203,6 +204,17 @@ fn schedule(t: &Train) -> Rule {
         }
         if e.patience == 0 {
             return Err(("train.early_stopping.patience", "must be at least 1".into()));
+        }
+    }
+    if let Some(a) = t.augment {
+        for (key, v, max) in [
+            ("train.augment.shift", a.shift, 7.0),
+            ("train.augment.rotate", a.rotate, 180.0),
+            ("train.augment.scale", a.scale, 0.9),
+        ] {
+            if !(0.0..=max).contains(&v) {
+                return Err((key, format!("must be in [0, {max}], got {v}")));
+            }
         }
     }
     if !(0.0..1.0).contains(&t.label_smoothing) {

@@ -152,6 +152,15 @@ fn set_train(t: &mut TrainFile, key: &str, value: &toml::Value) -> Result<(), St
         ("label_smoothing", "") => t.label_smoothing = Some(de::<Real>(value)?.0),
         ("validation", "") => t.validation = Some(de::<Real>(value)?.0),
         ("early_stopping", "") => t.early_stopping = Some(de(value)?),
+        ("augment", "") => t.augment = Some(de(value)?),
+        ("augment", key) => {
+            let current = t.augment.unwrap_or(super::Augment {
+                shift: 0.0,
+                rotate: 0.0,
+                scale: 0.0,
+            });
+            t.augment = Some(with_key(&current, key, value)?);
+        }
         ("early_stopping", key) => {
             let current = t
                 .early_stopping

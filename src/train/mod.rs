@@ -1,6 +1,9 @@
 //! One round: draw the pairs, build the network from the round's seed, train it, measure it.
 
+mod augment;
 mod optim;
+
+pub use augment::{Affine, augment};
 
 pub use optim::Optim;
 
@@ -34,9 +37,9 @@ fn normalize(
     train: &mut PairSet,
     test: &mut PairSet,
     validation: Option<&mut PairSet>,
-) {
+) -> (f32, f32) {
     let (shift, scale) = match kind {
-        Normalize::None => return,
+        Normalize::None => return (0.0, 1.0),
         Normalize::Scale => (0.0, 1.0 / 255.0),
         Normalize::Standardize => {
             let n = train.input.len() as f64;
@@ -59,6 +62,7 @@ fn normalize(
     {
         *v = (*v - shift) * scale;
     }
+    (shift, scale)
 }
 
 /// The rows of `set` at `idx`, gathered into one batch.
@@ -312,12 +316,16 @@ pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<
     let (mut train, mut test) =
         generate_pair_sets(&data.train, &data.test, cfg.pairs, cfg.data_seed)?;
     let mut validation = hold_out(&mut train, spec.train.validation);
-    normalize(
+    // Augmentation transforms raw pixels (0 is no ink), normalized afterwards like the rest.
+    let raw = spec.train.augment.map(|_| train.input.clone());
+    let (shift, scale) = normalize(
         spec.train.normalize,
         &mut train,
         &mut test,
         validation.as_mut(),
     );
+    let mut draws = ChaCha8Rng::seed_from_u64(cfg.init_seed);
+    draws.set_stream(2);
     let mut net = Network::from_plan(spec, variant.plan.clone(), cfg.init_seed);
     let mut optim = Optim::new(spec.train.optimizer.clone(), &net.params);
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.init_seed);
@@ -331,6 +339,13 @@ pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<
     let mut last_test = None;
     let mut best: Option<Best> = None;
     for epoch in 1..=cfg.epochs {
+        if let (Some(a), Some(raw)) = (&spec.train.augment, &raw) {
+            train.input = augment(raw, a, &mut draws);
+            train
+                .input
+                .iter_mut()
+                .for_each(|v| *v = (*v - shift) * scale);
+        }
         order.shuffle(&mut rng);
         let (mut sum, mut wrong) = (0.0f64, 0usize);
         for chunk in order.chunks(spec.train.batch_size) {
