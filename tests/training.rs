@@ -145,6 +145,7 @@ label_smoothing = 0.1
 optimizer = { kind = "adamw", lr = 0.003, weight_decay = 0.01 }
 schedule = { kind = "cosine", warmup = 1 }
 augment = { shift = 1.5, rotate = 10.0, scale = 0.1 }
+repair = true
 "#;
     std::fs::write(d.join("specs/opts.toml"), spec).unwrap();
     let out = common::lesser(&d, &[]);

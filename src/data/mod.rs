@@ -6,7 +6,7 @@
 pub mod idx;
 mod pairs;
 
-pub use pairs::{PairSet, generate_pair_sets, pair_set};
+pub use pairs::{PairSet, generate_pair_sets, pair_set, repair};
 
 use std::path::{Path, PathBuf};
 

@@ -73,3 +73,58 @@ pub fn generate_pair_sets(
         pair_set(test, n, seed, 1, "test")?,
     ))
 }
+
+/// New pairs from the digits of `set`: its `2n` images shuffled by `rng` and paired in order,
+/// each used once, targets recomputed from the classes. No digit from outside `set` is used.
+pub fn repair(set: &PairSet, rng: &mut ChaCha8Rng) -> PairSet {
+    let digits = 2 * set.len();
+    let mut order: Vec<usize> = (0..digits).collect();
+    order.shuffle(rng);
+    let class = |d: usize| set.classes[d / 2][d % 2];
+    let mut out = PairSet {
+        input: Vec::with_capacity(set.input.len()),
+        target: Vec::with_capacity(set.len()),
+        classes: Vec::with_capacity(set.len()),
+    };
+    for pair in order.chunks_exact(2) {
+        for &d in pair {
+            out.input
+                .extend_from_slice(&set.input[d * PIXELS..(d + 1) * PIXELS]);
+        }
+        let classes = [class(pair[0]), class(pair[1])];
+        out.target.push(u8::from(classes[0] <= classes[1]));
+        out.classes.push(classes);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Pool;
+
+    /// Re-pairing uses every training digit once and no other, and recomputes the targets.
+    #[test]
+    fn repairing_recomputes_targets_from_the_same_digits() {
+        let pool = Pool {
+            images: (0..40 * PIXELS).map(|i| (i / PIXELS) as f32).collect(),
+            labels: (0..40).map(|i| (i * 7 % 10) as u8).collect(),
+        };
+        let set = pair_set(&pool, 10, 4, 0, "train").unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let new = repair(&set, &mut rng);
+        assert_eq!(new.len(), set.len());
+        let ids = |s: &PairSet| -> Vec<u32> {
+            let mut v: Vec<u32> = s.input.chunks_exact(PIXELS).map(|im| im[0] as u32).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(ids(&new), ids(&set), "the same 20 digits, each once");
+        assert_ne!(new.input, set.input, "in new pairs");
+        for (i, c) in new.classes.iter().enumerate() {
+            let d0 = new.input[2 * i * PIXELS] as usize;
+            assert_eq!(c[0], pool.labels[d0], "classes follow their digits");
+            assert_eq!(new.target[i], u8::from(c[0] <= c[1]));
+        }
+    }
+}

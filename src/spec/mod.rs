@@ -211,6 +211,9 @@ pub struct Train {
     /// Transforms of the training digits, every epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub augment: Option<Augment>,
+    /// New pairs from the round's training digits every epoch.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub repair: bool,
     /// Share of the round's training pairs held out for validation (0 = none).
     #[serde(skip_serializing_if = "is_zero")]
     pub validation: f32,

@@ -90,6 +90,7 @@ fn train_with_defaults(t: TrainFile) -> Train {
         validation: t.validation.unwrap_or(0.0),
         early_stopping: t.early_stopping,
         augment: t.augment,
+        repair: t.repair.unwrap_or(false),
         repeats: t.repeats.unwrap_or(default::REPEATS),
         seed: t.seed.unwrap_or(default::SEED),
     }

@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::compile::DIGIT_CLASSES;
 use crate::compile::{DigitLogits, Input, NetState, Network, Outputs};
-use crate::data::{Mnist, PIXELS, PairSet, generate_pair_sets};
+use crate::data::{Mnist, PIXELS, PairSet, generate_pair_sets, repair};
 use crate::error::Result;
 use crate::ops::{Act, Param, cross_entropy_smoothed, logits_argmax};
 use crate::spec::{Compare, Normalize, Spec};
@@ -316,8 +316,10 @@ pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<
     let (mut train, mut test) =
         generate_pair_sets(&data.train, &data.test, cfg.pairs, cfg.data_seed)?;
     let mut validation = hold_out(&mut train, spec.train.validation);
-    // Augmentation transforms raw pixels (0 is no ink), normalized afterwards like the rest.
-    let raw = spec.train.augment.map(|_| train.input.clone());
+    // Re-pairing and augmentation work on raw pixels (0 is no ink), normalized afterwards
+    // like the rest.
+    let fresh = spec.train.augment.is_some() || spec.train.repair;
+    let raw = fresh.then(|| train.clone());
     let (shift, scale) = normalize(
         spec.train.normalize,
         &mut train,
@@ -339,8 +341,15 @@ pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<
     let mut last_test = None;
     let mut best: Option<Best> = None;
     for epoch in 1..=cfg.epochs {
-        if let (Some(a), Some(raw)) = (&spec.train.augment, &raw) {
-            train.input = augment(raw, a, &mut draws);
+        if let Some(raw) = &raw {
+            train = if spec.train.repair {
+                repair(raw, &mut draws)
+            } else {
+                raw.clone()
+            };
+            if let Some(a) = &spec.train.augment {
+                train.input = augment(&train.input, a, &mut draws);
+            }
             train
                 .input
                 .iter_mut()
@@ -411,10 +420,19 @@ pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<
         validation_error = Some(b.error);
         last_test = evaluate(&net, &test)?;
     }
+    // The training error is measured on the round's own training pairs, as drawn, without
+    // re-pairing or augmentation.
+    let measured = match raw {
+        Some(mut r) => {
+            r.input.iter_mut().for_each(|v| *v = (*v - shift) * scale);
+            r
+        }
+        None => train,
+    };
     // Without early stopping, the last epoch's test evaluation is the round's: the network
     // has not changed since.
     let (Some((train_error, _)), Some((test_error, digit_test_error))) =
-        (evaluate(&net, &train)?, last_test)
+        (evaluate(&net, &measured)?, last_test)
     else {
         return Ok(diverged(cfg.epochs, epoch_loss, curve));
     };
