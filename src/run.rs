@@ -302,7 +302,8 @@ impl Task<'_> {
         RoundRecord::new(
             &self.variant.spec.name,
             self.round,
-            self.variant.plan.params,
+            // An ensemble's round has every member's parameters.
+            self.variant.plan.params * self.variant.spec.train.ensemble,
             self.key.clone(),
             result,
             seconds,
@@ -427,7 +428,7 @@ pub fn summaries(selected: &[Variant], records: &[RoundRecord]) -> Vec<Summary> 
                 .collect();
             Summary {
                 // From the plan: a variant with no round yet still has its parameters.
-                params: v.plan.params,
+                params: v.plan.params * v.spec.train.ensemble,
                 grid: v.spec.grid.clone(),
                 reference: v.spec.reference.map(f64::from),
                 ..report::summarize(&v.spec.name, &v.spec.description, &rounds)

@@ -289,3 +289,36 @@ digit = [
     }
     assert!((wrong / train.len() as f64 - whole.0).abs() < 1e-12);
 }
+
+/// An ensemble's round counts every member's parameters and gives other numbers than one
+/// network; its first member is the plain round's network.
+#[test]
+fn an_ensemble_trains_every_member() {
+    let d = common::temp("training", "ensemble");
+    let one = EARLY.replace("EPOCHS", "2");
+    std::fs::write(d.join("specs/e.toml"), one.clone()).unwrap();
+    assert!(
+        common::lesser(&d, &["--pairs", "200", "--out", "one"])
+            .status
+            .success()
+    );
+    std::fs::write(d.join("specs/e.toml"), one + "ensemble = 3\n").unwrap();
+    let out = common::lesser(&d, &["--pairs", "200", "--out", "three"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let read = |dir: &str| -> Vec<String> {
+        common::read(d.join(dir).join("results.csv"))
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .map(String::from)
+            .collect()
+    };
+    let (a, b) = (read("one"), read("three"));
+    assert_eq!(
+        b[5].parse::<usize>().unwrap(),
+        3 * a[5].parse::<usize>().unwrap()
+    );
+    assert_ne!(a[14], b[14], "other weights");
+    assert!(!b[15].is_empty(), "validation measured on the ensemble");
+}

@@ -115,7 +115,11 @@ mod tests {
         let new = repair(&set, &mut rng);
         assert_eq!(new.len(), set.len());
         let ids = |s: &PairSet| -> Vec<u32> {
-            let mut v: Vec<u32> = s.input.chunks_exact(PIXELS).map(|im| im[0] as u32).collect();
+            let mut v: Vec<u32> = s
+                .input
+                .chunks_exact(PIXELS)
+                .map(|im| im[0] as u32)
+                .collect();
             v.sort();
             v
         };

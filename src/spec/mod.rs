@@ -214,6 +214,9 @@ pub struct Train {
     /// New pairs from the round's training digits every epoch.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub repair: bool,
+    /// Networks trained per round, each from its own seed, their probabilities averaged.
+    #[serde(skip_serializing_if = "is_one")]
+    pub ensemble: usize,
     /// Share of the round's training pairs held out for validation (0 = none).
     #[serde(skip_serializing_if = "is_zero")]
     pub validation: f32,
@@ -251,6 +254,10 @@ pub struct Augment {
 pub struct EarlyStopping {
     /// Epochs without a lower validation error before training stops.
     pub patience: usize,
+}
+
+fn is_one(v: &usize) -> bool {
+    *v == 1
 }
 
 fn is_zero(v: &f32) -> bool {

@@ -91,6 +91,7 @@ fn train_with_defaults(t: TrainFile) -> Train {
         early_stopping: t.early_stopping,
         augment: t.augment,
         repair: t.repair.unwrap_or(false),
+        ensemble: t.ensemble.unwrap_or(1),
         repeats: t.repeats.unwrap_or(default::REPEATS),
         seed: t.seed.unwrap_or(default::SEED),
     }
@@ -206,6 +207,12 @@ fn schedule(t: &Train) -> Rule {
         if e.patience == 0 {
             return Err(("train.early_stopping.patience", "must be at least 1".into()));
         }
+    }
+    if !(1..=16).contains(&t.ensemble) {
+        return Err((
+            "train.ensemble",
+            format!("networks per round, 1 to 16, got {}", t.ensemble),
+        ));
     }
     if let Some(a) = t.augment {
         for (key, v, max) in [

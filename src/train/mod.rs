@@ -303,21 +303,23 @@ struct Best {
     state: NetState,
 }
 
-/// Trains `spec` for one round on `data` and measures it. The round is recorded as diverged
-/// in the epoch where its loss, a parameter (checked after every epoch) or an output became
-/// NaN or infinite: a network can hide NaN weights behind a finite loss.
-///
-/// With a validation share, the last share of the training pairs is held out (before the
-/// normalization's statistics are taken) and measured after every epoch; with early
-/// stopping, training stops once it has not improved for `patience` epochs, and the round is
-/// measured with the best epoch's weights.
-pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<RoundResult> {
-    let spec = &variant.spec;
+/// The round's pair sets, drawn and normalized once, shared by an ensemble's members.
+struct Sets {
+    /// The training pairs as drawn, normalized: what the training error is measured on.
+    train: PairSet,
+    /// The same, raw, when every epoch draws new pairs or augments (0 is no ink).
+    raw: Option<PairSet>,
+    test: PairSet,
+    validation: Option<PairSet>,
+    /// The normalization, `(v - shift) * scale`.
+    shift: f32,
+    scale: f32,
+}
+
+fn prepare(spec: &Spec, data: &Mnist, cfg: RoundConfig) -> Result<Sets> {
     let (mut train, mut test) =
         generate_pair_sets(&data.train, &data.test, cfg.pairs, cfg.data_seed)?;
     let mut validation = hold_out(&mut train, spec.train.validation);
-    // Re-pairing and augmentation work on raw pixels (0 is no ink), normalized afterwards
-    // like the rest.
     let fresh = spec.train.augment.is_some() || spec.train.repair;
     let raw = fresh.then(|| train.clone());
     let (shift, scale) = normalize(
@@ -326,12 +328,52 @@ pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<
         &mut test,
         validation.as_mut(),
     );
-    let mut draws = ChaCha8Rng::seed_from_u64(cfg.init_seed);
-    draws.set_stream(2);
-    let mut net = Network::from_plan(spec, variant.plan.clone(), cfg.init_seed);
+    Ok(Sets {
+        train,
+        raw,
+        test,
+        validation,
+        shift,
+        scale,
+    })
+}
+
+/// One trained network of a round (the round's, or one member of its ensemble).
+struct Member {
+    net: Network,
+    curve: Vec<EpochPoint>,
+    loss: f64,
+    /// Test error and digit error of the weights kept.
+    test: (f64, Option<f64>),
+    validation_error: Option<f64>,
+}
+
+/// The seed of member `m` of an ensemble: the round's own for the first, so that an
+/// ensemble of one is the plain round.
+fn member_seed(init_seed: u64, m: usize) -> u64 {
+    if m == 0 {
+        init_seed
+    } else {
+        init_seed ^ (m as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+}
+
+/// Trains one network from `seed` on `sets`; `Err` holds the round's result when it
+/// diverged. Shuffling, re-pairing and augmentation draw from the seed's own streams.
+fn train_member(
+    variant: &Variant,
+    sets: &Sets,
+    cfg: RoundConfig,
+    seed: u64,
+) -> Result<std::result::Result<Member, RoundResult>> {
+    let spec = &variant.spec;
+    let mut net = Network::from_plan(spec, variant.plan.clone(), seed);
     let mut optim = Optim::new(spec.train.optimizer.clone(), &net.params);
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.init_seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(1);
+    let mut draws = ChaCha8Rng::seed_from_u64(seed);
+    draws.set_stream(2);
+    let mut train = sets.train.clone();
     let mut order: Vec<usize> = (0..train.len()).collect();
     let per_epoch = train.len().div_ceil(spec.train.batch_size);
     let total_steps = per_epoch * cfg.epochs;
@@ -341,7 +383,7 @@ pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<
     let mut last_test = None;
     let mut best: Option<Best> = None;
     for epoch in 1..=cfg.epochs {
-        if let Some(raw) = &raw {
+        if let Some(raw) = &sets.raw {
             train = if spec.train.repair {
                 repair(raw, &mut draws)
             } else {
@@ -350,6 +392,7 @@ pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<
             if let Some(a) = &spec.train.augment {
                 train.input = augment(&train.input, a, &mut draws);
             }
+            let (shift, scale) = (sets.shift, sets.scale);
             train
                 .input
                 .iter_mut()
@@ -369,7 +412,7 @@ pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<
             let loss = batch_loss(spec, out, &b);
             let value = f64::from(loss.array());
             if !value.is_finite() {
-                return Ok(diverged(epoch, value, curve));
+                return Ok(Err(diverged(epoch, value, curve)));
             }
             sum += value * chunk.len() as f64;
             let mut grads = loss.backward();
@@ -379,16 +422,16 @@ pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<
         }
         epoch_loss = sum / train.len() as f64;
         if !finite_params(&net.params) {
-            return Ok(diverged(epoch, epoch_loss, curve));
+            return Ok(Err(diverged(epoch, epoch_loss, curve)));
         }
-        let Some(test_now) = evaluate(&net, &test)? else {
-            return Ok(diverged(epoch, epoch_loss, curve));
+        let Some(test_now) = evaluate(&net, &sets.test)? else {
+            return Ok(Err(diverged(epoch, epoch_loss, curve)));
         };
-        let validation_error = match &validation {
+        let validation_error = match &sets.validation {
             None => None,
             Some(v) => match evaluate(&net, v)? {
                 Some((e, _)) => Some(e),
-                None => return Ok(diverged(epoch, epoch_loss, curve)),
+                None => return Ok(Err(diverged(epoch, epoch_loss, curve))),
             },
         };
         curve.push(EpochPoint {
@@ -418,40 +461,229 @@ pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<
         // Back to the best epoch's weights; the round is measured with them.
         net.set_state(&b.state);
         validation_error = Some(b.error);
-        last_test = evaluate(&net, &test)?;
+        last_test = evaluate(&net, &sets.test)?;
     }
-    // The training error is measured on the round's own training pairs, as drawn, without
-    // re-pairing or augmentation.
-    let measured = match raw {
-        Some(mut r) => {
-            r.input.iter_mut().for_each(|v| *v = (*v - shift) * scale);
-            r
-        }
-        None => train,
-    };
     // Without early stopping, the last epoch's test evaluation is the round's: the network
     // has not changed since.
-    let (Some((train_error, _)), Some((test_error, digit_test_error))) =
-        (evaluate(&net, &measured)?, last_test)
-    else {
-        return Ok(diverged(cfg.epochs, epoch_loss, curve));
+    let Some(test) = last_test else {
+        return Ok(Err(diverged(cfg.epochs, epoch_loss, curve)));
     };
-    Ok(RoundResult {
-        final_train_loss: epoch_loss,
-        train_error: Some(train_error),
-        test_error: Some(test_error),
-        // Only outputs trained as digit classes have a digit error worth reporting.
-        digit_test_error: digit_test_error.filter(|_| spec.model.aux_loss > 0.0),
-        status: Status::Ok,
-        weights: Some(weights_hash(&net.params)),
+    Ok(Ok(Member {
+        net,
         curve,
+        loss: epoch_loss,
+        test,
+        validation_error,
+    }))
+}
+
+/// Trains `spec` for one round on `data` and measures it. The round is recorded as diverged
+/// in the epoch where its loss, a parameter (checked after every epoch) or an output became
+/// NaN or infinite: a network can hide NaN weights behind a finite loss.
+///
+/// With a validation share, the last share of the training pairs is held out (before the
+/// normalization's statistics are taken) and measured after every epoch; with early
+/// stopping, training stops once it has not improved for `patience` epochs, and the round is
+/// measured with the best epoch's weights. An ensemble trains its members one after another,
+/// each from its own seed, and is measured on their averaged probabilities; its curve is the
+/// members' mean.
+pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<RoundResult> {
+    let spec = &variant.spec;
+    let sets = prepare(spec, data, cfg)?;
+    let mut members = Vec::with_capacity(spec.train.ensemble);
+    for m in 0..spec.train.ensemble {
+        match train_member(variant, &sets, cfg, member_seed(cfg.init_seed, m))? {
+            Ok(member) => members.push(member),
+            Err(diverged) => return Ok(diverged),
+        }
+    }
+    let digit_filter = |d: Option<f64>| d.filter(|_| spec.model.aux_loss > 0.0);
+    if let [one] = members.as_slice() {
+        let Some((train_error, _)) = evaluate(&one.net, &sets.train)? else {
+            return Ok(diverged(cfg.epochs, one.loss, one.curve.clone()));
+        };
+        return Ok(RoundResult {
+            final_train_loss: one.loss,
+            train_error: Some(train_error),
+            test_error: Some(one.test.0),
+            // Only outputs trained as digit classes have a digit error worth reporting.
+            digit_test_error: digit_filter(one.test.1),
+            status: Status::Ok,
+            weights: Some(weights_hash(&one.net.params)),
+            curve: one.curve.clone(),
+            validation_error: one.validation_error,
+        });
+    }
+    let nets: Vec<&Network> = members.iter().map(|m| &m.net).collect();
+    let last = cfg.epochs;
+    let measured = |set: &PairSet| evaluate_ensemble(&nets, set);
+    let (Some(train_error), Some(test)) = (measured(&sets.train)?, measured(&sets.test)?) else {
+        return Ok(diverged(last, f64::NAN, Vec::new()));
+    };
+    let validation_error = match &sets.validation {
+        Some(v) => measured(v)?.map(|e| e.0),
+        None => None,
+    };
+    let params: Vec<Param> = members
+        .iter()
+        .flat_map(|m| m.net.params.iter().cloned())
+        .collect();
+    Ok(RoundResult {
+        final_train_loss: members.iter().map(|m| m.loss).sum::<f64>() / members.len() as f64,
+        train_error: Some(train_error.0),
+        test_error: Some(test.0),
+        digit_test_error: digit_filter(test.1),
+        status: Status::Ok,
+        weights: Some(weights_hash(&params)),
+        curve: mean_curve(&members),
         validation_error,
     })
+}
+
+/// The members' curves averaged epoch by epoch (over the members that reached each epoch).
+fn mean_curve(members: &[Member]) -> Vec<EpochPoint> {
+    let epochs = members.iter().map(|m| m.curve.len()).max().unwrap_or(0);
+    (0..epochs)
+        .map(|e| {
+            let at: Vec<&EpochPoint> = members.iter().filter_map(|m| m.curve.get(e)).collect();
+            let n = at.len() as f64;
+            let mean = |f: &dyn Fn(&EpochPoint) -> f64| at.iter().map(|p| f(p)).sum::<f64>() / n;
+            EpochPoint {
+                train_loss: mean(&|p| p.train_loss),
+                train_error: mean(&|p| p.train_error),
+                test_error: mean(&|p| p.test_error),
+                validation_error: at
+                    .iter()
+                    .map(|p| p.validation_error)
+                    .sum::<Option<f64>>()
+                    .map(|v| v / n),
+            }
+        })
+        .collect()
+}
+
+/// Comparison and digit error of an ensemble on `set`: each pair's prediction from the
+/// members' probabilities averaged (the comparison's, or the digits' for the argmax and
+/// probability rules). `None` when an output is not finite.
+fn evaluate_ensemble(nets: &[&Network], set: &PairSet) -> Result<Option<(f64, Option<f64>)>> {
+    let compare = nets[0].compare;
+    let idx: Vec<usize> = (0..set.len()).collect();
+    let (mut wrong, mut digit_wrong, mut has_digits) = (0usize, 0usize, false);
+    for chunk in idx.chunks(crate::variants::EVAL_CHUNK) {
+        let b = gather(set, chunk);
+        let n = chunk.len();
+        let mut cmp = vec![0.0f64; 2 * n];
+        let (mut p0, mut p1) = (vec![[0.0f64; 10]; n], vec![[0.0f64; 10]; n]);
+        for net in nets {
+            let input = Input {
+                pairs: &b.pairs,
+                batch: n,
+            };
+            let out: Outputs<NoneTape> = net.forward(input, false)?;
+            if !finite_outputs(&out) {
+                return Ok(None);
+            }
+            if let Some(c) = &out.compare {
+                for (acc, p) in cmp.chunks_exact_mut(2).zip(softmax2(&c.as_vec())) {
+                    acc[0] += p[0];
+                    acc[1] += p[1];
+                }
+            }
+            if let Some(d) = &out.digits {
+                has_digits = true;
+                let (q0, q1) = digit_probabilities(d);
+                for (acc, q) in p0.iter_mut().zip(&q0).chain(p1.iter_mut().zip(&q1)) {
+                    acc.iter_mut().zip(q).for_each(|(a, v)| *a += v);
+                }
+            }
+        }
+        let argmax =
+            |p: &[f64; 10]| (0..10).fold(0, |best, i| if p[i] > p[best] { i } else { best });
+        for i in 0..n {
+            let pred = match compare {
+                Compare::Learned => u8::from(cmp[2 * i + 1] > cmp[2 * i]),
+                Compare::Argmax => u8::from(argmax(&p0[i]) <= argmax(&p1[i])),
+                Compare::Probability => {
+                    let k = nets.len() as f64;
+                    let (a, c) = (p0[i].map(|v| v / k), p1[i].map(|v| v / k));
+                    u8::from(lesser_or_equal(&a, &c) > 0.5)
+                }
+            };
+            wrong += usize::from(pred != b.target[i]);
+            if has_digits {
+                let [c0, c1] = [b.classes[2 * i], b.classes[2 * i + 1]];
+                digit_wrong += usize::from(argmax(&p0[i]) != c0 as usize);
+                digit_wrong += usize::from(argmax(&p1[i]) != c1 as usize);
+            }
+        }
+    }
+    let n = set.len().max(1) as f64;
+    Ok(Some((
+        wrong as f64 / n,
+        has_digits.then(|| digit_wrong as f64 / (2.0 * n)),
+    )))
+}
+
+/// Softmax of each row of `(B, 2)` logits.
+fn softmax2(v: &[f32]) -> Vec<[f64; 2]> {
+    v.chunks_exact(2)
+        .map(|r| {
+            let m = r[0].max(r[1]);
+            let (a, b) = (f64::from(r[0] - m).exp(), f64::from(r[1] - m).exp());
+            [a / (a + b), b / (a + b)]
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn network(spec_text: &str, seed: u64) -> Network {
+        let dir = std::env::temp_dir().join(format!("lesser-ens-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("e.toml");
+        std::fs::write(&path, spec_text).unwrap();
+        let spec = crate::spec::load(&path).unwrap().unwrap();
+        Network::new(&spec, seed).unwrap()
+    }
+
+    const LEARNED: &str = r#"
+[model]
+weight_sharing = true
+aux_loss = 1.0
+digit = [{ layer = "flatten" }, { layer = "linear", out = 10 }]
+head = [{ layer = "linear", in = 20, out = 2 }]
+"#;
+
+    /// An ensemble averages its members' probabilities: two copies of one network predict as
+    /// it does, and two networks predict as their averaged softmax says, pair by pair.
+    #[test]
+    fn ensembles_average_probabilities() {
+        let data = Mnist::load(std::path::Path::new("data/mnist")).unwrap();
+        let (set, _) = generate_pair_sets(&data.train, &data.test, 60, 2).unwrap();
+        let (a, b) = (network(LEARNED, 1), network(LEARNED, 2));
+        let alone = evaluate(&a, &set).unwrap().unwrap();
+        assert_eq!(evaluate_ensemble(&[&a, &a], &set).unwrap().unwrap(), alone);
+        // By hand: each member's comparison softmax, averaged.
+        let all: Vec<usize> = (0..set.len()).collect();
+        let batch = gather(&set, &all);
+        let probs = |net: &Network| {
+            let input = Input {
+                pairs: &batch.pairs,
+                batch: set.len(),
+            };
+            let out: Outputs<NoneTape> = net.forward(input, false).unwrap();
+            softmax2(&out.compare.unwrap().as_vec())
+        };
+        let (pa, pb) = (probs(&a), probs(&b));
+        let wrong = (0..set.len())
+            .filter(|&i| u8::from(pa[i][1] + pb[i][1] > pa[i][0] + pb[i][0]) != set.target[i])
+            .count();
+        let got = evaluate_ensemble(&[&a, &b], &set).unwrap().unwrap();
+        assert_eq!(got.0, wrong as f64 / set.len() as f64);
+        assert_ne!(evaluate(&b, &set).unwrap().unwrap(), alone);
+    }
 
     /// The held-out pairs are the last share, whole pairs: no image of theirs is left in
     /// the training pairs (pairs are drawn without replacement, so each image is in one).
