@@ -104,16 +104,23 @@ pub struct SweepArgs {
     pub max_memory: f64,
 }
 
+/// The rounds and the reports directory (shared by `run` and `report`).
+#[derive(Debug, Args)]
+pub struct OutArgs {
+    /// Override every spec's number of rounds.
+    #[arg(long)]
+    pub repeats: Option<usize>,
+    /// The reports directory (its round store is `.cache/rounds` inside).
+    #[arg(long, default_value = "reports")]
+    pub out: PathBuf,
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub sweep: SweepArgs,
-    /// Override every spec's number of rounds.
-    #[arg(long)]
-    pub repeats: Option<usize>,
-    /// Where the reports go.
-    #[arg(long, default_value = "reports")]
-    pub out: PathBuf,
+    #[command(flatten)]
+    pub target: OutArgs,
     /// Rounds trained at once (default: all cores). Results do not depend on it.
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -143,10 +150,6 @@ pub struct BenchArgs {
 pub struct ReportArgs {
     #[command(flatten)]
     pub sweep: SweepArgs,
-    /// Override every spec's number of rounds.
-    #[arg(long)]
-    pub repeats: Option<usize>,
-    /// The reports directory whose stored rounds are reported.
-    #[arg(long, default_value = "reports")]
-    pub out: PathBuf,
+    #[command(flatten)]
+    pub target: OutArgs,
 }

@@ -9,7 +9,7 @@ use crate::run::rebuild;
 
 /// Rebuilds the reports and says which rounds of the selected specs are not stored.
 pub fn run(args: &ReportArgs) -> Result<()> {
-    let opts = options(&args.sweep, args.repeats, &args.out, 1)?;
+    let opts = options(&args.sweep, &args.target, 1)?;
     let r = rebuild(&opts)?;
     let mut err = std::io::stderr().lock();
     for m in &r.missing {
@@ -20,7 +20,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         "{} rounds reported from the store, {} missing; reports in {}",
         r.found,
         r.missing.len(),
-        args.out.display()
+        args.target.out.display()
     );
     Ok(())
 }

@@ -3,24 +3,19 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-use super::args::{RunArgs, SweepArgs};
+use super::args::{OutArgs, RunArgs, SweepArgs};
 use super::print;
 use crate::error::Result;
 use crate::report::pct;
 use crate::run::{Shard, SweepOptions, sweep};
 
 /// The sweep's options from the command line (not fresh, not quiet).
-pub(super) fn options(
-    sweep: &SweepArgs,
-    repeats: Option<usize>,
-    out: &std::path::Path,
-    jobs: usize,
-) -> Result<SweepOptions> {
+pub(super) fn options(sweep: &SweepArgs, target: &OutArgs, jobs: usize) -> Result<SweepOptions> {
     Ok(SweepOptions {
         specs: sweep.specs.clone(),
         data: sweep.data.clone(),
-        out: out.to_path_buf(),
-        repeats,
+        out: target.out.clone(),
+        repeats: target.repeats,
         epochs: sweep.epochs,
         only: sweep.only.clone(),
         pairs: sweep.pairs,
@@ -38,7 +33,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let opts = options(&args.sweep, args.repeats, &args.out, jobs)?;
+    let opts = options(&args.sweep, &args.target, jobs)?;
     let shard = args
         .shard
         .as_deref()
@@ -65,7 +60,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             outcome.trained,
             outcome.rounds - outcome.trained,
             outcome.seconds,
-            args.out.display()
+            args.target.out.display()
         );
         return Ok(());
     }
@@ -97,7 +92,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         outcome.seconds,
         if jobs == 1 { "thread" } else { "threads" },
         crate::kernels::Kernel::active().name(),
-        args.out.display()
+        args.target.out.display()
     );
     Ok(())
 }

@@ -46,39 +46,31 @@ impl Optim {
             // In place: the tape that shared the values is gone by now.
             let w = p.values_mut();
             match self.config {
-                Optimizer::Adamw {
-                    lr,
-                    betas: [b1, b2],
-                    weight_decay,
-                } => {
-                    let lr = scaled(lr);
-                    // Decoupled weight decay, as PyTorch's AdamW: before the Adam step.
-                    let keep = 1.0 - lr * weight_decay;
-                    w.iter_mut().for_each(|x| *x *= keep);
-                    let (c1, c2) = (1.0 - b1.powi(self.steps), 1.0 - b2.powi(self.steps));
-                    let (m, v) = (&mut self.first[i], &mut self.second[i]);
-                    let step = AdamStep {
-                        step: lr / c1,
-                        b1,
-                        b2,
-                        weight_decay: 0.0,
-                        inv_sqrt_c2: 1.0 / c2.sqrt(),
-                    };
-                    adam(step, w, g, m, v);
-                }
                 Optimizer::Adam {
                     lr,
                     betas: [b1, b2],
                     weight_decay,
+                }
+                | Optimizer::Adamw {
+                    lr,
+                    betas: [b1, b2],
+                    weight_decay,
                 } => {
                     let lr = scaled(lr);
+                    // AdamW decays the weights apart from the gradient, before the Adam step
+                    // (PyTorch's arrangement); Adam adds the decay to the gradient.
+                    let decoupled = matches!(self.config, Optimizer::Adamw { .. });
+                    if decoupled {
+                        let keep = 1.0 - lr * weight_decay;
+                        w.iter_mut().for_each(|x| *x *= keep);
+                    }
                     let (c1, c2) = (1.0 - b1.powi(self.steps), 1.0 - b2.powi(self.steps));
                     let (m, v) = (&mut self.first[i], &mut self.second[i]);
                     let step = AdamStep {
                         step: lr / c1,
                         b1,
                         b2,
-                        weight_decay,
+                        weight_decay: if decoupled { 0.0 } else { weight_decay },
                         inv_sqrt_c2: 1.0 / c2.sqrt(),
                     };
                     adam(step, w, g, m, v);
