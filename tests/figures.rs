@@ -205,3 +205,25 @@ fn reports_and_figures_are_reproducible_and_rebuilt_from_the_store() {
     assert!(svg.contains(">\nold\n</text>") && svg.contains(">\nnew\n</text>"));
     assert_eq!(svg.matches("<circle").count(), 4 + 4 + 2, "{svg}");
 }
+
+#[test]
+fn validation_errors_get_their_own_curve() {
+    let mut r = record("v", 0, 0.2, &[(2.0, 0.5, 0.4), (1.0, 0.3, 0.2)]);
+    for (p, v) in r.result.curve.iter_mut().zip([0.45, 0.25]) {
+        p.validation_error = Some(v);
+    }
+    let c = figures::curves("v", &[&r]).unwrap();
+    let band = c.validation_error.as_ref().unwrap();
+    assert!((band.mean[0] - 45.0).abs() < 1e-9 && (band.mean[1] - 25.0).abs() < 1e-9);
+    let svg = figures::curves_svg(&c);
+    assert!(svg.contains(">\nvalidation error\n</text>"));
+    assert_eq!(svg.matches("<polygon").count(), 4, "a band per curve");
+    // Without validation: no such curve.
+    let plain = record("p", 0, 0.2, &[(2.0, 0.5, 0.4)]);
+    assert!(
+        figures::curves("p", &[&plain])
+            .unwrap()
+            .validation_error
+            .is_none()
+    );
+}

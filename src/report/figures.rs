@@ -18,6 +18,8 @@ const PALETTE: [RGBColor; 3] = [
     RGBColor(120, 120, 120),
 ];
 const INK: RGBColor = RGBColor(30, 30, 30);
+/// The validation error's colour.
+const GREEN: RGBColor = RGBColor(44, 160, 44);
 const FONT: &str = "sans-serif";
 
 /// One set of rounds in a row: every round's test error, and their mean and sample std,
@@ -81,6 +83,8 @@ pub struct Curves {
     pub train_loss: Band,
     pub train_error: Band,
     pub test_error: Band,
+    /// When the rounds hold validation pairs out.
+    pub validation_error: Option<Band>,
 }
 
 /// The curves of `variant`'s rounds, or `None` when none has a curve.
@@ -90,7 +94,7 @@ pub fn curves(variant: &str, records: &[&RoundRecord]) -> Option<Curves> {
         .filter(|r| !r.result.curve.is_empty())
         .collect();
     let epochs = with.iter().map(|r| r.result.curve.len()).max()?;
-    let band = |get: &dyn Fn(&crate::record::EpochPoint) -> f64| {
+    let band = |get: &dyn Fn(&crate::record::EpochPoint) -> Option<f64>| {
         let mut b = Band {
             mean: Vec::new(),
             min: Vec::new(),
@@ -99,21 +103,25 @@ pub fn curves(variant: &str, records: &[&RoundRecord]) -> Option<Curves> {
         for e in 0..epochs {
             let v: Vec<f64> = with
                 .iter()
-                .filter_map(|r| r.result.curve.get(e).map(get))
+                .filter_map(|r| r.result.curve.get(e).and_then(get))
                 .collect();
+            if v.is_empty() {
+                return None;
+            }
             b.mean.push(v.iter().sum::<f64>() / v.len() as f64);
             b.min.push(v.iter().copied().fold(f64::INFINITY, f64::min));
             b.max
                 .push(v.iter().copied().fold(f64::NEG_INFINITY, f64::max));
         }
-        b
+        Some(b)
     };
     Some(Curves {
         variant: variant.to_string(),
         rounds: with.len(),
-        train_loss: band(&|p| p.train_loss),
-        train_error: band(&|p| 100.0 * p.train_error),
-        test_error: band(&|p| 100.0 * p.test_error),
+        train_loss: band(&|p| Some(p.train_loss))?,
+        train_error: band(&|p| Some(100.0 * p.train_error))?,
+        test_error: band(&|p| Some(100.0 * p.test_error))?,
+        validation_error: band(&|p| p.validation_error.map(|v| 100.0 * v)),
     })
 }
 
@@ -312,15 +320,16 @@ fn draw_curves<DB: DrawingBackend>(
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     root.fill(&WHITE)?;
     let (top, rest) = root.split_vertically(28);
-    legend(
-        &top,
-        &[
-            (INK, "training loss", Mark::Line),
-            (PALETTE[0], "training error", Mark::Line),
-            (PALETTE[1], "test error", Mark::Line),
-            (PALETTE[2], "band: min to max over rounds", Mark::Dot),
-        ],
-    )?;
+    let mut items = vec![
+        (INK, "training loss", Mark::Line),
+        (PALETTE[0], "training error", Mark::Line),
+        (PALETTE[1], "test error", Mark::Line),
+    ];
+    if c.validation_error.is_some() {
+        items.push((GREEN, "validation error", Mark::Line));
+    }
+    items.push((PALETTE[2], "band: min to max over rounds", Mark::Dot));
+    legend(&top, &items)?;
     let (left, right) = rest.split_horizontally(rest.dim_in_pixel().0 / 2);
     let epochs = c.train_loss.mean.len() as f64;
     let title = format!("{} ({} rounds)", c.variant, c.rounds);
@@ -378,18 +387,16 @@ fn draw_curves<DB: DrawingBackend>(
         "training loss (summed cross-entropies)",
         loss_max,
     )?;
+    let mut errors = vec![(&c.train_error, PALETTE[0]), (&c.test_error, PALETTE[1])];
+    if let Some(v) = &c.validation_error {
+        errors.push((v, GREEN));
+    }
     let err_max = headroom(
-        c.train_error
-            .max
+        errors
             .iter()
-            .chain(&c.test_error.max)
+            .flat_map(|(b, _)| b.max.iter())
             .copied()
             .fold(0.0, f64::max),
     );
-    panel(
-        &right,
-        &[(&c.train_error, PALETTE[0]), (&c.test_error, PALETTE[1])],
-        "error (%)",
-        err_max,
-    )
+    panel(&right, &errors, "error (%)", err_max)
 }
