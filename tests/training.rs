@@ -146,6 +146,7 @@ optimizer = { kind = "adamw", lr = 0.003, weight_decay = 0.01 }
 schedule = { kind = "cosine", warmup = 1 }
 augment = { shift = 1.5, rotate = 10.0, scale = 0.1 }
 repair = true
+tta = { shift = 1.0 }
 "#;
     std::fs::write(d.join("specs/opts.toml"), spec).unwrap();
     let out = common::lesser(&d, &[]);
@@ -163,6 +164,7 @@ repair = true
         ),
         ("label_smoothing = 0.1", "label_smoothing = 1.5"),
         ("rotate = 10.0", "rotate = 400.0"),
+        ("tta = { shift = 1.0 }", "tta = { shift = 0.0 }"),
         (
             "schedule = { kind = \"cosine\", warmup = 1 }",
             "schedule = { kind = \"cosine\", warmup = 3 }",

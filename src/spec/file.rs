@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use super::{
     Augment, Compare, EarlyStopping, LayerSpec, Normalize, Optimizer, PlacedLayer, Schedule, Stack,
-    Topology,
+    Topology, Tta,
 };
 use crate::error::{Error, Result};
 
@@ -26,6 +26,9 @@ pub(super) fn step_gamma() -> f32 {
 }
 pub(super) fn one_cycle_pct() -> f32 {
     0.3
+}
+pub(super) fn tta_shift() -> f32 {
+    1.0
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -87,6 +90,7 @@ pub(super) struct TrainFile {
     pub augment: Option<Augment>,
     pub repair: Option<bool>,
     pub ensemble: Option<usize>,
+    pub tta: Option<Tta>,
     pub normalize: Option<Normalize>,
     pub repeats: Option<usize>,
     pub seed: Option<u64>,
@@ -271,6 +275,7 @@ impl SpecFile {
                 augment: c.augment.or(p.augment),
                 repair: c.repair.or(p.repair),
                 ensemble: c.ensemble.or(p.ensemble),
+                tta: c.tta.or(p.tta),
                 normalize: c.normalize.or(p.normalize),
                 repeats: c.repeats.or(p.repeats),
                 seed: c.seed.or(p.seed),

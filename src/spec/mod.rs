@@ -217,6 +217,9 @@ pub struct Train {
     /// Networks trained per round, each from its own seed, their probabilities averaged.
     #[serde(skip_serializing_if = "is_one")]
     pub ensemble: usize,
+    /// Test-time augmentation of the round's measurements.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tta: Option<Tta>,
     /// Share of the round's training pairs held out for validation (0 = none).
     #[serde(skip_serializing_if = "is_zero")]
     pub validation: f32,
@@ -246,6 +249,15 @@ pub struct Augment {
     /// Largest change of size, as a fraction (0.1: 90% to 110%).
     #[serde(default, deserialize_with = "layer::real")]
     pub scale: f32,
+}
+
+/// Test-time augmentation: a round's errors measured on its pairs as they are and shifted by
+/// `shift` pixels left, right, up and down, the five views' probabilities averaged.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tta {
+    #[serde(default = "file::tta_shift", deserialize_with = "layer::real")]
+    pub shift: f32,
 }
 
 /// Early stopping on the validation error.

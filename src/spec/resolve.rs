@@ -92,6 +92,7 @@ fn train_with_defaults(t: TrainFile) -> Train {
         augment: t.augment,
         repair: t.repair.unwrap_or(false),
         ensemble: t.ensemble.unwrap_or(1),
+        tta: t.tta,
         repeats: t.repeats.unwrap_or(default::REPEATS),
         seed: t.seed.unwrap_or(default::SEED),
     }
@@ -212,6 +213,14 @@ fn schedule(t: &Train) -> Rule {
         return Err((
             "train.ensemble",
             format!("networks per round, 1 to 16, got {}", t.ensemble),
+        ));
+    }
+    if let Some(tta) = t.tta
+        && !(tta.shift > 0.0 && tta.shift <= 3.0)
+    {
+        return Err((
+            "train.tta.shift",
+            format!("must be in (0, 3] pixels, got {}", tta.shift),
         ));
     }
     if let Some(a) = t.augment {

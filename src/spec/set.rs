@@ -155,6 +155,7 @@ fn set_train(t: &mut TrainFile, key: &str, value: &toml::Value) -> Result<(), St
         ("augment", "") => t.augment = Some(de(value)?),
         ("repair", "") => t.repair = Some(de(value)?),
         ("ensemble", "") => t.ensemble = Some(de(value)?),
+        ("tta", "") => t.tta = Some(de(value)?),
         ("augment", key) => {
             let current = t.augment.unwrap_or(super::Augment {
                 shift: 0.0,

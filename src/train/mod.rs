@@ -498,7 +498,8 @@ pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<
         }
     }
     let digit_filter = |d: Option<f64>| d.filter(|_| spec.model.aux_loss > 0.0);
-    if let [one] = members.as_slice() {
+    let views = spec.train.tta.map(|t| tta_views(t.shift));
+    if let (None, [one]) = (&views, members.as_slice()) {
         let Some((train_error, _)) = evaluate(&one.net, &sets.train)? else {
             return Ok(diverged(cfg.epochs, one.loss, one.curve.clone()));
         };
@@ -516,7 +517,10 @@ pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<
     }
     let nets: Vec<&Network> = members.iter().map(|m| &m.net).collect();
     let last = cfg.epochs;
-    let measured = |set: &PairSet| evaluate_ensemble(&nets, set);
+    let measured = |set: &PairSet| match &views {
+        Some(v) => evaluate_views(&nets, set, v, (sets.shift, sets.scale)),
+        None => evaluate_ensemble(&nets, set),
+    };
     let (Some(train_error), Some(test)) = (measured(&sets.train)?, measured(&sets.test)?) else {
         return Ok(diverged(last, f64::NAN, Vec::new()));
     };
@@ -566,6 +570,53 @@ fn mean_curve(members: &[Member]) -> Vec<EpochPoint> {
 /// members' probabilities averaged (the comparison's, or the digits' for the argmax and
 /// probability rules). `None` when an output is not finite.
 fn evaluate_ensemble(nets: &[&Network], set: &PairSet) -> Result<Option<(f64, Option<f64>)>> {
+    evaluate_sets(nets, &[set])
+}
+
+/// The views test-time augmentation averages over: the digits as they are, and shifted by
+/// `shift` pixels left, right, up and down.
+fn tta_views(shift: f32) -> Vec<Affine> {
+    let s = f64::from(shift);
+    [(0.0, 0.0), (s, 0.0), (-s, 0.0), (0.0, s), (0.0, -s)]
+        .into_iter()
+        .map(|(dx, dy)| Affine {
+            dx,
+            dy,
+            degrees: 0.0,
+            scale: 1.0,
+        })
+        .collect()
+}
+
+/// [`evaluate_ensemble`] over `views` of every pair as well (each digit transformed in raw
+/// pixels, `norm` the normalization `(shift, scale)` to undo and redo), every view's
+/// probabilities averaged with every member's.
+fn evaluate_views(
+    nets: &[&Network],
+    set: &PairSet,
+    views: &[Affine],
+    (shift, scale): (f32, f32),
+) -> Result<Option<(f64, Option<f64>)>> {
+    let mut viewed = Vec::with_capacity(views.len());
+    for v in views {
+        let mut input = Vec::with_capacity(set.input.len());
+        for digit in set.input.chunks_exact(PIXELS) {
+            let raw: Vec<f32> = digit.iter().map(|x| x / scale + shift).collect();
+            input.extend(v.apply(&raw).into_iter().map(|x| (x - shift) * scale));
+        }
+        viewed.push(PairSet {
+            input,
+            ..set.clone()
+        });
+    }
+    let all: Vec<&PairSet> = viewed.iter().collect();
+    evaluate_sets(nets, &all)
+}
+
+/// Comparison and digit error over the same pairs seen as `sets` (views), every member's and
+/// every view's probabilities averaged.
+fn evaluate_sets(nets: &[&Network], sets: &[&PairSet]) -> Result<Option<(f64, Option<f64>)>> {
+    let set = sets[0];
     let compare = nets[0].compare;
     let idx: Vec<usize> = (0..set.len()).collect();
     let (mut wrong, mut digit_wrong, mut has_digits) = (0usize, 0usize, false);
@@ -574,7 +625,11 @@ fn evaluate_ensemble(nets: &[&Network], set: &PairSet) -> Result<Option<(f64, Op
         let n = chunk.len();
         let mut cmp = vec![0.0f64; 2 * n];
         let (mut p0, mut p1) = (vec![[0.0f64; 10]; n], vec![[0.0f64; 10]; n]);
-        for net in nets {
+        let views: Vec<Batch> = sets.iter().map(|v| gather(v, chunk)).collect();
+        for (net, b) in nets
+            .iter()
+            .flat_map(|net| views.iter().map(move |b| (net, b)))
+        {
             let input = Input {
                 pairs: &b.pairs,
                 batch: n,
@@ -604,7 +659,7 @@ fn evaluate_ensemble(nets: &[&Network], set: &PairSet) -> Result<Option<(f64, Op
                 Compare::Learned => u8::from(cmp[2 * i + 1] > cmp[2 * i]),
                 Compare::Argmax => u8::from(argmax(&p0[i]) <= argmax(&p1[i])),
                 Compare::Probability => {
-                    let k = nets.len() as f64;
+                    let k = (nets.len() * sets.len()) as f64;
                     let (a, c) = (p0[i].map(|v| v / k), p1[i].map(|v| v / k));
                     u8::from(lesser_or_equal(&a, &c) > 0.5)
                 }
@@ -683,6 +738,51 @@ head = [{ layer = "linear", in = 20, out = 2 }]
         let got = evaluate_ensemble(&[&a, &b], &set).unwrap().unwrap();
         assert_eq!(got.0, wrong as f64 / set.len() as f64);
         assert_ne!(evaluate(&b, &set).unwrap().unwrap(), alone);
+    }
+
+    /// Test-time augmentation averages five views: the pairs as they are and four one-pixel
+    /// shifts; the identity view alone measures what plain evaluation does.
+    #[test]
+    fn test_time_augmentation_averages_shifted_views() {
+        let views = tta_views(1.0);
+        let shifts: Vec<(f64, f64)> = views.iter().map(|v| (v.dx, v.dy)).collect();
+        assert_eq!(
+            shifts,
+            [(0.0, 0.0), (1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0)]
+        );
+        let data = Mnist::load(std::path::Path::new("data/mnist")).unwrap();
+        let (set, _) = generate_pair_sets(&data.train, &data.test, 60, 2).unwrap();
+        let a = network(LEARNED, 1);
+        let alone = evaluate(&a, &set).unwrap().unwrap();
+        let identity = &views[..1];
+        assert_eq!(
+            evaluate_views(&[&a], &set, identity, (0.0, 1.0))
+                .unwrap()
+                .unwrap(),
+            alone
+        );
+        // Five views: by hand, the shifted sets' softmax averaged with the plain one's.
+        let by_hand = {
+            let sets: Vec<PairSet> = views
+                .iter()
+                .map(|v| PairSet {
+                    input: set
+                        .input
+                        .chunks_exact(PIXELS)
+                        .flat_map(|d| v.apply(d))
+                        .collect(),
+                    ..set.clone()
+                })
+                .collect();
+            let refs: Vec<&PairSet> = sets.iter().collect();
+            evaluate_sets(&[&a], &refs).unwrap().unwrap()
+        };
+        assert_eq!(
+            evaluate_views(&[&a], &set, &views, (0.0, 1.0))
+                .unwrap()
+                .unwrap(),
+            by_hand
+        );
     }
 
     /// The held-out pairs are the last share, whole pairs: no image of theirs is left in
