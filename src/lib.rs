@@ -15,6 +15,7 @@ pub mod data;
 pub mod diff;
 pub mod error;
 pub mod fs;
+pub mod hash;
 pub mod kernels;
 pub mod ops;
 pub mod record;

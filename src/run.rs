@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::data::Mnist;
 use crate::error::{Error, Result};
+use crate::hash;
 use crate::record::{RoundKey, RoundRecord, Status};
 use crate::report::{self, Protocol, Summary};
 use crate::spec::Spec;
@@ -158,19 +159,18 @@ pub fn init_seed(spec: &Spec, round: usize) -> u64 {
 
 /// SHA-256 of each data file, and one hash over all of them.
 fn hash_data(files: &[PathBuf]) -> Result<(Vec<(String, String)>, String)> {
-    let hex = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
     let mut all = Sha256::new();
     let mut each = Vec::new();
     for f in files {
         let bytes = std::fs::read(f).map_err(|e| Error::io(f, e))?;
-        let sum = hex(&Sha256::digest(&bytes));
+        let sum = hash::hex(&Sha256::digest(&bytes));
         all.update(sum.as_bytes());
         let name = f
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         each.push((name, sum));
     }
-    Ok((each, hex(&all.finalize()[..8])))
+    Ok((each, hash::short(all)))
 }
 
 /// Reports progress: a bar on a terminal, plain lines otherwise. Progress is a courtesy:

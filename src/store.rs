@@ -14,8 +14,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use crate::error::{Error, Result};
 use crate::fs::{create_dir, write_atomic};
 use crate::record::{RoundKey, RoundRecord};
@@ -40,10 +38,7 @@ fn file_name(key: &RoundKey) -> String {
         key.epochs,
         key.version
     );
-    let hex: String = Sha256::digest(text.as_bytes())[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = crate::hash::short_of(text.as_bytes());
     format!("{hex}.csv")
 }
 

@@ -16,7 +16,6 @@ pub use layer::LayerSpec;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use file::SpecFile;
@@ -324,11 +323,7 @@ impl Spec {
             overrides: &self.overrides,
         })
         .expect("a resolved spec always serializes");
-        Sha256::digest(text.as_bytes())
-            .iter()
-            .take(8)
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::hash::short_of(text.as_bytes())
     }
 }
 

@@ -275,10 +275,7 @@ pub fn weights_hash(params: &[Param]) -> String {
             h.update(v.to_bits().to_le_bytes());
         }
     }
-    h.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hash::short(h)
 }
 
 /// The last `share` of `set`'s pairs, taken out of it (their digits with them: a pair's two
