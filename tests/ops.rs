@@ -788,88 +788,269 @@ fn plane_sums_equal_iterator_sums() {
     }
 }
 
-/// A chain of convolutions run as one op against the same layers one by one: equal outputs,
-/// equal input and parameter gradients. Two groups of images (the second partial), a padded
-/// first layer, pools and ReLUs between, a ReLU-gated last layer; and a chain with a padded
-/// later layer, which runs its layers one by one.
-#[test]
-fn conv_chain_equals_its_layers() {
-    let mut rng = ChaCha8Rng::seed_from_u64(14);
-    let (n, c, side) = (20, 2, 14);
-    let geom = |i, o, k, padding| Conv2dGeometry {
+/// One layer of a test chain: its geometry, whether a batch norm follows, its epilogue.
+type ChainSpec = (Conv2dGeometry, bool, Epilogue);
+
+fn geom(i: usize, o: usize, k: usize, padding: usize) -> Conv2dGeometry {
+    Conv2dGeometry {
         in_channels: i,
         out_channels: o,
         kernel: k,
         stride: 1,
         padding,
+    }
+}
+
+fn epi(relu: bool, max_pool2: bool) -> Epilogue {
+    Epilogue { relu, max_pool2 }
+}
+
+/// A chain's parameters: per layer weight, bias, and a norm's gamma and beta (random, so
+/// that they matter) with running statistics (not the fresh ones, so that evaluation's
+/// differ from the identity).
+fn chain_params(
+    rng: &mut ChaCha8Rng,
+    chain: &[ChainSpec],
+) -> Vec<(Param, Param, Param, Param, BatchNormState)> {
+    chain
+        .iter()
+        .map(|(g, _, _)| {
+            let o = g.out_channels;
+            let st = BatchNormState::new(o, 0.1, 1e-5);
+            *st.mean.borrow_mut() = rand_vec(rng, o);
+            *st.var.borrow_mut() = rand_vec(rng, o).iter().map(|v| v + 1.5).collect();
+            let gamma = rand_vec(rng, o).iter().map(|v| v + 1.0).collect();
+            (
+                param(rand_vec(rng, g.weight_len())),
+                param(rand_vec(rng, o)),
+                param(gamma),
+                param(rand_vec(rng, o)),
+                st,
+            )
+        })
+        .collect()
+}
+
+/// Runs `chain` on `x` as one op (`as_chain`) or as its layers one by one (convolution,
+/// batch norm, ReLU, pool): the output, the gradients of `sum(y * r)` (input, then each
+/// layer's weight, bias, gamma, beta), and the running statistics after.
+#[allow(clippy::type_complexity)]
+fn run_chain(
+    chain: &[ChainSpec],
+    ps: &[(Param, Param, Param, Param, BatchNormState)],
+    x: &[f32],
+    dims: Dims4,
+    training: bool,
+    as_chain: bool,
+) -> (Vec<f32>, Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let states: Vec<BatchNormState> = ps.iter().map(|p| p.4.clone()).collect();
+    let xt = act(x.to_vec(), dims);
+    let y = if as_chain {
+        let layers: Vec<ChainLayer> = chain
+            .iter()
+            .zip(ps)
+            .zip(&states)
+            .map(
+                |((&(geom, bn, epi), (weight, bias, gamma, beta, _)), state)| ChainLayer {
+                    weight,
+                    bias,
+                    geom,
+                    norm: bn.then_some(ChainNorm {
+                        gamma,
+                        beta,
+                        state,
+                        training,
+                    }),
+                    epi,
+                },
+            )
+            .collect();
+        conv2d_chain(xt.leaky_trace(), &layers, true).unwrap()
+    } else {
+        let mut y = xt.leaky_trace();
+        for ((&(g, bn, e), (w, b, gamma, beta, _)), st) in chain.iter().zip(ps).zip(&states) {
+            if !bn {
+                // Fused as before: the same sums, so the same bits.
+                y = conv2d_fused(y, w, b, g, e, true).unwrap();
+                continue;
+            }
+            y = conv2d(y, w, b, g, true).unwrap();
+            y = batch_norm2d(y, gamma, beta, st, training).unwrap();
+            if e.relu {
+                y = activation(y, Activation::Relu);
+            }
+            if e.max_pool2 {
+                y = pool2d(y, PoolKind::Max, 2, 2).unwrap();
+            }
+        }
+        y
     };
-    let epi = |relu, max_pool2| Epilogue { relu, max_pool2 };
-    let chains = [
+    let out = values(&y);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let r = act(rand_vec(&mut rng, out.len()), *y.shape());
+    let grads = (y * r).sum::<(), _>().backward();
+    let mut g = vec![grads.get(&xt).as_vec()];
+    for ((&(_, bn, _), (w, b, gamma, beta, _)), _) in chain.iter().zip(ps).zip(&states) {
+        g.push(w.grad(&grads));
+        // A bias before a norm has no effect, so its gradient is (close to) 0: not compared.
+        g.push(if bn { vec![] } else { b.grad(&grads) });
+        if bn {
+            g.push(gamma.grad(&grads));
+            g.push(beta.grad(&grads));
+        }
+    }
+    let running = states
+        .iter()
+        .flat_map(|s| [s.mean.borrow().clone(), s.var.borrow().clone()])
+        .collect();
+    (out, g, running)
+}
+
+/// A chain of convolutions run as one op against the same layers one by one: equal outputs,
+/// equal input and parameter gradients (bit for bit without a norm; with one, to rounding,
+/// its sums being taken in another order), equal running statistics. Two groups of images
+/// (the second partial), padded first and later layers, pools and ReLUs between, a
+/// ReLU-gated last layer, and batch norms with the batch's statistics and with fixed ones.
+#[test]
+fn conv_chain_equals_its_layers() {
+    let mut rng = ChaCha8Rng::seed_from_u64(14);
+    let (n, c, side) = (20, 2, 14);
+    let chains: [Vec<ChainSpec>; 4] = [
         vec![
-            (geom(2, 3, 3, 1), epi(true, false)),
-            (geom(3, 4, 3, 0), epi(true, true)),
-            (geom(4, 5, 2, 0), epi(true, false)),
+            (geom(2, 3, 3, 1), false, epi(true, false)),
+            (geom(3, 4, 3, 0), false, epi(true, true)),
+            (geom(4, 5, 2, 0), false, epi(true, false)),
         ],
         vec![
-            (geom(2, 3, 3, 0), epi(false, true)),
-            (geom(3, 2, 3, 1), epi(true, false)),
+            (geom(2, 3, 3, 0), false, epi(false, true)),
+            (geom(3, 2, 3, 1), false, epi(true, false)),
+        ],
+        // The batch-normalized network's shape, narrower.
+        vec![
+            (geom(2, 6, 3, 1), true, epi(true, false)),
+            (geom(6, 6, 3, 1), true, epi(true, true)),
+            (geom(6, 8, 3, 1), true, epi(true, true)),
+        ],
+        // A norm without ReLU, then a plain layer, then a norm last.
+        vec![
+            (geom(2, 4, 3, 1), true, epi(false, false)),
+            (geom(4, 4, 3, 0), false, epi(true, true)),
+            (geom(4, 3, 2, 1), true, epi(false, false)),
         ],
     ];
     for (ci, chain) in chains.iter().enumerate() {
         let x = rand_vec(&mut rng, n * c * side * side);
-        let ps: Vec<(Param, Param)> = chain
-            .iter()
-            .map(|(g, _)| {
-                let w = param(rand_vec(&mut rng, g.weight_len()));
-                (w, param(rand_vec(&mut rng, g.out_channels)))
-            })
-            .collect();
-        let run = |as_chain: bool| {
-            let xt = act(x.clone(), (n, c, side, side));
-            let y = if as_chain {
-                let layers: Vec<ChainLayer> = chain
-                    .iter()
-                    .zip(&ps)
-                    .map(|(&(geom, epi), (weight, bias))| ChainLayer {
-                        weight,
-                        bias,
-                        geom,
-                        epi,
-                    })
-                    .collect();
-                conv2d_chain(xt.leaky_trace(), &layers, true).unwrap()
-            } else {
-                let mut y = xt.leaky_trace();
-                for (&(g, e), (w, b)) in chain.iter().zip(&ps) {
-                    y = conv2d_fused(y, w, b, g, e, true).unwrap();
+        let ps = chain_params(&mut rng, chain);
+        let normed = chain.iter().any(|l| l.1);
+        for training in [true, false] {
+            let what = format!("chain {ci} training {training}");
+            let dims = (n, c, side, side);
+            let chained = run_chain(chain, &ps, &x, dims, training, true);
+            let one_by_one = run_chain(chain, &ps, &x, dims, training, false);
+            let same = |a: &[f32], b: &[f32], what: &str| {
+                if normed {
+                    assert_close(a, b, 1e-4, what);
+                } else {
+                    assert_eq!(a, b, "{what}");
                 }
-                y
             };
-            let out = values(&y);
-            let r = act(
-                (0..out.len()).map(|i| (i % 7) as f32 - 3.0).collect(),
-                *y.shape(),
-            );
-            let grads = (y * r).sum::<(), _>().backward();
-            let mut g = vec![grads.get(&xt).as_vec()];
-            for (w, b) in &ps {
-                g.push(w.grad(&grads));
-                g.push(b.grad(&grads));
+            same(&chained.0, &one_by_one.0, &format!("{what}: output"));
+            assert!(chained.0.iter().any(|&v| v != 0.0), "{what}: some output");
+            for (i, (a, b)) in chained.1.iter().zip(&one_by_one.1).enumerate() {
+                same(a, b, &format!("{what}: gradient {i}"));
+                let reached = a.is_empty() || a.iter().any(|&v| v != 0.0);
+                assert!(reached, "{what}: gradient {i} reached");
             }
-            (out, g)
-        };
-        let (chained, one_by_one) = (run(true), run(false));
-        assert_eq!(chained.0, one_by_one.0, "chain {ci}: output");
-        assert!(
-            chained.0.iter().any(|&v| v != 0.0),
-            "chain {ci}: some output"
-        );
-        for (i, (a, b)) in chained.1.iter().zip(&one_by_one.1).enumerate() {
-            assert_eq!(a, b, "chain {ci}: gradient {i}");
-            assert!(
-                a.iter().any(|&v| v != 0.0),
-                "chain {ci}: gradient {i} reached"
-            );
+            for (i, (a, b)) in chained.2.iter().zip(&one_by_one.2).enumerate() {
+                assert_close(a, b, 1e-6, &format!("{what}: running statistics {i}"));
+            }
+            if !normed {
+                break;
+            }
         }
+    }
+}
+
+/// The gradient test's chain: norms without ReLU or pool, whose kinks finite differences
+/// cross (the same layers unfused fail the same check); the epilogues after a norm are
+/// checked against the unfused layers in `conv_chain_equals_its_layers`.
+fn grad_chain() -> Vec<ChainSpec> {
+    vec![
+        (geom(1, 2, 3, 1), true, epi(false, false)),
+        (geom(2, 3, 3, 1), true, epi(false, false)),
+    ]
+}
+
+/// Running statistics for [`grad_chain`], not the fresh ones.
+fn grad_states() -> Vec<BatchNormState> {
+    grad_chain()
+        .iter()
+        .map(|(g, _, _)| {
+            let o = g.out_channels;
+            let st = BatchNormState::new(o, 0.1, 1e-5);
+            *st.mean.borrow_mut() = (0..o).map(|i| 0.1 * i as f32 - 0.1).collect();
+            *st.var.borrow_mut() = (0..o).map(|i| 0.5 + 0.3 * i as f32).collect();
+            st
+        })
+        .collect()
+}
+
+/// `chain` as an op takes it, four parameters a layer (weight, bias, gamma, beta).
+fn chain_layers<'a>(
+    chain: &[ChainSpec],
+    ps: &'a [Param],
+    states: &'a [BatchNormState],
+    training: bool,
+) -> Vec<ChainLayer<'a>> {
+    chain
+        .iter()
+        .zip(ps.chunks_exact(4))
+        .zip(states)
+        .map(|((&(geom, bn, epi), p), state)| ChainLayer {
+            weight: &p[0],
+            bias: &p[1],
+            geom,
+            norm: bn.then_some(ChainNorm {
+                gamma: &p[2],
+                beta: &p[3],
+                state,
+                training,
+            }),
+            epi,
+        })
+        .collect()
+}
+
+/// The fused batch-normalized chain's gradients against finite differences, with the
+/// batch's statistics and with fixed ones, on a partial group of images.
+#[test]
+fn conv_chain_with_norms_gradients() {
+    let mut rng = ChaCha8Rng::seed_from_u64(15);
+    let dims = (3, 1, 6, 6);
+    let x = rand_vec(&mut rng, 3 * 36);
+    let mut params = Vec::new();
+    for (g, _, _) in grad_chain() {
+        params.push(rand_vec(&mut rng, g.weight_len()));
+        params.push(rand_vec(&mut rng, g.out_channels));
+        params.push(
+            rand_vec(&mut rng, g.out_channels)
+                .iter()
+                .map(|v| v + 1.5)
+                .collect(),
+        );
+        params.push(rand_vec(&mut rng, g.out_channels));
+    }
+    for training in [true, false] {
+        let op = move |x: Act<OwnedTape<f32, Cpu>>, ps: &[Param]| {
+            let states = grad_states();
+            let layers = chain_layers(&grad_chain(), ps, &states, training);
+            conv2d_chain(x, &layers, true).unwrap()
+        };
+        let eval = move |x: Act<NoneTape>, ps: &[Param]| {
+            let states = grad_states();
+            let layers = chain_layers(&grad_chain(), ps, &states, training);
+            conv2d_chain(x, &layers, true).unwrap()
+        };
+        grad_check(x.clone(), dims, params.clone(), &op, &eval);
     }
 }

@@ -6,20 +6,29 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::Result;
 use crate::ops::{
-    self, Act, Activation, BatchNormState, ChainLayer, Conv2dGeometry, ConvTranspose2dGeometry,
-    Epilogue, OpTape, Param, PoolKind,
+    self, Act, Activation, BatchNormState, ChainLayer, ChainNorm, Conv2dGeometry,
+    ConvTranspose2dGeometry, Epilogue, OpTape, Param, PoolKind,
 };
 
 use super::plan::{LayerOp, LayerPlan, PlainOp};
 
-/// A convolution, referring to its weight and bias by index in the store, with the ReLU and
-/// 2x2 max pool that follow it in the spec folded in.
-#[derive(Debug, Clone, Copy)]
+/// A convolution, referring to its weight and bias by index in the store, with the batch
+/// norm, ReLU and 2x2 max pool that follow it in the spec folded in.
+#[derive(Debug, Clone)]
 struct Conv {
     geom: Conv2dGeometry,
     weight: usize,
     bias: usize,
+    norm: Option<Norm>,
     epi: Epilogue,
+}
+
+/// A batch norm: its scale and shift by index in the store, and its running statistics.
+#[derive(Debug, Clone)]
+struct Norm {
+    scale: usize,
+    shift: usize,
+    state: BatchNormState,
 }
 
 /// One layer as it runs, referring to its parameters by index in the store.
@@ -32,11 +41,7 @@ enum Layer {
         weight: usize,
         bias: usize,
     },
-    BatchNorm {
-        scale: usize,
-        shift: usize,
-        state: BatchNormState,
-    },
+    BatchNorm(Norm),
     Linear {
         out: usize,
         weight: usize,
@@ -90,10 +95,11 @@ fn constant(store: &mut Vec<Param>, dev: &Cpu, len: usize, value: f32) -> usize 
     store.len() - 1
 }
 
-/// Appends `layer`, folding a ReLU into the convolution right before it, and a 2x2 max pool
-/// (stride 2) into a convolution before it (and its ReLU): the same numbers, computed without
-/// storing the convolution's full-size output. A threshold at 0 with value 0 is a ReLU (the
-/// same outputs, NaN included, and the same gradient mask), so it folds the same way.
+/// Appends `layer`, folding into a convolution right before it a batch norm (before
+/// anything else follows the convolution), a ReLU, and a 2x2 max pool (stride 2): the same
+/// numbers (a norm's up to the order of its sums), computed without storing the
+/// convolution's full-size output. A threshold at 0 with value 0 is a ReLU (the same
+/// outputs, NaN included, and the same gradient mask), so it folds the same way.
 ///
 /// A ReLU after the pool folds too: max and ReLU commute (`relu(max(a)) == max(relu(a))`, and
 /// the gradient reaches the same element or none), so the fused convolution applies ReLU
@@ -101,16 +107,29 @@ fn constant(store: &mut Vec<Param>, dev: &Cpu, len: usize, value: f32) -> usize 
 /// written pool it and zero it, the fused form zeroes it and pools the rest. A convolution
 /// outputs NaN only once weights or activations are no longer finite: a diverging round.
 ///
-/// A stride-1, unpadded convolution right after stride-1 convolutions joins them: the op
-/// runs the chain without its activations leaving the kernels' layout in between.
+/// A stride-1 convolution right after stride-1 convolutions joins them: the op runs the
+/// chain without its activations leaving the kernels' layout in between.
 fn push_fused(layers: &mut Vec<Layer>, layer: Layer) {
-    if let (Some(Layer::Conv2d(chain)), Layer::Conv2d(next)) = (layers.last_mut(), &layer) {
-        let chains = |c: &Conv| c.geom.stride == 1;
-        if chain.iter().all(chains) && next.iter().all(|c| chains(c) && c.geom.padding == 0) {
-            chain.extend_from_slice(next);
-            return;
+    let layer = match (layers.last_mut(), layer) {
+        (Some(Layer::Conv2d(chain)), Layer::Conv2d(next)) => {
+            let chains = |c: &Conv| c.geom.stride == 1;
+            if chain.iter().all(chains) && next.iter().all(chains) {
+                chain.extend(next);
+                return;
+            }
+            Layer::Conv2d(next)
         }
-    }
+        (Some(Layer::Conv2d(chain)), Layer::BatchNorm(norm)) => {
+            let conv = chain.last_mut().expect("a chain holds a convolution");
+            let fits = conv.geom.out_channels == norm.state.mean.borrow().len();
+            if fits && conv.norm.is_none() && conv.epi == Epilogue::default() {
+                conv.norm = Some(norm);
+                return;
+            }
+            Layer::BatchNorm(norm)
+        }
+        (_, layer) => layer,
+    };
     if let Some(Layer::Conv2d(chain)) = layers.last_mut() {
         let epi = &mut chain.last_mut().expect("a chain holds a convolution").epi;
         let relu = match layer {
@@ -143,13 +162,17 @@ fn push_fused(layers: &mut Vec<Layer>, layer: Layer) {
 impl Sequential {
     /// The running statistics of its batch norms, in order.
     pub fn norms(&self) -> Vec<&BatchNormState> {
-        self.layers
-            .iter()
-            .filter_map(|l| match l {
-                Layer::BatchNorm { state, .. } => Some(state),
-                _ => None,
-            })
-            .collect()
+        let mut out = Vec::new();
+        for l in &self.layers {
+            match l {
+                Layer::BatchNorm(n) => out.push(&n.state),
+                Layer::Conv2d(chain) => {
+                    out.extend(chain.iter().filter_map(|c| Some(&c.norm.as_ref()?.state)))
+                }
+                _ => {}
+            }
+        }
+        out
     }
 
     /// Builds the planned `layers`, initializing parameters like PyTorch's defaults (weights
@@ -172,6 +195,7 @@ impl Sequential {
                         geom,
                         weight,
                         bias,
+                        norm: None,
                         epi: Epilogue::default(),
                     }])
                 }
@@ -187,11 +211,11 @@ impl Sequential {
                     channels,
                     momentum,
                     eps,
-                } => Layer::BatchNorm {
+                } => Layer::BatchNorm(Norm {
                     scale: constant(store, dev, channels, 1.0),
                     shift: constant(store, dev, channels, 0.0),
                     state: BatchNormState::new(channels, momentum, eps),
-                },
+                }),
                 LayerOp::Linear { input, out } => {
                     let bound = 1.0 / (input as f32).sqrt();
                     let weight = uniform(store, dev, rng, out * input, bound);
@@ -225,6 +249,12 @@ impl Sequential {
                             weight: &params[c.weight],
                             bias: &params[c.bias],
                             geom: c.geom,
+                            norm: c.norm.as_ref().map(|n| ChainNorm {
+                                gamma: &params[n.scale],
+                                beta: &params[n.shift],
+                                state: &n.state,
+                                training,
+                            }),
                             epi: c.epi,
                         })
                         .collect();
@@ -233,11 +263,9 @@ impl Sequential {
                 Layer::ConvTranspose2d { geom, weight, bias } => {
                     ops::conv_transpose2d(x, &params[*weight], &params[*bias], *geom, input_grad)?
                 }
-                Layer::BatchNorm {
-                    scale,
-                    shift,
-                    state,
-                } => ops::batch_norm2d(x, &params[*scale], &params[*shift], state, training)?,
+                Layer::BatchNorm(n) => {
+                    ops::batch_norm2d(x, &params[n.scale], &params[n.shift], &n.state, training)?
+                }
                 Layer::Linear { out, weight, bias } => {
                     ops::linear(x, &params[*weight], &params[*bias], *out, input_grad)?
                 }

@@ -163,3 +163,13 @@ unsafe fn correlate_grad_avx2(
     // 16 registers, hence the smaller blocks.
     unsafe { correlate_grad_with::<Pair, 1, 2, 5>(acc, g, src, off, l, co) }
 }
+
+/// Runs `f` compiled with avx2 enabled (inlined here, so its loops vectorize to that
+/// width).
+///
+/// # Safety
+/// The CPU must have avx2.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn widened<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}

@@ -7,7 +7,7 @@ use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
 use super::x86::{Vector, correlate_grad_with, correlate_with};
-use super::{AdamStep, CUT, Epilogue, GradLayout, Grid, Isa, LANES, Spread, portable};
+use super::{AdamStep, CUT, Epilogue, GradLayout, Grid, Isa, LANES, Norm, Spread, portable};
 
 impl Vector for __m512 {
     const LANES: usize = 16;
@@ -123,11 +123,12 @@ impl Isa for Avx512 {
         src: &[f32],
         dims: (usize, usize, usize),
         bias: &[f32],
+        norm: Option<Norm>,
         dst: &mut [MaybeUninit<f32>],
         route: &mut [u8],
     ) {
         // SAFETY: see the impl.
-        unsafe { epilogue(epi, src, dims, bias, dst, route) }
+        unsafe { epilogue(epi, src, dims, bias, norm, dst, route) }
     }
 
     fn adam(&self, step: AdamStep, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
@@ -185,10 +186,11 @@ unsafe fn epilogue(
     src: &[f32],
     dims: (usize, usize, usize),
     bias: &[f32],
+    norm: Option<Norm>,
     dst: &mut [MaybeUninit<f32>],
     route: &mut [u8],
 ) {
-    portable::epilogue(epi, src, dims, bias, dst, route)
+    portable::epilogue(epi, src, dims, bias, norm, dst, route)
 }
 
 /// [`super::adam`] compiled for AVX-512: the portable operations on each element (no
@@ -410,4 +412,14 @@ unsafe fn scatter(dst: &mut [MaybeUninit<f32>], src: &[f32], stride: usize, m: u
             p += 16;
         }
     }
+}
+
+/// Runs `f` compiled with avx512f enabled (inlined here, so its loops vectorize to that
+/// width).
+///
+/// # Safety
+/// The CPU must have avx512f.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn widened<R>(f: impl FnOnce() -> R) -> R {
+    f()
 }

@@ -81,6 +81,16 @@ impl Epilogue {
     }
 }
 
+/// Batch normalization's numbers per channel, as an epilogue applies them after the bias:
+/// `gamma * ((v - mean) * inv_std) + beta`.
+#[derive(Clone, Copy, Debug)]
+pub struct Norm<'a> {
+    pub mean: &'a [f32],
+    pub inv_std: &'a [f32],
+    pub gamma: &'a [f32],
+    pub beta: &'a [f32],
+}
+
 /// A pooled output that passes no gradient back (ReLU cut it off): its route.
 pub(crate) const CUT: u8 = u8::MAX;
 
@@ -194,10 +204,11 @@ pub(crate) trait Isa: Sync {
         src: &[f32],
         dims: (usize, usize, usize),
         bias: &[f32],
+        norm: Option<Norm>,
         dst: &mut [MaybeUninit<f32>],
         route: &mut [u8],
     ) {
-        portable::epilogue(epi, src, dims, bias, dst, route)
+        portable::epilogue(epi, src, dims, bias, norm, dst, route)
     }
 
     /// [`adam`].
@@ -426,18 +437,20 @@ pub fn scatter(dst: &mut [MaybeUninit<f32>], src: &[f32], stride: usize, m: usiz
     isa(Kernel::active()).scatter(dst, src, stride, m)
 }
 
-/// Bias, then `epi`, over one group's convolution output `src` (`co x oh x ow` pixels) into
-/// `dst` (`co x OH x OW` pixels) and, with a pool, `route` (unless it is empty): for each
-/// pooled output, which of its window's four pixels it came from, or [`CUT`].
+/// Bias, then batch norm's `norm` if given, then `epi`, over one group's convolution output
+/// `src` (`co x oh x ow` pixels) into `dst` (`co x OH x OW` pixels) and, with a pool, `route`
+/// (unless it is empty): for each pooled output, which of its window's four pixels it came
+/// from, or [`CUT`].
 pub(crate) fn epilogue(
     epi: Epilogue,
     src: &[f32],
     dims: (usize, usize, usize),
     bias: &[f32],
+    norm: Option<Norm>,
     dst: &mut [MaybeUninit<f32>],
     route: &mut [u8],
 ) {
-    isa(Kernel::active()).epilogue(epi, src, dims, bias, dst, route)
+    isa(Kernel::active()).epilogue(epi, src, dims, bias, norm, dst, route)
 }
 
 /// Writes one group's convolution-output gradient (`co x oh x ow` pixels) into `gc` (placed
@@ -474,6 +487,21 @@ pub(crate) fn spread(
         "spread: buffer too short"
     );
     isa(Kernel::active()).spread(src, how, dims, grid, gc, gb)
+}
+
+/// Runs `f` compiled for the active kernel's vector width, for plain Rust loops over lanes
+/// outside the [`Isa`] methods (batch norm's passes). Plain Rust fuses nothing and reorders
+/// no sum, so `f` gives the same bits whichever width it is compiled for.
+pub(crate) fn widened<R>(f: impl FnOnce() -> R) -> R {
+    match Kernel::active() {
+        // SAFETY: the active kernel is one this CPU has (`Kernel::available`).
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => unsafe { avx512::widened(f) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => unsafe { avx2::widened(f) },
+        _ => f(),
+    }
 }
 
 /// One Adam update of weights `w` and moments `m`, `v` from gradient `g`, element by

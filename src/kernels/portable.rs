@@ -4,7 +4,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::{AdamStep, CUT, Epilogue, GradLayout, Grid, Isa, LANES, Spread};
+use super::{AdamStep, CUT, Epilogue, GradLayout, Grid, Isa, LANES, Norm, Spread};
 
 /// The portable kernel.
 pub(crate) struct Portable;
@@ -102,14 +102,27 @@ pub fn epilogue(
     src: &[f32],
     dims: (usize, usize, usize),
     bias: &[f32],
+    norm: Option<Norm>,
     dst: &mut [MaybeUninit<f32>],
     route: &mut [u8],
 ) {
-    match (epi.relu, epi.max_pool2) {
-        (false, false) => epilogue_with::<false, false>(src, dims, bias, dst, route),
-        (true, false) => epilogue_with::<true, false>(src, dims, bias, dst, route),
-        (false, true) => epilogue_with::<false, true>(src, dims, bias, dst, route),
-        (true, true) => epilogue_with::<true, true>(src, dims, bias, dst, route),
+    // Without a norm, its numbers are never read.
+    let none = Norm {
+        mean: &[],
+        inv_std: &[],
+        gamma: &[],
+        beta: &[],
+    };
+    let args = (src, dims, bias, norm.unwrap_or(none), dst, route);
+    match (epi.relu, epi.max_pool2, norm.is_some()) {
+        (false, false, false) => epilogue_with::<false, false, false>(args),
+        (true, false, false) => epilogue_with::<true, false, false>(args),
+        (false, true, false) => epilogue_with::<false, true, false>(args),
+        (true, true, false) => epilogue_with::<true, true, false>(args),
+        (false, false, true) => epilogue_with::<false, false, true>(args),
+        (true, false, true) => epilogue_with::<true, false, true>(args),
+        (false, true, true) => epilogue_with::<false, true, true>(args),
+        (true, true, true) => epilogue_with::<true, true, true>(args),
     }
 }
 
@@ -119,32 +132,54 @@ fn px(v: &[f32], at: usize) -> &[f32; LANES] {
     v[at..at + LANES].try_into().expect("a whole pixel")
 }
 
+/// What [`epilogue_with`] works on.
+type EpilogueArgs<'a, 'b> = (
+    &'a [f32],
+    (usize, usize, usize),
+    &'a [f32],
+    Norm<'a>,
+    &'b mut [MaybeUninit<f32>],
+    &'b mut [u8],
+);
+
 /// The selections are written as plain `if` values, lane by lane, so that they compile to
 /// vector compares and blends.
 #[inline(always)]
-fn epilogue_with<const RELU: bool, const POOL: bool>(
-    src: &[f32],
-    (co, oh, ow): (usize, usize, usize),
-    bias: &[f32],
-    dst: &mut [MaybeUninit<f32>],
-    route: &mut [u8],
+fn epilogue_with<const RELU: bool, const POOL: bool, const NORM: bool>(
+    (src, (co, oh, ow), bias, norm, dst, route): EpilogueArgs,
 ) {
+    // Bias, then batch norm as `ops::batch_norm2d` computes it (the same operations).
+    // (Per channel, so that the inner loops index nothing.)
+    let pre_for = |o: usize| {
+        let b = bias[o];
+        let (m, s, g, be) = if NORM {
+            (norm.mean[o], norm.inv_std[o], norm.gamma[o], norm.beta[o])
+        } else {
+            (0.0, 0.0, 0.0, 0.0)
+        };
+        move |v: f32| {
+            let v = v + b;
+            if NORM { g * ((v - m) * s) + be } else { v }
+        }
+    };
     // `if` rather than `f32::max`: NaN stays NaN, as in PyTorch's ReLU, so a diverged
     // network shows in its outputs.
     let act = |v: f32| if RELU && v <= 0.0 { 0.0 } else { v };
     if !POOL {
         let plane = oh * ow * LANES;
         let planes = src.chunks_exact(plane).zip(dst.chunks_exact_mut(plane));
-        for ((s, d), &b) in planes.zip(bias).take(co) {
+        for (o, (s, d)) in planes.enumerate().take(co) {
+            let pre = pre_for(o);
             for (d, &s) in d.iter_mut().zip(s) {
-                d.write(act(s + b));
+                d.write(act(pre(s)));
             }
         }
         return;
     }
     let pixel = |o: usize, y: usize, x: usize| ((o * oh + y) * ow + x) * LANES;
     let mut at = 0;
-    for (o, &b) in bias.iter().enumerate().take(co) {
+    for o in 0..co {
+        let pre = pre_for(o);
         for py in 0..oh / 2 {
             for qx in 0..ow / 2 {
                 let (y, x) = (2 * py, 2 * qx);
@@ -153,9 +188,9 @@ fn epilogue_with<const RELU: bool, const POOL: bool>(
                 let (mut v, mut from) = ([0.0; LANES], [0u8; LANES]);
                 for l in 0..LANES {
                     // The first largest in scan order wins, as the pool layer picks.
-                    let (mut best, mut i) = (act(p0[l] + b), 0);
+                    let (mut best, mut i) = (act(pre(p0[l])), 0);
                     for (k, p) in [(1, p1), (2, p2), (3, p3)] {
-                        let c = act(p[l] + b);
+                        let c = act(pre(p[l]));
                         i = if c > best { k } else { i };
                         best = if c > best { c } else { best };
                     }

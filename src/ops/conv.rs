@@ -1,11 +1,12 @@
 //! 2-D convolution (PyTorch's `Conv2d`, square kernel, zero padding).
 
 use super::im2col::{MatRef, Window, cnhw_to_nchw, col2im_add, im2col, matmul, nchw_to_cnhw};
-use super::lanes;
+use super::lanes::{self, LaneNorm};
 use super::{Act, OpTape, Param, add_param_grad, check_len, unary_op, values};
 use super::{Activation, PoolKind, activation, pool2d};
+use super::{BatchNormState, batch_norm2d};
 use crate::error::{Error, Result};
-use crate::kernels::Epilogue;
+use crate::kernels::{Epilogue, Norm};
 use dfdx::prelude::HasShape;
 
 /// What a convolution computes, apart from its batch and image size.
@@ -77,23 +78,37 @@ pub fn conv2d_fused<T: OpTape>(
         weight,
         bias,
         geom,
+        norm: None,
         epi,
     };
     conv2d_chain(x, &[layer], input_grad)
 }
 
-/// One convolution of [`conv2d_chain`], with its epilogue.
+/// One convolution of [`conv2d_chain`], with an optional batch norm and its epilogue.
 #[derive(Clone, Copy, Debug)]
 pub struct ChainLayer<'a> {
     pub weight: &'a Param,
     pub bias: &'a Param,
     pub geom: Conv2dGeometry,
+    pub norm: Option<ChainNorm<'a>>,
     pub epi: Epilogue,
 }
 
-/// [`conv2d_fused`] layers one after another as one op: the same numbers, but for stride-1
-/// layers after the first unpadded (as the compiler chains them), the activations between
-/// them never leave the kernels' layout. A chain of other layers runs them one by one.
+/// A batch norm between a chained convolution and its epilogue: [`batch_norm2d`]'s
+/// parameters, running statistics and mode.
+#[derive(Clone, Copy, Debug)]
+pub struct ChainNorm<'a> {
+    pub gamma: &'a Param,
+    pub beta: &'a Param,
+    pub state: &'a BatchNormState,
+    pub training: bool,
+}
+
+/// [`conv2d_fused`] layers, each with an optional batch norm before its epilogue, one after
+/// another as one op: the same numbers as the layers one by one (a batch norm's up to the
+/// order of its sums). For stride-1 layers (as the compiler chains them) the activations
+/// between them never leave the kernels' layout, and a norm costs no pass of its own; a chain
+/// of other layers runs them one by one.
 pub fn conv2d_chain<T: OpTape>(
     x: Act<T>,
     layers: &[ChainLayer],
@@ -107,6 +122,10 @@ pub fn conv2d_chain<T: OpTape>(
         let win = l.geom.window(side.0, side.1, side.2)?;
         check_len("conv2d weight", l.weight, l.geom.weight_len())?;
         check_len("conv2d bias", l.bias, l.geom.out_channels)?;
+        if let Some(nm) = &l.norm {
+            check_len("batch_norm gamma", nm.gamma, l.geom.out_channels)?;
+            check_len("batch_norm beta", nm.beta, l.geom.out_channels)?;
+        }
         if l.epi.max_pool2 && (win.out_h < 2 || win.out_w < 2) {
             return Err(Error::Shape(format!(
                 "pool kernel 2 does not fit a {}x{} input",
@@ -120,9 +139,7 @@ pub fn conv2d_chain<T: OpTape>(
         );
         wins.push(win);
     }
-    let lanes_chain = layers.iter().all(|l| l.geom.stride == 1)
-        && layers.iter().skip(1).all(|l| l.geom.padding == 0);
-    if !lanes_chain {
+    if !layers.iter().all(|l| l.geom.stride == 1) {
         let mut y = x;
         for (i, (l, win)) in layers.iter().zip(wins).enumerate() {
             y = conv2d_one(y, l, win, input_grad || i > 0)?;
@@ -130,43 +147,96 @@ pub fn conv2d_chain<T: OpTape>(
         return Ok(y);
     }
     // Stride 1 (every seed layer): register-blocked kernels on 16 images at a time.
-    let params: Vec<(Param, Param, Epilogue)> = layers
-        .iter()
-        .map(|l| (l.weight.clone(), l.bias.clone(), l.epi))
-        .collect();
+    let params: Vec<Owned> = layers.iter().map(Owned::new).collect();
     let (out, saved) =
         lanes::conv_forward(&values(&x), n, &lanes_layers(&params, &wins), T::OWNS_TAPE);
+    for (l, st) in layers.iter().zip(&saved.stats) {
+        if let (Some(nm), Some(st)) = (&l.norm, st) {
+            nm.state.update(&st.mean, &st.var, st.count);
+        }
+    }
     let dims = (n, side.0, side.1, side.2);
     Ok(unary_op(x, out, dims, move |gy, grads| {
         let layers = lanes_layers(&params, &wins);
         let (grads_w, gx) = lanes::conv_backward(&saved, gy, n, &layers, input_grad);
-        for ((w, b, _), (gw, gb)) in params.iter().zip(grads_w) {
-            add_param_grad(grads, b, &gb)?;
-            add_param_grad(grads, w, &gw)?;
+        for (p, (gw, gb, gn)) in params.iter().zip(grads_w) {
+            add_param_grad(grads, &p.bias, &gb)?;
+            add_param_grad(grads, &p.weight, &gw)?;
+            if let (Some(nm), Some((gg, gbeta))) = (&p.norm, gn) {
+                add_param_grad(grads, &nm.gamma, &gg)?;
+                add_param_grad(grads, &nm.beta, &gbeta)?;
+            }
         }
         Ok(gx)
     }))
 }
 
-/// The layers as the lane kernels take them: windows, weights, biases, epilogues.
-fn lanes_layers<'a>(
-    params: &'a [(Param, Param, Epilogue)],
-    wins: &[Window],
-) -> Vec<lanes::ConvLayer<'a>> {
+/// A chained layer's parameters as the backward pass keeps them.
+struct Owned {
+    weight: Param,
+    bias: Param,
+    epi: Epilogue,
+    norm: Option<OwnedNorm>,
+}
+
+/// A chained norm's parameters, and its fixed statistics when it does not use the batch's.
+struct OwnedNorm {
+    gamma: Param,
+    beta: Param,
+    eps: f32,
+    /// `(mean, 1 / sqrt(var + eps))` of the running statistics, for evaluation.
+    fixed: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+impl Owned {
+    fn new(l: &ChainLayer) -> Self {
+        let norm = l.norm.map(|nm| OwnedNorm {
+            gamma: nm.gamma.clone(),
+            beta: nm.beta.clone(),
+            eps: nm.state.eps,
+            fixed: (!nm.training).then(|| nm.state.fixed()),
+        });
+        Owned {
+            weight: l.weight.clone(),
+            bias: l.bias.clone(),
+            epi: l.epi,
+            norm,
+        }
+    }
+}
+
+/// The layers as the lane kernels take them: windows, weights, biases, norms, epilogues.
+fn lanes_layers<'a>(params: &'a [Owned], wins: &[Window]) -> Vec<lanes::ConvLayer<'a>> {
     params
         .iter()
         .zip(wins)
-        .map(|((w, b, epi), &win)| lanes::ConvLayer {
+        .map(|(p, &win)| lanes::ConvLayer {
             win,
-            w: w.values(),
-            bias: b.values(),
-            epi: *epi,
+            w: p.weight.values(),
+            bias: p.bias.values(),
+            norm: p.norm.as_ref().map(|nm| {
+                let (gamma, beta) = (nm.gamma.values(), nm.beta.values());
+                match &nm.fixed {
+                    Some((mean, inv_std)) => LaneNorm::Fixed(Norm {
+                        mean,
+                        inv_std,
+                        gamma,
+                        beta,
+                    }),
+                    None => LaneNorm::Batch {
+                        gamma,
+                        beta,
+                        eps: nm.eps,
+                    },
+                }
+            }),
+            epi: p.epi,
         })
         .collect()
 }
 
-/// One layer of a chain that does not run in the lane layout: im2col for other strides,
-/// the lane kernels for one stride-1 layer.
+/// One layer of a chain that does not run in the lane layout: im2col for other strides
+/// (then the norm and epilogue as layers of their own), the lane kernels for stride 1.
 fn conv2d_one<T: OpTape>(
     x: Act<T>,
     l: &ChainLayer,
@@ -177,6 +247,9 @@ fn conv2d_one<T: OpTape>(
         return conv2d_chain(x, std::slice::from_ref(l), input_grad);
     }
     let mut y = conv2d_im2col(x, l.weight, l.bias, l.geom, win, input_grad);
+    if let Some(nm) = &l.norm {
+        y = batch_norm2d(y, nm.gamma, nm.beta, nm.state, nm.training)?;
+    }
     if l.epi.relu {
         y = activation(y, Activation::Relu);
     }

@@ -24,7 +24,7 @@ mod param;
 mod pool;
 
 pub use crate::kernels::Epilogue;
-pub use conv::{ChainLayer, Conv2dGeometry, conv2d, conv2d_chain, conv2d_fused};
+pub use conv::{ChainLayer, ChainNorm, Conv2dGeometry, conv2d, conv2d_chain, conv2d_fused};
 pub use conv_transpose::{ConvTranspose2dGeometry, conv_transpose2d};
 pub use elementwise::{Activation, activation, threshold, upsample_nearest};
 pub use linear::linear;

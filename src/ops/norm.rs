@@ -26,6 +26,35 @@ impl BatchNormState {
             eps,
         }
     }
+
+    /// Moves the running statistics toward a batch's `mean` and biased `var` over `count`
+    /// values, as PyTorch does (the variance unbiased first).
+    pub fn update(&self, mean: &[f32], var: &[f32], count: usize) {
+        let unbias = count as f32 / (count.max(2) - 1) as f32;
+        let mo = self.momentum;
+        for (r, m) in self.mean.borrow_mut().iter_mut().zip(mean) {
+            *r = (1.0 - mo) * *r + mo * m;
+        }
+        for (r, v) in self.var.borrow_mut().iter_mut().zip(var) {
+            *r = (1.0 - mo) * *r + mo * v * unbias;
+        }
+    }
+
+    /// The running mean and `1 / sqrt(var + eps)`: what evaluation normalizes with.
+    pub fn fixed(&self) -> (Vec<f32>, Vec<f32>) {
+        let inv_std = self
+            .var
+            .borrow()
+            .iter()
+            .map(|v| inv_std(*v, self.eps))
+            .collect();
+        (self.mean.borrow().clone(), inv_std)
+    }
+}
+
+/// `1 / sqrt(var + eps)`, as every norm here forms it.
+pub(crate) fn inv_std(var: f32, eps: f32) -> f32 {
+    1.0 / (var + eps).sqrt()
 }
 
 /// `y = gamma * (x - mean) / sqrt(var + eps) + beta` per channel of `x` `(N, C, H, W)`, with the
@@ -57,19 +86,12 @@ pub fn batch_norm2d<T: OpTape>(
             .zip(&mean)
             .map(|(s, &m)| ((s / count as f64) - f64::from(m) * f64::from(m)).max(0.0) as f32)
             .collect();
-        let unbias = count as f32 / (count.max(2) - 1) as f32;
-        let mo = state.momentum;
-        for (r, m) in state.mean.borrow_mut().iter_mut().zip(&mean) {
-            *r = (1.0 - mo) * *r + mo * m;
-        }
-        for (r, v) in state.var.borrow_mut().iter_mut().zip(&var) {
-            *r = (1.0 - mo) * *r + mo * v * unbias;
-        }
+        state.update(&mean, &var, count);
         (mean, var)
     } else {
         (state.mean.borrow().clone(), state.var.borrow().clone())
     };
-    let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + state.eps).sqrt()).collect();
+    let inv_std: Vec<f32> = var.iter().map(|&v| inv_std(v, state.eps)).collect();
     let (gv, bv) = (gamma.shared(), beta.values());
     let mut xhat = xv;
     let mut out = vec![0.0; xhat.len()];

@@ -1,0 +1,187 @@
+//! Batch normalization inside a chain, on the lane layout: the batch's statistics of a
+//! convolution's output, and the norm's backward pass over its spread gradient. The numbers
+//! are those of `ops::batch_norm2d` (statistics in `f64`, the same formulas); only the order
+//! of the sums differs. Lanes of missing images (the last group's) count for nothing and
+//! get no gradient.
+
+use super::BatchStats;
+use super::layout::in_group;
+use crate::kernels::{Grid, LANES, Norm, widened};
+
+/// Per channel, the sums over the batch's images and positions of `raw + bias` and its square,
+/// in `f64`, then the mean, the biased variance and `1 / sqrt(var + eps)` as
+/// `ops::batch_norm2d` forms them. `raw` holds every group, `co x oh x ow` pixels each.
+pub(super) fn batch_stats(
+    raw: &[f32],
+    dims: (usize, usize, usize),
+    bias: &[f32],
+    batch: usize,
+    eps: f32,
+) -> BatchStats {
+    widened(
+        #[inline(always)]
+        || batch_stats_with(raw, dims, bias, batch, eps),
+    )
+}
+
+#[inline(always)]
+fn batch_stats_with(
+    raw: &[f32],
+    (co, oh, ow): (usize, usize, usize),
+    bias: &[f32],
+    batch: usize,
+    eps: f32,
+) -> BatchStats {
+    let (pixels, count) = (oh * ow, batch * oh * ow);
+    let group = co * pixels * LANES;
+    let mut stats = BatchStats {
+        count,
+        ..BatchStats::default()
+    };
+    for (o, &b) in bias.iter().enumerate().take(co) {
+        let (mut s, mut q) = ([0.0f64; LANES], [0.0f64; LANES]);
+        for (g, raw) in raw.chunks_exact(group).enumerate() {
+            let live = live_lanes(batch, g);
+            for px in raw[o * pixels * LANES..][..pixels * LANES].chunks_exact(LANES) {
+                for l in 0..LANES {
+                    let v = f64::from(px[l] + b);
+                    let v = if live[l] { v } else { 0.0 };
+                    s[l] += v;
+                    q[l] += v * v;
+                }
+            }
+        }
+        let (s, q): (f64, f64) = (s.iter().sum(), q.iter().sum());
+        let mean = (s / count as f64) as f32;
+        let var = ((q / count as f64) - f64::from(mean) * f64::from(mean)).max(0.0) as f32;
+        stats.mean.push(mean);
+        stats.var.push(var);
+        stats.inv_std.push(crate::ops::norm::inv_std(var, eps));
+    }
+    stats
+}
+
+/// What the backward pass normalized with.
+pub(super) struct Coef<'a> {
+    mean: &'a [f32],
+    inv_std: &'a [f32],
+    /// Batch statistics (whose gradient flows back through the mean and variance) or not.
+    batch: bool,
+}
+
+impl<'a> Coef<'a> {
+    pub(super) fn batch(st: &'a BatchStats) -> Self {
+        Coef {
+            mean: &st.mean,
+            inv_std: &st.inv_std,
+            batch: true,
+        }
+    }
+
+    pub(super) fn fixed(n: Norm<'a>) -> Self {
+        Coef {
+            mean: n.mean,
+            inv_std: n.inv_std,
+            batch: false,
+        }
+    }
+}
+
+/// One layer's buffers for [`backward`].
+pub(super) struct Pass<'a> {
+    /// The gradient of the norm's output, groups `gc_group` apart, pixels placed by `grid`;
+    /// replaced by the gradient of its input.
+    pub gc: &'a mut [f32],
+    pub gc_group: usize,
+    pub grid: Grid,
+    /// The convolution's output before bias, groups `raw_group` apart, compact.
+    pub raw: &'a [f32],
+    pub raw_group: usize,
+    pub dims: (usize, usize, usize),
+    pub bias: &'a [f32],
+    pub gamma: &'a [f32],
+    pub batch: usize,
+}
+
+/// The norm's backward pass over the groups `groups` (all of them for batch statistics):
+/// replaces the gradient in `p.gc` by the gradient of the norm's input, adds that to the
+/// bias gradient's lanes `gb`, and returns the `(gamma, beta)` gradients of these groups.
+pub(super) fn backward(
+    p: Pass,
+    c: &Coef,
+    groups: std::ops::Range<usize>,
+    gb: &mut [f32],
+) -> (Vec<f32>, Vec<f32>) {
+    widened(
+        #[inline(always)]
+        || backward_with(p, c, groups, gb),
+    )
+}
+
+#[inline(always)]
+fn backward_with(
+    p: Pass,
+    c: &Coef,
+    groups: std::ops::Range<usize>,
+    gb: &mut [f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let (co, oh, ow) = p.dims;
+    let count = (p.batch * oh * ow) as f32;
+    let (mut dgamma, mut dbeta) = (Vec::with_capacity(co), Vec::with_capacity(co));
+    // Channel `o`'s rows of group `g`: (gradient at, raw at), `ow` pixels each.
+    let rows = |g: usize, o: usize| {
+        (0..oh).map(move |y| {
+            let at = g * p.gc_group + p.grid.pixel(o, y, 0) * LANES;
+            (at, g * p.raw_group + (o * oh + y) * ow * LANES)
+        })
+    };
+    let row_len = ow * LANES;
+    for o in 0..co {
+        let (b, mean, inv_std) = (p.bias[o], c.mean[o], c.inv_std[o]);
+        let xhat = |v: f32| ((v + b) - mean) * inv_std;
+        let (mut sg, mut sgx) = ([0.0f32; LANES], [0.0f32; LANES]);
+        for g in groups.clone() {
+            let live = live_lanes(p.batch, g);
+            for (at, raw) in rows(g, o) {
+                let gys = p.gc[at..at + row_len].chunks_exact(LANES);
+                for (gy, r) in gys.zip(p.raw[raw..raw + row_len].chunks_exact(LANES)) {
+                    for l in 0..LANES {
+                        let gy = if live[l] { gy[l] } else { 0.0 };
+                        sg[l] += gy;
+                        sgx[l] += gy * xhat(r[l]);
+                    }
+                }
+            }
+        }
+        let (db, dg) = (sg.iter().sum::<f32>(), sgx.iter().sum::<f32>());
+        dbeta.push(db);
+        dgamma.push(dg);
+        let scale = p.gamma[o] * inv_std;
+        let gb = &mut gb[o * LANES..][..LANES];
+        for g in groups.clone() {
+            let live = live_lanes(p.batch, g);
+            for (at, raw) in rows(g, o) {
+                let gys = p.gc[at..at + row_len].chunks_exact_mut(LANES);
+                for (gy, r) in gys.zip(p.raw[raw..raw + row_len].chunks_exact(LANES)) {
+                    for l in 0..LANES {
+                        let v = if c.batch {
+                            scale * (gy[l] - db / count - xhat(r[l]) * dg / count)
+                        } else {
+                            scale * gy[l]
+                        };
+                        let v = if live[l] { v } else { 0.0 };
+                        gy[l] = v;
+                        gb[l] += v;
+                    }
+                }
+            }
+        }
+    }
+    (dgamma, dbeta)
+}
+
+/// Which lanes of group `g` hold an image of a batch of `batch`.
+fn live_lanes(batch: usize, g: usize) -> [bool; LANES] {
+    let m = in_group(batch, g);
+    std::array::from_fn(|l| l < m)
+}
