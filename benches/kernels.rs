@@ -71,6 +71,7 @@ fn kernels(c: &mut Criterion) {
             win,
             w: &w,
             bias: &bias,
+            norm: None,
             epi: Epilogue::default(),
         }];
         c.bench_function(&name("lanes forward"), |b| {

@@ -110,7 +110,7 @@ impl Isa for Avx512 {
         how: Spread,
         dims: (usize, usize, usize),
         grid: Grid,
-        gc: &mut [f32],
+        gc: &mut [MaybeUninit<f32>],
         gb: &mut [f32],
     ) {
         // SAFETY: see the impl.
@@ -214,10 +214,12 @@ unsafe fn spread(
     how: Spread,
     (co, oh, ow): (usize, usize, usize),
     grid: Grid,
-    gc: &mut [f32],
+    gc: &mut [MaybeUninit<f32>],
     gb: &mut [f32],
 ) {
     let at = |o: usize, y: usize, x: usize| grid.pixel(o, y, x) * LANES;
+    // Written only, never read.
+    let gc_ptr = gc.as_mut_ptr().cast::<f32>();
     let pooled = matches!(how, Spread::Route(_));
     let pixels = if pooled { (oh / 2) * (ow / 2) } else { oh * ow };
     assert!(
@@ -250,10 +252,7 @@ unsafe fn spread(
                             for (which, p) in window.into_iter().enumerate() {
                                 let hit =
                                     _mm512_cmpeq_epi32_mask(r, _mm512_set1_epi32(which as i32));
-                                _mm512_storeu_ps(
-                                    gc.as_mut_ptr().add(p),
-                                    _mm512_maskz_mov_ps(hit, s),
-                                );
+                                _mm512_storeu_ps(gc_ptr.add(p), _mm512_maskz_mov_ps(hit, s));
                             }
                             let live = _mm512_cmpneq_epi32_mask(r, cut);
                             sum = _mm512_mask_add_ps(sum, live, sum, s);
@@ -269,7 +268,7 @@ unsafe fn spread(
                             let v = _mm512_loadu_ps(out.as_ptr().add(i));
                             let live = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, _mm512_setzero_ps());
                             let d = _mm512_maskz_mov_ps(live, s);
-                            _mm512_storeu_ps(gc.as_mut_ptr().add(at(o, y, x)), d);
+                            _mm512_storeu_ps(gc_ptr.add(at(o, y, x)), d);
                             sum = _mm512_add_ps(sum, d);
                             i += LANES;
                         }
@@ -279,7 +278,7 @@ unsafe fn spread(
                     for y in 0..oh {
                         for x in 0..ow {
                             let s = _mm512_loadu_ps(src.as_ptr().add(i));
-                            _mm512_storeu_ps(gc.as_mut_ptr().add(at(o, y, x)), s);
+                            _mm512_storeu_ps(gc_ptr.add(at(o, y, x)), s);
                             sum = _mm512_add_ps(sum, s);
                             i += LANES;
                         }

@@ -191,13 +191,14 @@ pub(crate) trait Isa: Sync {
         how: Spread,
         dims: (usize, usize, usize),
         grid: Grid,
-        gc: &mut [f32],
+        gc: &mut [MaybeUninit<f32>],
         gb: &mut [f32],
     ) {
         portable::spread(src, how, dims, grid, gc, gb)
     }
 
     /// [`epilogue`].
+    #[allow(clippy::too_many_arguments)]
     fn epilogue(
         &self,
         epi: Epilogue,
@@ -255,6 +256,19 @@ pub fn correlate_new(len: usize, src: &[f32], off: &[usize], w: &[f32]) -> Vec<f
     // `total` values.
     unsafe { out.set_len(total) };
     out
+}
+
+/// [`correlate`] into memory that need not be initialized: writes exactly what
+/// [`correlate`] writes.
+pub(crate) fn correlate_uninit(
+    out: &mut [MaybeUninit<f32>],
+    out_stride: usize,
+    len: usize,
+    src: &[f32],
+    off: &[usize],
+    w: &[f32],
+) {
+    correlate_into(Kernel::active(), out, out_stride, len, src, off, w)
 }
 
 /// [`correlate`] with a chosen implementation, which this CPU must support.
@@ -456,7 +470,8 @@ pub(crate) fn epilogue(
 /// Writes one group's convolution-output gradient (`co x oh x ow` pixels) into `gc` (placed
 /// by `grid`) from the gradient `src` of the epilogue's output, and adds it to the bias
 /// gradient's lanes `gb`: each channel's sum over the group formed from 0 in pixel order,
-/// then added once.
+/// then added once. Every one of those pixels is written but, after a pool over an odd
+/// side, the last row or column, which no pooled value comes from.
 ///
 /// # Panics
 /// When a buffer is too short (a bug in the caller, not bad input).
@@ -465,7 +480,7 @@ pub(crate) fn spread(
     how: Spread,
     dims: (usize, usize, usize),
     grid: Grid,
-    gc: &mut [f32],
+    gc: &mut [MaybeUninit<f32>],
     gb: &mut [f32],
 ) {
     let (co, oh, ow) = dims;

@@ -217,7 +217,7 @@ pub fn spread(
     how: Spread,
     (co, oh, ow): (usize, usize, usize),
     grid: Grid,
-    gc: &mut [f32],
+    gc: &mut [MaybeUninit<f32>],
     gb: &mut [f32],
 ) {
     let at = |o: usize, y: usize, x: usize| grid.pixel(o, y, x) * LANES;
@@ -240,7 +240,7 @@ pub fn spread(
                     for (which, p) in window.into_iter().enumerate() {
                         let d = &mut gc[p..p + LANES];
                         for l in 0..LANES {
-                            d[l] = if r[l] == which as u8 { s[l] } else { 0.0 };
+                            d[l].write(if r[l] == which as u8 { s[l] } else { 0.0 });
                         }
                     }
                     for l in 0..LANES {
@@ -259,11 +259,12 @@ pub fn spread(
             for d in row.chunks_exact_mut(LANES) {
                 let s = px(src, i);
                 for l in 0..LANES {
-                    d[l] = match how {
+                    let v = match how {
                         Spread::Relu(out) if out[i + l] <= 0.0 => 0.0,
                         _ => s[l],
                     };
-                    gb[l] += d[l];
+                    d[l].write(v);
+                    gb[l] += v;
                 }
                 i += LANES;
             }

@@ -692,9 +692,12 @@ mod tests {
     use super::*;
 
     fn network(spec_text: &str, seed: u64) -> Network {
+        // A file per call: tests run at once, and one must not read another's half-written.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("lesser-ens-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("e.toml");
+        let path = dir.join(format!("e{n}.toml"));
         std::fs::write(&path, spec_text).unwrap();
         let spec = crate::spec::load(&path).unwrap().unwrap();
         Network::new(&spec, seed).unwrap()

@@ -74,6 +74,17 @@ impl Fresh {
         unsafe { &*(part as *const [MaybeUninit<f32>] as *const [f32]) }
     }
 
+    /// `len` values from `at`, to read and change.
+    ///
+    /// # Safety
+    /// Every one of them must have been written.
+    pub(super) unsafe fn written_mut(&mut self, at: usize, len: usize) -> &mut [f32] {
+        assert!(at + len <= self.len, "Fresh: part out of bounds");
+        let part = &mut self.buf[self.start + at..][..len];
+        // SAFETY: as for `part`.
+        unsafe { &mut *(part as *mut [MaybeUninit<f32>] as *mut [f32]) }
+    }
+
     /// The buffer as an [`Aligned`].
     ///
     /// # Safety

@@ -21,8 +21,8 @@ use std::mem::MaybeUninit;
 
 use super::im2col::Window;
 use crate::kernels::{
-    Epilogue, GradInput, LANES, Norm, Spread, as_uninit, correlate, correlate_grad, epilogue,
-    reduce_lanes, spread,
+    Epilogue, GradInput, LANES, Norm, Spread, as_uninit, correlate_grad, correlate_uninit,
+    epilogue, reduce_lanes, spread,
 };
 use layout::{Aligned, Fresh, Planes, groups, leave_all};
 
@@ -202,7 +202,7 @@ struct Forward<'a, 'l> {
     all: bool,
     offs: Vec<Vec<usize>>,
     ins: Vec<Fresh>,
-    raws: Vec<Aligned>,
+    raws: Vec<Fresh>,
     outs: Vec<Fresh>,
     routes: Vec<Vec<u8>>,
     stats: Vec<Option<BatchStats>>,
@@ -233,7 +233,7 @@ impl<'a, 'l> Forward<'a, 'l> {
                 } else {
                     1
                 };
-                Aligned::zeros(n * l.conv().out_len())
+                Fresh::new(n * l.conv().out_len())
             })
             .collect();
         let outs = layers
@@ -310,12 +310,12 @@ impl<'a, 'l> Forward<'a, 'l> {
             unsafe { self.outs[i - 1].part(span.slot(g) * prev, prev) }
         };
         let at = self.raw_slot(i, g) * cv.out_len();
-        let raw = &mut self.raws[i][at..][..cv.out_len()];
+        let raw = self.raws[i].part_mut(at, cv.out_len());
         let wp = cv.input.wp();
         let (len, stride) = (cv.ow * LANES, cv.oh * cv.ow * LANES);
         for y in 0..cv.oh {
             let row = &mut raw[y * cv.ow * LANES..];
-            correlate(row, stride, len, &src[y * wp * LANES..], &self.offs[i], l.w);
+            correlate_uninit(row, stride, len, &src[y * wp * LANES..], &self.offs[i], l.w);
         }
         if !l.batch_norm() {
             self.finish(i, g);
@@ -337,7 +337,8 @@ impl<'a, 'l> Forward<'a, 'l> {
             _ => None,
         };
         let out_p = l.out_planes();
-        let raw = &self.raws[i][self.raw_slot(i, g) * cv.out_len()..][..cv.out_len()];
+        // SAFETY: `conv` wrote this group's raw output (every row of every channel).
+        let raw = unsafe { self.raws[i].part(self.raw_slot(i, g) * cv.out_len(), cv.out_len()) };
         let dst = self.outs[i].part_mut(span.slot(g) * out_p.group(), out_p.group());
         let route = if self.routes[i].is_empty() {
             &mut [][..]
@@ -365,13 +366,9 @@ impl<'a, 'l> Forward<'a, 'l> {
         };
         let cv = l.conv();
         let dims = (cv.co, cv.oh, cv.ow);
-        self.stats[i] = Some(norm::batch_stats(
-            &self.raws[i],
-            dims,
-            l.bias,
-            self.batch,
-            eps,
-        ));
+        // SAFETY: `conv` wrote every group's raw output before the statistics are taken.
+        let raw = unsafe { self.raws[i].part(0, self.groups * cv.out_len()) };
+        self.stats[i] = Some(norm::batch_stats(raw, dims, l.bias, self.batch, eps));
     }
 
     /// The last layer's output of group `g` into the NCHW output `y`.
@@ -446,7 +443,16 @@ pub fn conv_forward(
             ins: seal(f.ins),
             outs: seal(f.outs),
             routes: f.routes,
-            raws: f.raws,
+            raws: f
+                .raws
+                .into_iter()
+                .zip(layers)
+                .map(|(r, l)| match l.norm {
+                    // SAFETY: a norm's raw output holds every group, and `conv` wrote them all.
+                    Some(_) => unsafe { r.into_aligned() },
+                    None => Aligned::default(),
+                })
+                .collect(),
             stats,
         },
     )
@@ -468,10 +474,10 @@ struct Backward<'a, 'l> {
     gyl: Aligned,
     /// Per layer, its convolution-output gradient (margins never written, so zero): every
     /// group's for a layer with a norm, else one group's.
-    gcs: Vec<Aligned>,
+    gcs: Vec<Fresh>,
     /// Per layer, its input gradient, unpadded (the layer before's output gradient): every
     /// group's when the layer before has a batch norm, else one group's.
-    gxs: Vec<Aligned>,
+    gxs: Vec<Fresh>,
     rows_g: Vec<Option<InputGradTaps>>,
     gbs: Vec<Vec<f32>>,
     accs: Vec<Vec<f32>>,
@@ -503,8 +509,9 @@ impl<'a, 'l> Backward<'a, 'l> {
             out_p.enter(self.gy, self.batch, g, as_uninit(&mut self.gyl));
             &self.gyl
         } else {
-            let span = self.gx_span(i + 1);
-            &self.gxs[i + 1][span.slot(g) * out_p.group()..][..out_p.group()]
+            let at = self.gx_span(i + 1).slot(g) * out_p.group();
+            // SAFETY: the next layer's `grads` wrote this group's input gradient.
+            unsafe { self.gxs[i + 1].part(at, out_p.group()) }
         };
         let at = g * out_p.group();
         let how = if l.epi.max_pool2 {
@@ -516,7 +523,8 @@ impl<'a, 'l> Backward<'a, 'l> {
         };
         let gp = cv.grad_planes();
         let slot = self.gc_span(i).slot(g);
-        let gc = &mut self.gcs[i][slot * gp.group()..][..gp.group()];
+        let gc = self.gcs[i].part_mut(slot * gp.group(), gp.group());
+        zero_unspread(gp, l.epi.max_pool2, gc);
         // With a norm, the sum here is not the bias gradient; it is made after the norm's.
         let mut scratch = Vec::new();
         let gb = if l.norm.is_some() {
@@ -540,9 +548,12 @@ impl<'a, 'l> Backward<'a, 'l> {
             None => return,
         };
         let gp = cv.grad_planes();
+        let at = self.gc_span(i).slot(gs.start) * gp.group();
+        // SAFETY: `spread` wrote these groups' gradients.
+        let gc = unsafe { self.gcs[i].written_mut(at, gs.len() * gp.group()) };
         let grads = norm::backward(
             norm::Pass {
-                gc: &mut self.gcs[i],
+                gc,
                 gc_group: gp.group(),
                 grid: gp.grid(),
                 raw: &self.saved.raws[i],
@@ -570,7 +581,9 @@ impl<'a, 'l> Backward<'a, 'l> {
         let cv = self.convs[i];
         let gp = cv.grad_planes();
         let (gwp, margin) = (gp.wp(), (gp.pad * gp.wp() + gp.pad) * LANES);
-        let gc = &self.gcs[i][self.gc_span(i).slot(g) * gp.group()..][..gp.group()];
+        let at = self.gc_span(i).slot(g) * gp.group();
+        // SAFETY: `spread` (and the norm after it) wrote this group's gradient.
+        let gc = unsafe { self.gcs[i].part(at, gp.group()) };
         let (xp, x_wp) = (cv.input, cv.input.wp());
         let x: &[f32] = if i == 0 || xp.pad > 0 {
             &self.saved.ins[i][g * xp.group()..]
@@ -596,12 +609,13 @@ impl<'a, 'l> Backward<'a, 'l> {
         // Only the rows and columns inside the padding: the rest would be dropped.
         let plane = xp.h * xp.w * LANES;
         let span = self.gx_span(i);
-        let gx = &mut self.gxs[i][span.slot(g) * xp.c * plane..][..xp.c * plane];
+        // Every value written: every row of every channel.
+        let gx = self.gxs[i].part_mut(span.slot(g) * xp.c * plane, xp.c * plane);
         for y in 0..xp.h {
             let (off_g, w_g) = rows_g.row(y + xp.pad);
             let row = &mut gx[y * xp.w * LANES..];
             let src = &gc[((y + xp.pad) * gwp + xp.pad) * LANES..];
-            correlate(row, plane, xp.w * LANES, src, off_g, w_g);
+            correlate_uninit(row, plane, xp.w * LANES, src, off_g, w_g);
         }
     }
 }
@@ -635,7 +649,7 @@ pub fn conv_backward(
             .zip(&convs)
             .map(|(l, cv)| {
                 let n = if l.norm.is_some() { n_groups } else { 1 };
-                Aligned::zeros(n * cv.grad_planes().group())
+                Fresh::new(n * cv.grad_planes().group())
             })
             .collect(),
         gxs: convs
@@ -645,7 +659,7 @@ pub fn conv_backward(
                 let all = i > 0 && layers[i - 1].batch_norm();
                 let n = if all { n_groups } else { 1 };
                 let compact = cv.input.c * cv.input.h * cv.input.w * LANES;
-                Aligned::zeros(if wants(i) { n * compact } else { 0 })
+                Fresh::new(if wants(i) { n * compact } else { 0 })
             })
             .collect(),
         rows_g: (0..layers.len())
@@ -684,7 +698,9 @@ pub fn conv_backward(
         if seg.start == 0 && input_grad {
             let out = leave_all(batch, first_p, |g, dst| {
                 group(&mut b, g);
-                first_p.leave(&b.gxs[0][..first_p.group()], batch, g, dst);
+                // SAFETY: the first layer's `grads` wrote this group's input gradient.
+                let gx = unsafe { b.gxs[0].part(0, first_p.group()) };
+                first_p.leave(gx, batch, g, dst);
             });
             gx = Some(out);
         } else {
@@ -702,6 +718,28 @@ pub fn conv_backward(
         })
         .collect();
     (grads, gx)
+}
+
+/// Zeros what [`spread`] leaves of one group of gradient planes `gp`: the margins, and
+/// after a pool over an odd side the last row or column.
+fn zero_unspread(gp: Planes, pooled: bool, gc: &mut [MaybeUninit<f32>]) {
+    gp.zero_padding(gc);
+    if !pooled {
+        return;
+    }
+    let zero = MaybeUninit::new(0.0);
+    for c in 0..gp.c {
+        if gp.h % 2 == 1 {
+            let at = gp.pixel(c, gp.h - 1, 0) * LANES;
+            gc[at..at + gp.w * LANES].fill(zero);
+        }
+        if gp.w % 2 == 1 {
+            for y in 0..gp.h {
+                let at = gp.pixel(c, y, gp.w - 1) * LANES;
+                gc[at..at + LANES].fill(zero);
+            }
+        }
+    }
 }
 
 /// The taps and weights of the input gradient, for the rows of the padded input: the forward

@@ -89,8 +89,9 @@ impl<'a> Coef<'a> {
 
 /// One layer's buffers for [`backward`].
 pub(super) struct Pass<'a> {
-    /// The gradient of the norm's output, groups `gc_group` apart, pixels placed by `grid`;
-    /// replaced by the gradient of its input.
+    /// The gradient of the norm's output for the groups passed (from the first of them),
+    /// groups `gc_group` apart, pixels placed by `grid`; replaced by the gradient of its
+    /// input.
     pub gc: &'a mut [f32],
     pub gc_group: usize,
     pub grid: Grid,
@@ -127,11 +128,12 @@ fn backward_with(
 ) -> (Vec<f32>, Vec<f32>) {
     let (co, oh, ow) = p.dims;
     let count = (p.batch * oh * ow) as f32;
+    let first = groups.start;
     let (mut dgamma, mut dbeta) = (Vec::with_capacity(co), Vec::with_capacity(co));
     // Channel `o`'s rows of group `g`: (gradient at, raw at), `ow` pixels each.
     let rows = |g: usize, o: usize| {
         (0..oh).map(move |y| {
-            let at = g * p.gc_group + p.grid.pixel(o, y, 0) * LANES;
+            let at = (g - first) * p.gc_group + p.grid.pixel(o, y, 0) * LANES;
             (at, g * p.raw_group + (o * oh + y) * ow * LANES)
         })
     };
