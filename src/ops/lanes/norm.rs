@@ -42,10 +42,11 @@ fn batch_stats_with(
         let (mut s, mut q) = ([0.0f64; LANES], [0.0f64; LANES]);
         for (g, raw) in raw.chunks_exact(group).enumerate() {
             let live = live_lanes(batch, g);
-            for px in raw[o * pixels * LANES..][..pixels * LANES].chunks_exact(LANES) {
+            // Whole pixels as arrays: no bounds to check, so the lanes vectorize.
+            let plane = &raw[o * pixels * LANES..][..pixels * LANES];
+            for px in plane.as_chunks::<LANES>().0 {
                 for l in 0..LANES {
-                    let v = f64::from(px[l] + b);
-                    let v = if live[l] { v } else { 0.0 };
+                    let v = if live[l] { f64::from(px[l] + b) } else { 0.0 };
                     s[l] += v;
                     q[l] += v * v;
                 }
@@ -145,8 +146,8 @@ fn backward_with(
         for g in groups.clone() {
             let live = live_lanes(p.batch, g);
             for (at, raw) in rows(g, o) {
-                let gys = p.gc[at..at + row_len].chunks_exact(LANES);
-                for (gy, r) in gys.zip(p.raw[raw..raw + row_len].chunks_exact(LANES)) {
+                let gys = p.gc[at..at + row_len].as_chunks::<LANES>().0;
+                for (gy, r) in gys.iter().zip(p.raw[raw..raw + row_len].as_chunks::<LANES>().0) {
                     for l in 0..LANES {
                         let gy = if live[l] { gy[l] } else { 0.0 };
                         sg[l] += gy;
@@ -163,8 +164,8 @@ fn backward_with(
         for g in groups.clone() {
             let live = live_lanes(p.batch, g);
             for (at, raw) in rows(g, o) {
-                let gys = p.gc[at..at + row_len].chunks_exact_mut(LANES);
-                for (gy, r) in gys.zip(p.raw[raw..raw + row_len].chunks_exact(LANES)) {
+                let gys = p.gc[at..at + row_len].as_chunks_mut::<LANES>().0;
+                for (gy, r) in gys.iter_mut().zip(p.raw[raw..raw + row_len].as_chunks::<LANES>().0) {
                     for l in 0..LANES {
                         let v = if c.batch {
                             scale * (gy[l] - db / count - xhat(r[l]) * dg / count)
