@@ -12,6 +12,7 @@ use statrs::distribution::{ContinuousCDF, StudentsT};
 
 use crate::error::{Error, Result};
 use crate::record::{RESULTS_HEADER, RoundRecord};
+use crate::report::pct;
 
 /// The rounds of one side, by variant, in file order.
 #[derive(Debug, Clone, Default)]
@@ -194,6 +195,53 @@ pub struct Comparison {
     pub verdict: Verdict,
 }
 
+impl Comparison {
+    /// The row `lesser diff` prints: variant, old and new means, change, interval, p, test,
+    /// rounds compared and verdict.
+    pub fn cells(&self) -> Vec<String> {
+        let ci = self.ci.map_or_else(
+            || "—".into(),
+            |(a, b)| format!("[{}, {}]", points(Some(a)), points(Some(b))),
+        );
+        let mut verdict = self.verdict.text().to_string();
+        if matches!(self.verdict, Verdict::AllDiverged | Verdict::LostRounds) {
+            verdict.push_str(&format!(
+                " ({} of {} rounds with an error)",
+                self.new_ok, self.old_ok
+            ));
+        }
+        if self.spec_changed {
+            verdict.push_str(" (spec changed)");
+        }
+        let p = match self.p {
+            Some(p) if p < 0.001 => "<0.001".into(),
+            Some(p) => format!("{p:.3}"),
+            None => "—".into(),
+        };
+        let test = match self.test {
+            Test::Paired => "paired t",
+            Test::Welch => "Welch t",
+            Test::None => "—",
+        };
+        vec![
+            self.variant.clone(),
+            pct(self.old_mean),
+            pct(self.new_mean),
+            points(self.change),
+            ci,
+            p,
+            test.into(),
+            self.n.to_string(),
+            verdict,
+        ]
+    }
+}
+
+/// A change in percentage points, signed.
+fn points(v: Option<f64>) -> String {
+    v.map_or_else(|| "—".into(), |v| format!("{:+.1}", 100.0 * v))
+}
+
 fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
 }
@@ -250,7 +298,7 @@ fn errors(rounds: &[RoundRecord]) -> Vec<f64> {
 }
 
 /// Compares one variant present on both sides.
-fn compare(variant: &str, old: &[RoundRecord], new: &[RoundRecord], alpha: f64) -> Comparison {
+pub fn compare(variant: &str, old: &[RoundRecord], new: &[RoundRecord], alpha: f64) -> Comparison {
     let (eo, en) = (errors(old), errors(new));
     let hashes = |rs: &[RoundRecord]| -> Vec<String> {
         let mut h: Vec<String> = rs.iter().map(|r| r.spec_hash.clone()).collect();

@@ -11,6 +11,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use crate::data::Mnist;
+use crate::diff;
 use crate::error::{Error, Result};
 use crate::hash;
 use crate::record::{RoundKey, RoundRecord, Status};
@@ -419,6 +420,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Test-error statistics per variant, in report order.
 pub fn summaries(selected: &[Variant], records: &[RoundRecord]) -> Vec<Summary> {
+    let rounds_of = |name: &str| -> Vec<RoundRecord> {
+        records
+            .iter()
+            .filter(|r| r.variant == name)
+            .cloned()
+            .collect()
+    };
     selected
         .iter()
         .map(|v| {
@@ -426,11 +434,22 @@ pub fn summaries(selected: &[Variant], records: &[RoundRecord]) -> Vec<Summary> 
                 .iter()
                 .filter(|r| r.variant == v.spec.name)
                 .collect();
+            let against = v.spec.baseline.as_ref().and_then(|b| {
+                let (old, new) = (rounds_of(b), rounds_of(&v.spec.name));
+                if old.is_empty() || new.is_empty() {
+                    return None;
+                }
+                let mut c = diff::compare(&v.spec.name, &old, &new, 0.05);
+                // Another spec by design: not news.
+                c.spec_changed = false;
+                Some((b.clone(), c))
+            });
             Summary {
                 // From the plan: a variant with no round yet still has its parameters.
                 params: v.plan.params * v.spec.train.ensemble,
                 grid: v.spec.grid.clone(),
                 reference: v.spec.reference.map(f64::from),
+                against,
                 ..report::summarize(&v.spec.name, &v.spec.description, &rounds)
             }
         })

@@ -93,6 +93,7 @@ pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Result<Loaded> {
         .variants
         .sort_by_key(|v| (v.spec.order.is_none(), v.spec.order));
     loaded.errors.extend(clashes(&loaded.variants));
+    loaded.errors.extend(missing_baselines(&loaded.variants));
     // A bad `--set` fails every spec with the same line: say it once.
     let mut seen = std::collections::HashSet::new();
     loaded.errors.retain(|e| seen.insert(e.to_string()));
@@ -106,6 +107,26 @@ impl Variant {
         let plan = plan(&spec)?;
         Ok(Variant { spec, plan })
     }
+}
+
+/// Variants whose `baseline` names no variant of the sweep.
+fn missing_baselines(variants: &[Variant]) -> Vec<Error> {
+    let names: std::collections::HashSet<&str> =
+        variants.iter().map(|v| v.spec.name.as_str()).collect();
+    variants
+        .iter()
+        .filter_map(|v| {
+            let b = v.spec.baseline.as_deref()?;
+            let why = if b == v.spec.name {
+                format!("\"{b}\" is this variant itself")
+            } else if !names.contains(b) {
+                format!("no variant named \"{b}\" in this sweep (add its spec to --specs)")
+            } else {
+                return None;
+            };
+            Some(Error::spec(&v.spec.path, "baseline", why))
+        })
+        .collect()
 }
 
 /// Two files whose stems give the same variant name: their rounds would be pooled.

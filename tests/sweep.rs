@@ -245,3 +245,74 @@ fn a_damaged_stored_round_is_ignored() {
     // The same rounds again; only the wall-clock seconds may differ.
     assert_eq!(without_seconds(&stored(&store)), without_seconds(&full));
 }
+
+/// A spec's `baseline` puts it against that variant in REPORT.md, with the numbers `lesser
+/// diff` gives for the same two sets of rounds; a baseline that names no variant is refused
+/// with the file and key.
+#[test]
+fn a_baseline_is_compared_round_by_round() {
+    let d = setup("baseline");
+    let beta = read(d.join("specs/beta.toml"));
+    std::fs::write(
+        d.join("specs/beta.toml"),
+        format!("baseline = \"alpha\"\n{beta}").replace("repeats = 2", "repeats = 3"),
+    )
+    .unwrap();
+    let alpha = read(d.join("specs/alpha.toml")).replace("repeats = 2", "repeats = 3");
+    std::fs::write(d.join("specs/alpha.toml"), alpha).unwrap();
+    let out = lesser(&d, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = read(d.join("reports/REPORT.md"));
+    assert!(report.contains("## Against baselines"), "{report}");
+    let row = report
+        .lines()
+        .find(|l| l.starts_with("| beta | alpha |"))
+        .unwrap_or_else(|| panic!("no baseline row: {report}"));
+    // The same comparison through `lesser diff`, alpha's rounds as old and beta's as new.
+    let results = read(d.join("reports/results.csv"));
+    let mut lines = results.lines();
+    let header = lines.next().unwrap();
+    let only = |v: &str, as_: &str| {
+        let rows: Vec<String> = results
+            .lines()
+            .filter(|l| l.starts_with(&format!("{v},")))
+            .map(|l| l.replacen(v, as_, 1))
+            .collect();
+        format!("{header}\n{}\n", rows.join("\n"))
+    };
+    std::fs::write(d.join("old.csv"), only("alpha", "beta")).unwrap();
+    std::fs::write(d.join("new.csv"), only("beta", "beta")).unwrap();
+    let diff = common::command(&d)
+        .args(["diff", "old.csv", "new.csv", "--format", "markdown"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&diff.stdout);
+    let want = text.lines().find(|l| l.starts_with("| beta |")).unwrap();
+    // Same cells after the baseline's name, but the spec-changed note diff adds.
+    let cells = |l: &str| -> Vec<String> {
+        l.split('|')
+            .map(|c| c.trim().replace(" (spec changed)", ""))
+            .collect()
+    };
+    let mut got = cells(row);
+    got.remove(2);
+    assert_eq!(got, cells(want), "{row}\n{want}");
+    assert!(row.contains("paired t"), "{row}");
+
+    std::fs::write(
+        d.join("specs/beta.toml"),
+        read(d.join("specs/beta.toml")).replace("baseline = \"alpha\"", "baseline = \"gamma\""),
+    )
+    .unwrap();
+    let out = lesser(&d, &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("beta.toml") && err.contains("baseline") && err.contains("\"gamma\""),
+        "{err}"
+    );
+}

@@ -4,60 +4,11 @@ use std::fmt::Write as _;
 
 use super::args::{DiffArgs, Format};
 use super::print;
-use crate::diff::{Comparison, Side, Test, Verdict, diff, load_side};
+use crate::diff::{Comparison, Side, diff, load_side};
 use crate::error::{Error, Result};
 use crate::fs::write_atomic;
 use crate::record::RoundRecord;
 use crate::report::figures::{self, Row};
-use crate::report::pct;
-
-fn points(v: Option<f64>) -> String {
-    v.map_or_else(|| "—".into(), |v| format!("{:+.1}", 100.0 * v))
-}
-
-fn p_text(c: &Comparison) -> String {
-    match c.p {
-        Some(p) if p < 0.001 => "<0.001".into(),
-        Some(p) => format!("{p:.3}"),
-        None => "—".into(),
-    }
-}
-
-fn test_text(t: Test) -> &'static str {
-    match t {
-        Test::Paired => "paired t",
-        Test::Welch => "Welch t",
-        Test::None => "—",
-    }
-}
-
-fn row(c: &Comparison) -> Vec<String> {
-    let ci = c.ci.map_or_else(
-        || "—".into(),
-        |(a, b)| format!("[{}, {}]", points(Some(a)), points(Some(b))),
-    );
-    let mut verdict = c.verdict.text().to_string();
-    if matches!(c.verdict, Verdict::AllDiverged | Verdict::LostRounds) {
-        verdict.push_str(&format!(
-            " ({} of {} rounds with an error)",
-            c.new_ok, c.old_ok
-        ));
-    }
-    if c.spec_changed {
-        verdict.push_str(" (spec changed)");
-    }
-    vec![
-        c.variant.clone(),
-        pct(c.old_mean),
-        pct(c.new_mean),
-        points(c.change),
-        ci,
-        p_text(c),
-        test_text(c.test).into(),
-        c.n.to_string(),
-        verdict,
-    ]
-}
 
 /// Prints the comparison; returns 1 with `--fail-on-regression` when a variant got worse,
 /// diverged in every round or lost rounds.
@@ -90,7 +41,7 @@ pub fn run(args: &DiffArgs) -> Result<u8> {
     .iter()
     .map(ToString::to_string)
     .collect();
-    let rows: Vec<Vec<String>> = comparisons.iter().map(row).collect();
+    let rows: Vec<Vec<String>> = comparisons.iter().map(Comparison::cells).collect();
     let mut out = String::new();
     match args.format {
         Format::Csv => {

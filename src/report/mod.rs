@@ -11,6 +11,7 @@ pub mod figures;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::diff::Comparison;
 use crate::error::Result;
 use crate::fs::write_atomic;
 use crate::record::{RESULTS_HEADER, RoundRecord, Status, csv_line};
@@ -128,6 +129,34 @@ fn write_figures(dir: &Path, records: &[RoundRecord], summaries: &[Summary]) -> 
     Ok(())
 }
 
+/// Each variant with a `baseline` against it, round by round.
+fn baseline_table(s: &mut String, summaries: &[Summary]) {
+    let rows: Vec<(&String, &Comparison)> = summaries
+        .iter()
+        .filter_map(|m| m.against.as_ref().map(|(b, c)| (b, c)))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n## Against baselines\n\nEach variant against the variant its spec names as \
+         `baseline`, on the same rounds' pairs: change = variant - baseline test error, with \
+         a paired t-test as `lesser diff` computes it (95% interval, in points).\n"
+    );
+    let _ = writeln!(
+        s,
+        "| variant | baseline | baseline mean | mean | change (pts) | 95% CI (pts) | p | test | n | verdict |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---|---:|---|---:|---|");
+    for (b, c) in rows {
+        let mut cells = c.cells();
+        cells.insert(1, b.clone());
+        let cells: Vec<String> = cells.iter().map(|c| cell(c)).collect();
+        let _ = writeln!(s, "| {} |", cells.join(" | "));
+    }
+}
+
 /// One table per grid: a column per axis, then the test-error statistics of each point.
 fn grid_tables(s: &mut String, summaries: &[Summary]) {
     let mut stems: Vec<&str> = Vec::new();
@@ -216,6 +245,9 @@ pub struct Summary {
     pub grid: Option<GridPoint>,
     /// A published mean test error to compare with (the spec's `reference`), a fraction.
     pub reference: Option<f64>,
+    /// The spec's `baseline` and this variant's rounds against its rounds (`old` the
+    /// baseline), when both have rounds.
+    pub against: Option<(String, Comparison)>,
     /// Whether its rounds have learning curves (and so a figure).
     pub has_curves: bool,
     /// Mean validation error, for variants that hold validation pairs out.
@@ -258,6 +290,7 @@ pub fn summarize(variant: &str, description: &str, rounds: &[&RoundRecord]) -> S
         digit_mean: mean_std(&digits).0,
         grid: None,
         reference: None,
+        against: None,
         has_curves: rounds.iter().any(|r| !r.result.curve.is_empty()),
         validation_mean: mean_std(
             &rounds
@@ -340,6 +373,7 @@ pub fn report_md(summaries: &[Summary], p: &Protocol) -> String {
          standard deviation](figures/{})",
         figures::SUMMARY
     );
+    baseline_table(&mut s, summaries);
     grid_tables(&mut s, summaries);
     if summaries.iter().any(|m| m.has_curves) {
         let _ = writeln!(

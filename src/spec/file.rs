@@ -38,6 +38,7 @@ struct RawFile {
     order: Option<i64>,
     #[serde(default, deserialize_with = "super::layer::real_opt")]
     reference: Option<f32>,
+    baseline: Option<String>,
     grid: Option<BTreeMap<String, Spanned<Vec<toml::Value>>>>,
     extends: Option<Spanned<String>>,
     #[serde(rename = "abstract")]
@@ -119,6 +120,7 @@ pub(super) struct SpecFile {
     pub description: Option<String>,
     pub order: Option<i64>,
     pub reference: Option<f32>,
+    pub baseline: Option<String>,
     pub grid: Option<GridFile>,
     pub extends: Option<String>,
     /// `line:col` of the `extends` value.
@@ -238,6 +240,7 @@ impl SpecFile {
             description: raw.description,
             order: raw.order,
             reference: raw.reference,
+            baseline: raw.baseline,
             grid,
             extends: raw.extends.map(Spanned::into_inner),
             extends_place,
@@ -286,6 +289,7 @@ impl SpecFile {
             description: child.description.or(self.description),
             order: child.order.or(self.order),
             reference: child.reference.or(self.reference),
+            baseline: child.baseline.or(self.baseline),
             // A grid is replaced whole, like a stack.
             grid: child.grid.or(self.grid),
             extends: child.extends,

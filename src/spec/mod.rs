@@ -301,6 +301,9 @@ pub struct Spec {
     /// A published mean test error of this variant (a fraction), drawn in the summary
     /// figure; not part of the hash.
     pub reference: Option<f32>,
+    /// The variant REPORT.md compares this one against, round by round (an ablation's
+    /// full variant); not part of the hash.
+    pub baseline: Option<String>,
     pub model: Model,
     pub train: Train,
 }

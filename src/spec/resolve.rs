@@ -70,6 +70,7 @@ pub(super) fn resolve(path: &Path, name: &str, f: SpecFile) -> Result<Spec> {
         description: f.description.unwrap_or_default(),
         order: f.order,
         reference: f.reference,
+        baseline: f.baseline,
         model,
         train,
     })

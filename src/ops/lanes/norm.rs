@@ -147,7 +147,10 @@ fn backward_with(
             let live = live_lanes(p.batch, g);
             for (at, raw) in rows(g, o) {
                 let gys = p.gc[at..at + row_len].as_chunks::<LANES>().0;
-                for (gy, r) in gys.iter().zip(p.raw[raw..raw + row_len].as_chunks::<LANES>().0) {
+                for (gy, r) in gys
+                    .iter()
+                    .zip(p.raw[raw..raw + row_len].as_chunks::<LANES>().0)
+                {
                     for l in 0..LANES {
                         let gy = if live[l] { gy[l] } else { 0.0 };
                         sg[l] += gy;
@@ -165,7 +168,10 @@ fn backward_with(
             let live = live_lanes(p.batch, g);
             for (at, raw) in rows(g, o) {
                 let gys = p.gc[at..at + row_len].as_chunks_mut::<LANES>().0;
-                for (gy, r) in gys.iter_mut().zip(p.raw[raw..raw + row_len].as_chunks::<LANES>().0) {
+                for (gy, r) in gys
+                    .iter_mut()
+                    .zip(p.raw[raw..raw + row_len].as_chunks::<LANES>().0)
+                {
                     for l in 0..LANES {
                         let v = if c.batch {
                             scale * (gy[l] - db / count - xhat(r[l]) * dg / count)
