@@ -42,7 +42,7 @@ fn batch_stats_with(
         let (mut s, mut q) = ([0.0f64; LANES], [0.0f64; LANES]);
         for (g, raw) in raw.chunks_exact(group).enumerate() {
             let live = live_lanes(batch, g);
-            // Whole pixels as arrays: no bounds to check, so the lanes vectorize.
+            // Whole pixels as arrays: no bounds to check in the lane loop.
             let plane = &raw[o * pixels * LANES..][..pixels * LANES];
             for px in plane.as_chunks::<LANES>().0 {
                 for l in 0..LANES {
@@ -145,12 +145,20 @@ fn backward_with(
         let (mut sg, mut sgx) = ([0.0f32; LANES], [0.0f32; LANES]);
         for g in groups.clone() {
             let live = live_lanes(p.batch, g);
+            let full = live.iter().all(|&l| l);
             for (at, raw) in rows(g, o) {
                 let gys = p.gc[at..at + row_len].as_chunks::<LANES>().0;
                 for (gy, r) in gys
                     .iter()
                     .zip(p.raw[raw..raw + row_len].as_chunks::<LANES>().0)
                 {
+                    if full {
+                        for l in 0..LANES {
+                            sg[l] += gy[l];
+                            sgx[l] += gy[l] * xhat(r[l]);
+                        }
+                        continue;
+                    }
                     for l in 0..LANES {
                         let gy = if live[l] { gy[l] } else { 0.0 };
                         sg[l] += gy;
@@ -166,6 +174,7 @@ fn backward_with(
         let gb = &mut gb[o * LANES..][..LANES];
         for g in groups.clone() {
             let live = live_lanes(p.batch, g);
+            let full = live.iter().all(|&l| l);
             for (at, raw) in rows(g, o) {
                 let gys = p.gc[at..at + row_len].as_chunks_mut::<LANES>().0;
                 for (gy, r) in gys
@@ -178,7 +187,7 @@ fn backward_with(
                         } else {
                             scale * gy[l]
                         };
-                        let v = if live[l] { v } else { 0.0 };
+                        let v = if full || live[l] { v } else { 0.0 };
                         gy[l] = v;
                         gb[l] += v;
                     }
