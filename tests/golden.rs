@@ -1,14 +1,14 @@
-//! Numbers guarded: one short round of a direct, an SHres and a joint network, pinned to their
-//! exact results (losses, errors and the hash of every trained weight). A change that alters
-//! any number a round computes fails here until the golden rows and the version in
-//! `Cargo.toml` (which keys the round store) are updated together.
+//! Numbers guarded: one short round of a direct, an SHres, a joint and a batch-normalized
+//! network, pinned to their exact results (losses, errors and the hash of every trained
+//! weight). A change that alters any number a round computes fails here until the golden rows
+//! and the version in `Cargo.toml` (which keys the round store) are updated together.
 
 mod common;
 
 use common::{lesser, read, stderr, temp};
 
 /// The version the golden rows were computed by.
-const GOLDEN_VERSION: &str = "0.3.0";
+const GOLDEN_VERSION: &str = "0.4.0";
 
 const HEAD: &str = r#"head = [
   { layer = "linear", in = 20, out = 12 },
@@ -21,7 +21,7 @@ const HEAD: &str = r#"head = [
 const TRAIN: &str = "[train]\nepochs = 2\nrepeats = 1\n";
 
 /// The shipped seed networks, written out so that editing `specs/` does not touch this test.
-fn specs() -> [(&'static str, String); 3] {
+fn specs() -> [(&'static str, String); 4] {
     [
         (
             "direct",
@@ -93,14 +93,43 @@ joint = [
 {TRAIN}"#
             ),
         ),
+        (
+            "normed",
+            format!(
+                r#"[model]
+weight_sharing = true
+aux_loss = 1.0
+compare = "argmax"
+digit = [
+  {{ layer = "conv2d", out = 8, kernel = 3, padding = 1 }},
+  {{ layer = "batch_norm" }},
+  {{ layer = "relu" }},
+  {{ layer = "conv2d", out = 8, kernel = 3, padding = 1 }},
+  {{ layer = "batch_norm" }},
+  {{ layer = "relu" }},
+  {{ layer = "max_pool2d", kernel = 2 }},
+  {{ layer = "conv2d", out = 16, kernel = 3, padding = 1 }},
+  {{ layer = "batch_norm" }},
+  {{ layer = "relu" }},
+  {{ layer = "max_pool2d", kernel = 2 }},
+  {{ layer = "flatten" }},
+  {{ layer = "dropout", p = 0.3 }},
+  {{ layer = "linear", out = 32 }},
+  {{ layer = "relu" }},
+  {{ layer = "linear", out = 10 }},
+]
+{TRAIN}"#
+            ),
+        ),
     ]
 }
 
-/// `results.csv` of the three rounds, as computed by lesser `GOLDEN_VERSION`.
+/// `results.csv` of the four rounds, as computed by lesser `GOLDEN_VERSION`.
 const GOLDEN: &str = "\
 variant,round,data_seed,init_seed,spec_hash,params,epochs,pairs,final_train_loss,train_error,test_error,digit_test_error,status,data_hash,weights,validation_error
 direct,0,1568258933646402701,6719111690831233255,e3f50e6d7f4e647a,43168,2,200,5.901608,0.3800,0.4700,0.6950,ok,0a57d672d4e2143a,bca8720f8ed58808,
 joint,0,1568258933646402701,5909164201995360025,d052a66152223033,70906,2,200,0.662305,0.3800,0.4700,,ok,0a57d672d4e2143a,c8b0db452a73d416,
+normed,0,1568258933646402701,9189377110556862554,ffbc67fa343b58d5,6866,2,200,4.493897,0.3850,0.4650,0.8950,ok,0a57d672d4e2143a,0504683757199e4a,
 shres,0,1568258933646402701,568299159138014435,352363b510e6fcdd,89256,2,200,5.450815,0.6200,0.5300,0.8850,ok,0a57d672d4e2143a,725e5778dc11fee2,
 ";
 
