@@ -223,7 +223,7 @@ fn every_shipped_spec_runs_forward() {
         assert_eq!(out.reversed.is_some(), s.model.asymmetry > 0.0);
         ran += 1;
     }
-    assert_eq!(ran, 11);
+    assert_eq!(ran, 12);
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -445,7 +445,16 @@ fn check_command_accepts_shipped_specs_and_rejects_bad_ones() {
     assert!(ok.status.success());
     let text = String::from_utf8_lossy(&ok.stdout);
     assert!(text.contains("total trainable parameters: 43168"), "{text}");
-    assert!(text.contains("15 spec files checked, all valid"), "{text}");
+    assert!(text.contains("16 spec files checked, all valid"), "{text}");
+    // The ablation, which extends specs/best.toml and names it as baseline.
+    let ablation = std::process::Command::new(bin)
+        .args(["check", "specs/best.toml", "specs/ablation"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&ablation.stdout);
+    assert!(ablation.status.success(), "{text}");
+    assert!(text.contains("7 spec files checked, all valid"), "{text}");
     let dir = temp("check");
     write(&dir, "good.toml", &ARGMAX.replace("WS", "true"));
     write(&dir, "bad1.toml", "[model]\nfoo = 1\n");
@@ -598,4 +607,30 @@ fn numbers_out_of_range_and_ignored_keys_are_refused() {
     }
     let p = write(&dir, "joint.toml", &joint.replace("KEY", ""));
     assert!(spec::load(&p).unwrap().is_some());
+}
+
+/// A spec turns off the augmentation and test-time shifts of the spec it extends with
+/// zeros: it resolves to the same spec (and hash) as one that never had them.
+#[test]
+fn zeros_turn_off_inherited_augmentation_and_tta() {
+    let dir = temp("zeros");
+    let base = "[model]\nweight_sharing = true\naux_loss = 1.0\ncompare = \"argmax\"\n\
+                digit = [{ layer = \"flatten\" }, { layer = \"linear\", out = 10 }]\n";
+    write(&dir, "plain.toml", base);
+    write(
+        &dir,
+        "with.toml",
+        &format!("{base}[train]\naugment = {{ shift = 1.0 }}\ntta = {{ shift = 1.0 }}\n"),
+    );
+    write(
+        &dir,
+        "off.toml",
+        "extends = \"with.toml\"\n[train]\naugment = { shift = 0.0, rotate = 0.0, scale = 0.0 }\n\
+         tta = { shift = 0.0 }\n",
+    );
+    let load = |n: &str| spec::load(&dir.join(n)).unwrap().unwrap();
+    let (plain, with, off) = (load("plain.toml"), load("with.toml"), load("off.toml"));
+    assert!(with.train.augment.is_some() && with.train.tta.is_some());
+    assert_eq!((off.train.augment, off.train.tta), (None, None));
+    assert_eq!(off.hash(), plain.hash());
 }

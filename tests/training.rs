@@ -164,7 +164,7 @@ tta = { shift = 1.0 }
         ),
         ("label_smoothing = 0.1", "label_smoothing = 1.5"),
         ("rotate = 10.0", "rotate = 400.0"),
-        ("tta = { shift = 1.0 }", "tta = { shift = 0.0 }"),
+        ("tta = { shift = 1.0 }", "tta = { shift = 4.0 }"),
         (
             "schedule = { kind = \"cosine\", warmup = 1 }",
             "schedule = { kind = \"cosine\", warmup = 3 }",

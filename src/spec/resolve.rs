@@ -90,10 +90,14 @@ fn train_with_defaults(t: TrainFile) -> Train {
         label_smoothing: t.label_smoothing.unwrap_or(0.0),
         validation: t.validation.unwrap_or(0.0),
         early_stopping: t.early_stopping,
-        augment: t.augment,
+        // All zeros is no augmentation, and a shift of 0 no test-time augmentation: how a
+        // spec turns off what the one it extends has.
+        augment: t
+            .augment
+            .filter(|a| a.shift != 0.0 || a.rotate != 0.0 || a.scale != 0.0),
         repair: t.repair.unwrap_or(false),
         ensemble: t.ensemble.unwrap_or(1),
-        tta: t.tta,
+        tta: t.tta.filter(|t| t.shift != 0.0),
         repeats: t.repeats.unwrap_or(default::REPEATS),
         seed: t.seed.unwrap_or(default::SEED),
     }
@@ -221,7 +225,7 @@ fn schedule(t: &Train) -> Rule {
     {
         return Err((
             "train.tta.shift",
-            format!("must be in (0, 3] pixels, got {}", tta.shift),
+            format!("must be in (0, 3] pixels (0 for none), got {}", tta.shift),
         ));
     }
     if let Some(a) = t.augment {
