@@ -4,13 +4,18 @@ epochs, read from the same spec files, timed per round on one thread.
 
     python3 benches/peer/peer.py [--only NAME ...] [--epochs N] [--rounds N] [--specs DIR]
 
-prints `variant,epochs,pairs,seconds_per_round,test_error` like `lesser bench`. A round is
+prints `variant,epochs,pairs,seconds_per_round,test_error` like `lesser bench`; with
+`--flops`, `variant,epochs,gflop_per_round` instead: the multiply-adds of a round's
+convolutions and linear layers, times 2 (training steps count forward and backward as three
+forwards; every epoch evaluates the test pairs; the round ends evaluating training and test
+pairs), so that seconds per round become GFLOP/s. A round is
 what `lesser bench` times: draw 1,000 training and 1,000 test pairs, build the network,
 train every epoch (shuffled batches) and measure the test error after each epoch (the
 learning curve). Run by hand, never by CI (see benches/README.md).
 
-Understands the spec keys the shipped specs use (no grids, augmentation, ensembles or
-schedules: a spec using them is refused rather than timed as something else).
+Understands the spec keys the seed specs and bn_cnn use; a spec with grids, augmentation,
+ensembles, schedules or the other training options is skipped (said on stderr) rather than
+timed as something else.
 """
 
 import argparse
@@ -160,9 +165,6 @@ def predict(out, compare):
 
 def round_time(spec, pools, epochs, seed):
     m, t = spec.get("model", {}), spec.get("train", {})
-    for key in UNSUPPORTED:
-        if key in t:
-            raise SystemExit(f"peer.py: train.{key} is not supported here")
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
     (tr_i, tr_l), (te_i, te_l) = pools
@@ -214,6 +216,31 @@ def round_time(spec, pools, epochs, seed):
     return time.perf_counter() - start, err
 
 
+def gflop_per_round(spec, epochs):
+    """FLOPs of a round as the module docstring counts them, in GFLOP."""
+    m = spec.get("model", {})
+    model = Model(m)
+    macs = [0]
+
+    def count(mod, inp, out):
+        if isinstance(mod, nn.Conv2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1]
+            macs[0] += out.numel() * mod.in_channels * k
+        elif isinstance(mod, nn.ConvTranspose2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1]
+            macs[0] += inp[0].numel() * mod.out_channels * k
+        elif isinstance(mod, nn.Linear):
+            macs[0] += out.numel() * mod.in_features
+
+    for mod in model.modules():
+        mod.register_forward_hook(count)
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1000, 2, 14, 14))
+    forward = 2 * macs[0]  # FLOPs of one forward pass over 1,000 pairs
+    return (epochs * (3 * forward + forward) + 2 * forward) / 1e9
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--specs", default=str(ROOT / "specs"))
@@ -222,12 +249,14 @@ def main():
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--flops", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     d = pathlib.Path(a.data)
     pools = [(pool(idx(d / f"{p}-images-idx3-ubyte.gz")), idx(d / f"{p}-labels-idx1-ubyte.gz"))
              for p in ("train", "t10k")]
-    print("variant,epochs,pairs,seconds_per_round,test_error")
+    print("variant,epochs,gflop_per_round" if a.flops else
+          "variant,epochs,pairs,seconds_per_round,test_error")
     for path in sorted(pathlib.Path(a.specs).glob("*.toml")):
         if a.only and path.stem not in a.only:
             continue
@@ -235,6 +264,15 @@ def main():
         if spec.get("abstract"):
             continue
         epochs = a.epochs or spec.get("train", {}).get("epochs", 25)
+        skip = [k for k in UNSUPPORTED if k in spec.get("train", {})] + \
+            (["grid"] if "grid" in spec else [])
+        if skip:
+            print(f"peer.py: skipped {path.stem}: {', '.join(skip)} not supported here",
+                  file=sys.stderr)
+            continue
+        if a.flops:
+            print(f"{path.stem},{epochs},{gflop_per_round(spec, epochs):.1f}", flush=True)
+            continue
         runs = [round_time(spec, pools, epochs, seed) for seed in range(a.rounds)]
         secs = statistics.median(r[0] for r in runs)
         print(f"{path.stem},{epochs},1000,{secs:.3f},{runs[-1][1]:.4f}", flush=True)

@@ -197,17 +197,25 @@ impl Planes {
         if self.pad == 0 {
             return;
         }
-        let zero = |v: &mut [MaybeUninit<f32>]| v.fill(MaybeUninit::new(0.0));
+        // A pixel at a time, each one store: the runs are a few pixels long, too short for
+        // a call to memset each to pay.
+        let zero = |v: &mut [MaybeUninit<f32>]| {
+            for px in v.as_chunks_mut::<LANES>().0 {
+                *px = [MaybeUninit::new(0.0); LANES];
+            }
+        };
         let (row, side) = (self.wp() * LANES, self.pad * LANES);
         for plane in dst.chunks_exact_mut(self.area() * LANES) {
-            let (top, rest) = plane.split_at_mut(self.pad * row);
-            let (middle, bottom) = rest.split_at_mut(self.h * row);
-            zero(top);
-            zero(bottom);
-            for r in middle.chunks_exact_mut(row) {
-                zero(&mut r[..side]);
-                zero(&mut r[row - side..]);
+            // Top rows and the first row's left side; each row's right side and the next
+            // row's left side; the last row's right side and the bottom rows: contiguous.
+            let (head, rest) = plane.split_at_mut(self.pad * row + side);
+            zero(head);
+            for r in rest.chunks_exact_mut(row).take(self.h - 1) {
+                zero(&mut r[row - 2 * side..]);
             }
+            let tail = self.pad * row + side;
+            let n = plane.len();
+            zero(&mut plane[n - tail..]);
         }
     }
 

@@ -482,6 +482,8 @@ struct Backward<'a, 'l> {
     gbs: Vec<Vec<f32>>,
     accs: Vec<Vec<f32>>,
     norm_grads: Vec<Option<(Vec<f32>, Vec<f32>)>>,
+    /// Per layer and slot of `gcs`, whether what `spread` leaves is zeroed yet.
+    gc_zeroed: Vec<Vec<bool>>,
 }
 
 impl<'a, 'l> Backward<'a, 'l> {
@@ -524,7 +526,11 @@ impl<'a, 'l> Backward<'a, 'l> {
         let gp = cv.grad_planes();
         let slot = self.gc_span(i).slot(g);
         let gc = self.gcs[i].part_mut(slot * gp.group(), gp.group());
-        zero_unspread(gp, l.epi.max_pool2, gc);
+        // What spread leaves stays zero from one group to the next in a slot.
+        if !self.gc_zeroed[i][slot] {
+            zero_unspread(gp, l.epi.max_pool2, gc);
+            self.gc_zeroed[i][slot] = true;
+        }
         // With a norm, the sum here is not the bias gradient; it is made after the norm's.
         let mut scratch = Vec::new();
         let gb = if l.norm.is_some() {
@@ -671,6 +677,10 @@ pub fn conv_backward(
             .map(|l| vec![0.0; l.w.len() * LANES])
             .collect(),
         norm_grads: vec![None; layers.len()],
+        gc_zeroed: layers
+            .iter()
+            .map(|l| vec![false; if l.norm.is_some() { n_groups } else { 1 }])
+            .collect(),
         convs,
     };
     let first_p = {
