@@ -184,6 +184,9 @@ fn conv2d_forward_matches_reference() {
         // More images than one group of 16 (the direct path's lanes), the last group partial.
         (20, 2, 7, 6, 3, 3, 1, 1),
         (33, 1, 6, 6, 2, 3, 1, 0),
+        // The widths of the batch-normalized network: 32 and 64 channels, padded.
+        (18, 32, 14, 14, 32, 3, 1, 1),
+        (18, 32, 7, 7, 64, 3, 1, 1),
     ] {
         let x = rand_vec(&mut rng, n * c * h * w);
         let wt = rand_vec(&mut rng, o * c * k * k);
@@ -256,6 +259,72 @@ fn conv2d_gradients() {
             &move |x, ps| conv2d(x, &ps[0], &ps[1], geom, true).unwrap(),
             &move |x, ps| conv2d(x, &ps[0], &ps[1], geom, true).unwrap(),
         );
+    }
+}
+
+/// Gradients of a wide, padded stride-1 convolution (32 and 64 channels, the lane kernels'
+/// widest blocks and remainders) against their definitions by direct loops, for the loss
+/// `sum(y * r)`: too many parameters for finite differences.
+#[test]
+fn wide_conv2d_gradients_match_their_definitions() {
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    for &(n, c, h, o, k, p) in &[(18, 32, 7, 64, 3, 1), (17, 32, 9, 32, 3, 1)] {
+        let (x, wt) = (
+            rand_vec(&mut rng, n * c * h * h),
+            rand_vec(&mut rng, o * c * k * k),
+        );
+        let b = rand_vec(&mut rng, o);
+        let geom = Conv2dGeometry {
+            in_channels: c,
+            out_channels: o,
+            kernel: k,
+            stride: 1,
+            padding: p,
+        };
+        let xt = act(x.clone(), (n, c, h, h));
+        let (wp, bp) = (param(wt.clone()), param(b));
+        let y = conv2d(xt.leaky_trace(), &wp, &bp, geom, true).unwrap();
+        let oh = h + 2 * p - k + 1;
+        let r = rand_vec(&mut rng, n * o * oh * oh);
+        let grads = (y * act(r.clone(), (n, o, oh, oh)))
+            .sum::<(), _>()
+            .backward();
+        let (mut gx, mut gw, mut gb) = (
+            vec![0.0f64; x.len()],
+            vec![0.0f64; wt.len()],
+            vec![0.0f64; o],
+        );
+        for ni in 0..n {
+            for oc in 0..o {
+                for y in 0..oh {
+                    for xx in 0..oh {
+                        let g = f64::from(r[((ni * o + oc) * oh + y) * oh + xx]);
+                        gb[oc] += g;
+                        for ic in 0..c {
+                            for ky in 0..k {
+                                for kx in 0..k {
+                                    let (iy, ix) = (
+                                        (y + ky) as isize - p as isize,
+                                        (xx + kx) as isize - p as isize,
+                                    );
+                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= h as isize {
+                                        continue;
+                                    }
+                                    let xi = ((ni * c + ic) * h + iy as usize) * h + ix as usize;
+                                    let wi = ((oc * c + ic) * k + ky) * k + kx;
+                                    gw[wi] += g * f64::from(x[xi]);
+                                    gx[xi] += g * f64::from(wt[wi]);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let f = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect::<Vec<f32>>();
+        assert_close(&grads.get(&xt).as_vec(), &f(gx), 1e-4, "wide input grad");
+        assert_close(&wp.grad(&grads), &f(gw), 1e-4, "wide weight grad");
+        assert_close(&bp.grad(&grads), &f(gb), 1e-4, "wide bias grad");
     }
 }
 

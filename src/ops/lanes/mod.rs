@@ -3,13 +3,21 @@
 //! A batch is cut into groups of [`LANES`] images, and each group is stored
 //! `C x H x W x LANES`: one pixel of the 16 images side by side (missing images of the last
 //! group are zeros). A stride-1 convolution is then, output row by output row, the 1-D
-//! correlation of [`correlate`] with tap offsets in whole pixels: every vector the kernels
+//! correlation of [`correlate`](crate::kernels::correlate) with tap offsets in whole pixels: every vector the kernels
 //! load is one pixel of 16 images, aligned to a cache line, and every position they compute
 //! is an output (no padding columns, no rounding of an image to whole vectors). The weight
 //! gradient is [`correlate_grad`] with output rows as its "images", the input gradient the
 //! forward correlation of the output gradient with the kernel flipped. The layout is entered
 //! and left by one transposing pass each way, once for a whole chain of convolutions: each
-//! one's output, in this layout, is the next one's input.
+//! one's output, in this layout, is the next one's input (copied into padding when the next
+//! is padded).
+//!
+//! A batch norm after a convolution runs inside the chain ([`LaneNorm`]). With the batch's
+//! statistics, the chain is cut after each such layer (`segments`): a segment runs group by
+//! group up to that layer's convolution, the statistics are summed over every group
+//! (`norm.rs`), and then the layer's epilogue normalizes. The backward pass mirrors it.
+//! Buffers come from a per-thread pool (`spare.rs`) and are written without zeroing where
+//! every value is written (`Fresh`).
 
 mod layout;
 mod norm;
