@@ -122,80 +122,81 @@ pub(super) fn backward(
 
 #[inline(always)]
 fn backward_with(
-    p: Pass,
+    mut p: Pass,
     c: &Coef,
     groups: std::ops::Range<usize>,
     gb: &mut [f32],
 ) -> (Vec<f32>, Vec<f32>) {
     let (co, oh, ow) = p.dims;
     let count = (p.batch * oh * ow) as f32;
-    let first = groups.start;
     let (mut dgamma, mut dbeta) = (Vec::with_capacity(co), Vec::with_capacity(co));
-    // Channel `o`'s rows of group `g`: (gradient at, raw at), `ow` pixels each.
-    let rows = |g: usize, o: usize| {
-        (0..oh).map(move |y| {
-            let at = (g - first) * p.gc_group + p.grid.pixel(o, y, 0) * LANES;
-            (at, g * p.raw_group + (o * oh + y) * ow * LANES)
-        })
-    };
-    let row_len = ow * LANES;
     for o in 0..co {
         let (b, mean, inv_std) = (p.bias[o], c.mean[o], c.inv_std[o]);
         let xhat = |v: f32| ((v + b) - mean) * inv_std;
         let (mut sg, mut sgx) = ([0.0f32; LANES], [0.0f32; LANES]);
-        for g in groups.clone() {
-            let live = live_lanes(p.batch, g);
-            let full = live.iter().all(|&l| l);
-            for (at, raw) in rows(g, o) {
-                let gys = p.gc[at..at + row_len].as_chunks::<LANES>().0;
-                for (gy, r) in gys
-                    .iter()
-                    .zip(p.raw[raw..raw + row_len].as_chunks::<LANES>().0)
-                {
-                    if full {
-                        for l in 0..LANES {
-                            sg[l] += gy[l];
-                            sgx[l] += gy[l] * xhat(r[l]);
-                        }
-                        continue;
-                    }
-                    for l in 0..LANES {
-                        let gy = if live[l] { gy[l] } else { 0.0 };
-                        sg[l] += gy;
-                        sgx[l] += gy * xhat(r[l]);
-                    }
+        each_pixel(&mut p, o, groups.clone(), |live, gy, r| {
+            if live.is_none() {
+                for l in 0..LANES {
+                    sg[l] += gy[l];
+                    sgx[l] += gy[l] * xhat(r[l]);
                 }
+                return;
             }
-        }
+            for l in 0..LANES {
+                let gy = if live.is_some_and(|m| m[l]) {
+                    gy[l]
+                } else {
+                    0.0
+                };
+                sg[l] += gy;
+                sgx[l] += gy * xhat(r[l]);
+            }
+        });
         let (db, dg) = (sg.iter().sum::<f32>(), sgx.iter().sum::<f32>());
         dbeta.push(db);
         dgamma.push(dg);
         let scale = p.gamma[o] * inv_std;
         let gb = &mut gb[o * LANES..][..LANES];
-        for g in groups.clone() {
-            let live = live_lanes(p.batch, g);
-            let full = live.iter().all(|&l| l);
-            for (at, raw) in rows(g, o) {
-                let gys = p.gc[at..at + row_len].as_chunks_mut::<LANES>().0;
-                for (gy, r) in gys
-                    .iter_mut()
-                    .zip(p.raw[raw..raw + row_len].as_chunks::<LANES>().0)
-                {
-                    for l in 0..LANES {
-                        let v = if c.batch {
-                            scale * (gy[l] - db / count - xhat(r[l]) * dg / count)
-                        } else {
-                            scale * gy[l]
-                        };
-                        let v = if full || live[l] { v } else { 0.0 };
-                        gy[l] = v;
-                        gb[l] += v;
-                    }
-                }
+        each_pixel(&mut p, o, groups.clone(), |live, gy, r| {
+            for l in 0..LANES {
+                let v = if c.batch {
+                    scale * (gy[l] - db / count - xhat(r[l]) * dg / count)
+                } else {
+                    scale * gy[l]
+                };
+                let v = if live.is_none_or(|m| m[l]) { v } else { 0.0 };
+                gy[l] = v;
+                gb[l] += v;
+            }
+        });
+    }
+    (dgamma, dbeta)
+}
+
+/// Calls `f(live, gradient, raw)` for every pixel of channel `o` in `groups`: which lanes hold
+/// images (`None` when all do, so that the caller's lane loop needs no mask and vectorizes),
+/// the norm's gradient there (to change) and the raw convolution output.
+#[inline(always)]
+fn each_pixel(
+    p: &mut Pass,
+    o: usize,
+    groups: std::ops::Range<usize>,
+    mut f: impl FnMut(Option<&[bool; LANES]>, &mut [f32; LANES], &[f32; LANES]),
+) {
+    let (_, oh, ow) = p.dims;
+    let (first, row) = (groups.start, ow * LANES);
+    for g in groups {
+        let live = live_lanes(p.batch, g);
+        let mask = (!live.iter().all(|&l| l)).then_some(&live);
+        for y in 0..oh {
+            let at = (g - first) * p.gc_group + p.grid.pixel(o, y, 0) * LANES;
+            let raw = g * p.raw_group + (o * oh + y) * row;
+            let gys = p.gc[at..at + row].as_chunks_mut::<LANES>().0;
+            for (gy, r) in gys.iter_mut().zip(p.raw[raw..raw + row].as_chunks().0) {
+                f(mask, gy, r);
             }
         }
     }
-    (dgamma, dbeta)
 }
 
 /// Which lanes of group `g` hold an image of a batch of `batch`.
