@@ -12,7 +12,6 @@ use statrs::distribution::{ContinuousCDF, StudentsT};
 
 use crate::error::{Error, Result};
 use crate::record::{RESULTS_HEADER, RoundRecord};
-use crate::report::pct;
 
 /// The rounds of one side, by variant, in file order.
 #[derive(Debug, Clone, Default)]
@@ -193,53 +192,6 @@ pub struct Comparison {
     pub new_ok: usize,
     pub spec_changed: bool,
     pub verdict: Verdict,
-}
-
-impl Comparison {
-    /// The row `lesser diff` prints: variant, old and new means, change, interval, p, test,
-    /// rounds compared and verdict.
-    pub fn cells(&self) -> Vec<String> {
-        let ci = self.ci.map_or_else(
-            || "—".into(),
-            |(a, b)| format!("[{}, {}]", points(Some(a)), points(Some(b))),
-        );
-        let mut verdict = self.verdict.text().to_string();
-        if matches!(self.verdict, Verdict::AllDiverged | Verdict::LostRounds) {
-            verdict.push_str(&format!(
-                " ({} of {} rounds with an error)",
-                self.new_ok, self.old_ok
-            ));
-        }
-        if self.spec_changed {
-            verdict.push_str(" (spec changed)");
-        }
-        let p = match self.p {
-            Some(p) if p < 0.001 => "<0.001".into(),
-            Some(p) => format!("{p:.3}"),
-            None => "—".into(),
-        };
-        let test = match self.test {
-            Test::Paired => "paired t",
-            Test::Welch => "Welch t",
-            Test::None => "—",
-        };
-        vec![
-            self.variant.clone(),
-            pct(self.old_mean),
-            pct(self.new_mean),
-            points(self.change),
-            ci,
-            p,
-            test.into(),
-            self.n.to_string(),
-            verdict,
-        ]
-    }
-}
-
-/// A change in percentage points, signed.
-fn points(v: Option<f64>) -> String {
-    v.map_or_else(|| "—".into(), |v| format!("{:+.1}", 100.0 * v))
 }
 
 fn mean(v: &[f64]) -> f64 {

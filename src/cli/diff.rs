@@ -4,10 +4,11 @@ use std::fmt::Write as _;
 
 use super::args::{DiffArgs, Format};
 use super::print;
-use crate::diff::{Comparison, Side, diff, load_side};
+use crate::diff::{Side, diff, load_side};
 use crate::error::{Error, Result};
 use crate::fs::write_atomic;
 use crate::record::RoundRecord;
+use crate::report::comparison_cells;
 use crate::report::figures::{self, Row};
 
 /// Prints the comparison; returns 1 with `--fail-on-regression` when a variant got worse,
@@ -41,7 +42,7 @@ pub fn run(args: &DiffArgs) -> Result<u8> {
     .iter()
     .map(ToString::to_string)
     .collect();
-    let rows: Vec<Vec<String>> = comparisons.iter().map(Comparison::cells).collect();
+    let rows: Vec<Vec<String>> = comparisons.iter().map(comparison_cells).collect();
     let mut out = String::new();
     match args.format {
         Format::Csv => {

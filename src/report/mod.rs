@@ -11,7 +11,7 @@ pub mod figures;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::diff::Comparison;
+use crate::diff::{Comparison, Test, Verdict};
 use crate::error::Result;
 use crate::fs::write_atomic;
 use crate::record::{RESULTS_HEADER, RoundRecord, Status, csv_line};
@@ -150,7 +150,7 @@ fn baseline_table(s: &mut String, summaries: &[Summary]) {
     );
     let _ = writeln!(s, "|---|---|---:|---:|---:|---|---:|---|---:|---|");
     for (b, c) in rows {
-        let mut cells = c.cells();
+        let mut cells = comparison_cells(c);
         cells.insert(1, b.clone());
         let cells: Vec<String> = cells.iter().map(|c| cell(c)).collect();
         let _ = writeln!(s, "| {} |", cells.join(" | "));
@@ -305,6 +305,51 @@ pub fn summarize(variant: &str, description: &str, rounds: &[&RoundRecord]) -> S
 /// A fraction as a percentage with one decimal, or an em dash.
 pub fn pct(v: Option<f64>) -> String {
     v.map_or_else(|| "—".to_string(), |v| format!("{:.1}%", 100.0 * v))
+}
+
+/// The row `lesser diff` prints for a comparison: variant, old and new means, change,
+/// interval, p, test, rounds compared and verdict.
+pub fn comparison_cells(c: &Comparison) -> Vec<String> {
+    let ci = c.ci.map_or_else(
+        || "—".into(),
+        |(a, b)| format!("[{}, {}]", points(Some(a)), points(Some(b))),
+    );
+    let mut verdict = c.verdict.text().to_string();
+    if matches!(c.verdict, Verdict::AllDiverged | Verdict::LostRounds) {
+        verdict.push_str(&format!(
+            " ({} of {} rounds with an error)",
+            c.new_ok, c.old_ok
+        ));
+    }
+    if c.spec_changed {
+        verdict.push_str(" (spec changed)");
+    }
+    let p = match c.p {
+        Some(p) if p < 0.001 => "<0.001".into(),
+        Some(p) => format!("{p:.3}"),
+        None => "—".into(),
+    };
+    let test = match c.test {
+        Test::Paired => "paired t",
+        Test::Welch => "Welch t",
+        Test::None => "—",
+    };
+    vec![
+        c.variant.clone(),
+        pct(c.old_mean),
+        pct(c.new_mean),
+        points(c.change),
+        ci,
+        p,
+        test.into(),
+        c.n.to_string(),
+        verdict,
+    ]
+}
+
+/// A change in percentage points, signed.
+fn points(v: Option<f64>) -> String {
+    v.map_or_else(|| "—".into(), |v| format!("{:+.1}", 100.0 * v))
 }
 
 /// What `REPORT.md` says about how the numbers were made.
