@@ -142,7 +142,7 @@ unsafe fn correlate_avx2(
     co: usize,
 ) {
     // SAFETY: forwarded from the caller.
-    unsafe { correlate_with::<__m256, 3, 4, 6, 12>(out, out_stride, n, src, off, w, co) }
+    unsafe { correlate_with::<__m256, 6, 2, 3, 4, 6, 12>(out, out_stride, n, src, off, w, co) }
 }
 
 /// [`super::correlate_grad`]'s kernel.

@@ -155,7 +155,7 @@ unsafe fn correlate_avx512(
     co: usize,
 ) {
     // SAFETY: forwarded from the caller.
-    unsafe { correlate_with::<__m512, 4, 5, 8, 12>(out, out_stride, n, src, off, w, co) }
+    unsafe { correlate_with::<__m512, 8, 3, 4, 5, 8, 12>(out, out_stride, n, src, off, w, co) }
 }
 
 /// [`super::correlate_grad`]'s kernel.

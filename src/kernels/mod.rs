@@ -555,6 +555,8 @@ mod tests {
             (6, 25, 668),
             (7, 10, 22),
             (16, 150, 92),
+            (13, 20, 300),
+            (32, 27, 256),
         ];
         for (co, taps, len) in cases {
             let off: Vec<usize> = (0..taps).map(|j| j * 3 + j % 2).collect();

@@ -103,11 +103,15 @@ unsafe fn rows<V: Vector, const OB: usize, const PV: usize>(
     }
 }
 
-/// Output channels `OB = 4, 3, 2, 1` with `PV[4 - OB]` position registers each.
+/// Output channels `WIDE` at a time with `PW` position registers each while at least
+/// `WIDE` are left (each source vector loaded then feeds `WIDE` channels, which halves the
+/// loads from L2 of a wide layer), then `OB = 4, 3, 2, 1` with `PV[4 - OB]` registers.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn correlate_with<
     V: Vector,
+    const WIDE: usize,
+    const PW: usize,
     const P4: usize,
     const P3: usize,
     const P2: usize,
@@ -128,6 +132,11 @@ pub(super) unsafe fn correlate_with<
     unsafe {
         while o < co {
             let (op, wp) = (out.add(o * out_stride), w.add(o * taps));
+            if WIDE > 4 && co - o >= WIDE {
+                rows::<V, WIDE, PW>(op, out_stride, n, src, off, wp);
+                o += WIDE;
+                continue;
+            }
             let ob = (co - o).min(4);
             match ob {
                 4 => rows::<V, 4, P4>(op, out_stride, n, src, off, wp),
