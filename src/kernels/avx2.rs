@@ -161,7 +161,7 @@ unsafe fn correlate_grad_avx2(
 ) {
     // SAFETY: forwarded from the caller. 16-lane pairs: each accumulator takes two of the
     // 16 registers, hence the smaller blocks.
-    unsafe { correlate_grad_with::<Pair, 1, 2, 5>(acc, g, src, off, l, co) }
+    unsafe { correlate_grad_with::<Pair, 3, 1, 1, 2, 5>(acc, g, src, off, l, co) }
 }
 
 /// Runs `f` compiled with avx2 enabled (inlined here, so its loops vectorize to that

@@ -173,7 +173,7 @@ unsafe fn correlate_grad_avx512(
     co: usize,
 ) {
     // SAFETY: forwarded from the caller.
-    unsafe { correlate_grad_with::<__m512, 6, 8, 11>(acc, g, src, off, l, co) }
+    unsafe { correlate_grad_with::<__m512, 4, 6, 6, 8, 11>(acc, g, src, off, l, co) }
 }
 
 /// [`super::epilogue`] compiled for AVX-512, where its lane loops vectorize 16 wide.

@@ -213,10 +213,13 @@ unsafe fn grad_rows<V: Vector, const OB: usize, const TB: usize>(
     }
 }
 
-/// Output channels `OB = 3, 2, 1` with `TB[3 - OB]` taps each.
+/// Output channels `WIDE` at a time with `TW` taps each while at least `WIDE` are left (more
+/// reuse of every vector loaded), then `OB = 3, 2, 1` with `TB[3 - OB]` taps each.
 #[inline(always)]
 pub(super) unsafe fn correlate_grad_with<
     V: Vector,
+    const WIDE: usize,
+    const TW: usize,
     const T3: usize,
     const T2: usize,
     const T1: usize,
@@ -235,6 +238,11 @@ pub(super) unsafe fn correlate_grad_with<
     unsafe {
         while o < co {
             let (ap, gp) = (acc.add(o * taps * lanes), g.add(o * l.g_stride));
+            if WIDE > 3 && co - o >= WIDE {
+                grad_rows::<V, WIDE, TW>(ap, gp, src, off, l);
+                o += WIDE;
+                continue;
+            }
             let ob = (co - o).min(3);
             match ob {
                 3 => grad_rows::<V, 3, T3>(ap, gp, src, off, l),
