@@ -610,7 +610,8 @@ fn numbers_out_of_range_and_ignored_keys_are_refused() {
 }
 
 /// A spec turns off the augmentation and test-time shifts of the spec it extends with
-/// zeros: it resolves to the same spec (and hash) as one that never had them.
+/// zeros: it resolves to the same spec (and hash) as one that never had them, whatever the
+/// smoothness of an elastic distortion that is off.
 #[test]
 fn zeros_turn_off_inherited_augmentation_and_tta() {
     let dir = temp("zeros");
@@ -620,12 +621,14 @@ fn zeros_turn_off_inherited_augmentation_and_tta() {
     write(
         &dir,
         "with.toml",
-        &format!("{base}[train]\naugment = {{ shift = 1.0 }}\ntta = {{ shift = 1.0 }}\n"),
+        &format!(
+            "{base}[train]\naugment = {{ shift = 1.0, elastic = 0.5 }}\ntta = {{ shift = 1.0 }}\n"
+        ),
     );
     write(
         &dir,
         "off.toml",
-        "extends = \"with.toml\"\n[train]\naugment = { shift = 0.0, rotate = 0.0, scale = 0.0 }\n\
+        "extends = \"with.toml\"\n[train]\naugment = { shift = 0.0, elastic = 0.0, elastic_sigma = 3.0 }\n\
          tta = { shift = 0.0 }\n",
     );
     let load = |n: &str| spec::load(&dir.join(n)).unwrap().unwrap();
@@ -633,4 +636,11 @@ fn zeros_turn_off_inherited_augmentation_and_tta() {
     assert!(with.train.augment.is_some() && with.train.tta.is_some());
     assert_eq!((off.train.augment, off.train.tta), (None, None));
     assert_eq!(off.hash(), plain.hash());
+    for (name, augment) in [
+        ("shift.toml", "{ shift = 1.0 }"),
+        ("sigma.toml", "{ shift = 1.0, elastic_sigma = 3.0 }"),
+    ] {
+        write(&dir, name, &format!("{base}[train]\naugment = {augment}\n"));
+    }
+    assert_eq!(load("sigma.toml").hash(), load("shift.toml").hash());
 }

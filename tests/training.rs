@@ -144,7 +144,7 @@ repeats = 2
 label_smoothing = 0.1
 optimizer = { kind = "adamw", lr = 0.003, weight_decay = 0.01 }
 schedule = { kind = "cosine", warmup = 1 }
-augment = { shift = 1.5, rotate = 10.0, scale = 0.1 }
+augment = { shift = 1.5, rotate = 10.0, scale = 0.1, elastic = 0.5 }
 repair = true
 tta = { shift = 1.0 }
 "#;
@@ -164,6 +164,8 @@ tta = { shift = 1.0 }
         ),
         ("label_smoothing = 0.1", "label_smoothing = 1.5"),
         ("rotate = 10.0", "rotate = 400.0"),
+        ("elastic = 0.5", "elastic = 5.0"),
+        ("elastic = 0.5", "elastic = 0.5, elastic_sigma = 0.1"),
         ("tta = { shift = 1.0 }", "tta = { shift = 4.0 }"),
         (
             "schedule = { kind = \"cosine\", warmup = 1 }",
@@ -293,7 +295,7 @@ digit = [
 }
 
 /// An ensemble's round counts every member's parameters and gives other numbers than one
-/// network; its first member is the plain round's network.
+/// network; its first member is the plain round's network, whose curve is the round's.
 #[test]
 fn an_ensemble_trains_every_member() {
     let d = common::temp("training", "ensemble");
@@ -323,4 +325,7 @@ fn an_ensemble_trains_every_member() {
     );
     assert_ne!(a[14], b[14], "other weights");
     assert!(!b[15].is_empty(), "validation measured on the ensemble");
+    let curves = |dir: &str| common::read(d.join(dir).join("curves.csv"));
+    assert!(curves("one").contains("validation_error"));
+    assert_eq!(curves("three"), curves("one"));
 }

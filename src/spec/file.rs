@@ -30,6 +30,14 @@ pub(super) fn one_cycle_pct() -> f32 {
 pub(super) fn tta_shift() -> f32 {
     1.0
 }
+/// Half the 4 pixels Simard et al. (2003) smoothed 28 x 28 digits with: the digits here are
+/// 14 x 14.
+pub(super) const fn elastic_sigma() -> f32 {
+    2.0
+}
+pub(super) fn is_elastic_sigma(v: &f32) -> bool {
+    *v == elastic_sigma()
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

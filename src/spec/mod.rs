@@ -248,6 +248,33 @@ pub struct Augment {
     /// Largest change of size, as a fraction (0.1: 90% to 110%).
     #[serde(default, deserialize_with = "layer::real")]
     pub scale: f32,
+    /// Elastic distortion: the root-mean-square length, in pixels, of a smooth random
+    /// displacement of every pixel (0 = none).
+    #[serde(
+        default,
+        deserialize_with = "layer::real",
+        skip_serializing_if = "is_zero"
+    )]
+    pub elastic: f32,
+    /// How smooth that displacement is: the standard deviation, in pixels, of the Gaussian
+    /// that blurs independent per-pixel noise into it.
+    #[serde(
+        default = "file::elastic_sigma",
+        deserialize_with = "layer::real",
+        skip_serializing_if = "file::is_elastic_sigma"
+    )]
+    pub elastic_sigma: f32,
+}
+
+impl Augment {
+    /// No transform at all.
+    pub const NONE: Augment = Augment {
+        shift: 0.0,
+        rotate: 0.0,
+        scale: 0.0,
+        elastic: 0.0,
+        elastic_sigma: file::elastic_sigma(),
+    };
 }
 
 /// Test-time augmentation: a round's errors measured on its pairs as they are and shifted by

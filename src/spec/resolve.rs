@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use super::file::{self, ModelFile, SpecFile, TrainFile};
-use super::{Compare, Model, Normalize, Optimizer, Schedule, Spec, Stack, Topology, Train};
+use super::{
+    Augment, Compare, Model, Normalize, Optimizer, Schedule, Spec, Stack, Topology, Train,
+};
 use crate::error::{Error, Result};
 
 /// The defaults of every key a spec may leave out.
@@ -94,7 +96,16 @@ fn train_with_defaults(t: TrainFile) -> Train {
         // spec turns off what the one it extends has.
         augment: t
             .augment
-            .filter(|a| a.shift != 0.0 || a.rotate != 0.0 || a.scale != 0.0),
+            .filter(|a| a.shift != 0.0 || a.rotate != 0.0 || a.scale != 0.0 || a.elastic != 0.0)
+            .map(|a| Augment {
+                // Without a distortion its smoothness means nothing (nor hashes).
+                elastic_sigma: if a.elastic == 0.0 {
+                    file::elastic_sigma()
+                } else {
+                    a.elastic_sigma
+                },
+                ..a
+            }),
         repair: t.repair.unwrap_or(false),
         ensemble: t.ensemble.unwrap_or(1),
         tta: t.tta.filter(|t| t.shift != 0.0),
@@ -233,10 +244,17 @@ fn schedule(t: &Train) -> Rule {
             ("train.augment.shift", a.shift, 7.0),
             ("train.augment.rotate", a.rotate, 180.0),
             ("train.augment.scale", a.scale, 0.9),
+            ("train.augment.elastic", a.elastic, 3.0),
         ] {
             if !(0.0..=max).contains(&v) {
                 return Err((key, format!("must be in [0, {max}], got {v}")));
             }
+        }
+        if !(0.5..=7.0).contains(&a.elastic_sigma) {
+            return Err((
+                "train.augment.elastic_sigma",
+                format!("must be in [0.5, 7] pixels, got {}", a.elastic_sigma),
+            ));
         }
     }
     if !(0.0..1.0).contains(&t.label_smoothing) {

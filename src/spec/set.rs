@@ -71,7 +71,7 @@ pub(super) fn set(
 fn unknown(key: &str) -> String {
     format!(
         "`{key}` is not a key a grid or --set can change (description, model.KEY, \
-         model.STACK[i].KEY, train.KEY, train.optimizer.KEY)"
+         model.STACK[i].KEY, train.KEY, train.TABLE.KEY)"
     )
 }
 
@@ -157,11 +157,7 @@ fn set_train(t: &mut TrainFile, key: &str, value: &toml::Value) -> Result<(), St
         ("ensemble", "") => t.ensemble = Some(de(value)?),
         ("tta", "") => t.tta = Some(de(value)?),
         ("augment", key) => {
-            let current = t.augment.unwrap_or(super::Augment {
-                shift: 0.0,
-                rotate: 0.0,
-                scale: 0.0,
-            });
+            let current = t.augment.unwrap_or(super::Augment::NONE);
             t.augment = Some(with_key(&current, key, value)?);
         }
         ("early_stopping", key) => {
@@ -176,6 +172,12 @@ fn set_train(t: &mut TrainFile, key: &str, value: &toml::Value) -> Result<(), St
                 .clone()
                 .unwrap_or(super::Schedule::Constant { warmup: 0 });
             t.schedule = Some(with_key(&current, key, value)?);
+        }
+        ("tta", key) => {
+            let current = t.tta.unwrap_or(super::Tta {
+                shift: super::file::tta_shift(),
+            });
+            t.tta = Some(with_key(&current, key, value)?);
         }
         ("optimizer", key) => {
             let current = t.optimizer.clone().unwrap_or(Optimizer::Adam {

@@ -1,7 +1,8 @@
 //! Augmentation of the training digits: every epoch, each digit of each training pair moved,
-//! turned and scaled by a random amount drawn from the round's own stream, resampled
-//! bilinearly with zeros (no ink) outside. Labels are untouched; validation and test digits
-//! are never augmented.
+//! turned and scaled by a random amount drawn from the round's own stream, and optionally
+//! distorted elastically (Simard et al., 2003: a smooth random displacement of every pixel),
+//! resampled bilinearly with zeros (no ink) outside. Labels are untouched; validation and test
+//! digits are never augmented.
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -40,6 +41,12 @@ impl Affine {
     /// `image` (14 x 14 raw pixel values) transformed: output pixel `p` takes the input at
     /// the inverse transform of `p`, bilinearly, 0 outside the image.
     pub fn apply(&self, image: &[f32]) -> Vec<f32> {
+        self.apply_displaced(image, None)
+    }
+
+    /// [`Affine::apply`], with output pixel `p` reading `displacement[p]` (x, y) pixels away
+    /// from where the transform alone would.
+    fn apply_displaced(&self, image: &[f32], displacement: Option<&[[f64; 2]]>) -> Vec<f32> {
         let c = (SIDE as f64 - 1.0) / 2.0;
         let (sin, cos) = (-self.degrees.to_radians()).sin_cos();
         let at = |x: i64, y: i64| -> f64 {
@@ -57,7 +64,11 @@ impl Affine {
                     (x as f64 - c - self.dx) / self.scale,
                     (y as f64 - c - self.dy) / self.scale,
                 );
-                let (sx, sy) = (cos * u - sin * v + c, sin * u + cos * v + c);
+                let (mut sx, mut sy) = (cos * u - sin * v + c, sin * u + cos * v + c);
+                if let Some(d) = displacement {
+                    let [ex, ey] = d[y * SIDE + x];
+                    (sx, sy) = (sx + ex, sy + ey);
+                }
                 let (x0, y0) = (sx.floor(), sy.floor());
                 let (fx, fy) = (sx - x0, sy - y0);
                 let (x0, y0) = (x0 as i64, y0 as i64);
@@ -72,11 +83,54 @@ impl Affine {
     }
 }
 
+/// A smooth random displacement of every pixel, `[x, y]` in pixels: independent uniform noise
+/// in [-1, 1] per pixel and axis, blurred by a Gaussian of `sigma` pixels (zero beyond the
+/// image), scaled so that each axis's displacement has standard deviation `rms` away from
+/// the borders.
+pub fn displacement(rms: f64, sigma: f64, rng: &mut ChaCha8Rng) -> Vec<[f64; 2]> {
+    let r = (3.0 * sigma).ceil() as i64;
+    let k: Vec<f64> = (-r..=r)
+        .map(|i| (-(i * i) as f64 / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let total: f64 = k.iter().sum();
+    let k: Vec<f64> = k.iter().map(|v| v / total).collect();
+    // Uniform noise on [-1, 1] has standard deviation 1 / sqrt(3); the blur multiplies it by
+    // the square root of the sum of the squared 2-D weights, which is this.
+    let spread = k.iter().map(|v| v * v).sum::<f64>() / 3f64.sqrt();
+    let scale = rms / spread;
+    let side = SIDE as i64;
+    let blur = |v: &[f64], step: (i64, i64)| -> Vec<f64> {
+        (0..PIXELS as i64)
+            .map(|p| {
+                let (x, y) = (p % side, p / side);
+                (-r..=r)
+                    .filter_map(|i| {
+                        let (sx, sy) = (x + i * step.0, y + i * step.1);
+                        let inside = (0..side).contains(&sx) && (0..side).contains(&sy);
+                        inside.then(|| k[(i + r) as usize] * v[(sy * side + sx) as usize])
+                    })
+                    .sum()
+            })
+            .collect()
+    };
+    let mut axes = [(); 2].map(|_| {
+        let noise: Vec<f64> = (0..PIXELS).map(|_| rng.gen_range(-1.0..=1.0)).collect();
+        blur(&blur(&noise, (1, 0)), (0, 1))
+    });
+    for v in axes.iter_mut().flatten() {
+        *v *= scale;
+    }
+    (0..PIXELS).map(|p| [axes[0][p], axes[1][p]]).collect()
+}
+
 /// `pairs` (`n x 2 x 14 x 14` raw values) with every digit transformed by its own draw.
 pub fn augment(pairs: &[f32], a: &Augment, rng: &mut ChaCha8Rng) -> Vec<f32> {
     let mut out = Vec::with_capacity(pairs.len());
     for digit in pairs.chunks_exact(PIXELS) {
-        out.extend(Affine::draw(a, rng).apply(digit));
+        let affine = Affine::draw(a, rng);
+        let field = (a.elastic > 0.0)
+            .then(|| displacement(f64::from(a.elastic), f64::from(a.elastic_sigma), rng));
+        out.extend(affine.apply_displaced(digit, field.as_deref()));
     }
     out
 }
@@ -125,6 +179,7 @@ mod tests {
             shift: 2.0,
             rotate: 10.0,
             scale: 0.1,
+            ..Augment::NONE
         };
         let pairs: Vec<f32> = (0..3 * 2 * PIXELS).map(|i| (i % 255) as f32).collect();
         let run = |seed| augment(&pairs, &a, &mut ChaCha8Rng::seed_from_u64(seed));
@@ -135,6 +190,57 @@ mod tests {
             let d = Affine::draw(&a, &mut rng);
             assert!(d.dx.abs() <= 2.0 && d.dy.abs() <= 2.0 && d.degrees.abs() <= 10.0);
             assert!((0.9..=1.1).contains(&d.scale));
+        }
+    }
+
+    #[test]
+    fn elastic_displacements_are_smooth_seeded_and_of_the_asked_size() {
+        let draw = |seed| displacement(0.8, 2.0, &mut ChaCha8Rng::seed_from_u64(seed));
+        assert_eq!(draw(4), draw(4));
+        assert_ne!(draw(4), draw(5));
+        // Over many fields: each axis's spread at the centre is the asked 0.8 pixels, and
+        // neighbours move together (independent noise would give a correlation near 0).
+        let (mut sq, mut near, mut count) = (0.0, 0.0, 0.0);
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        for _ in 0..2000 {
+            let f = displacement(0.8, 2.0, &mut rng);
+            for (c, right) in f[6 * SIDE + 6].into_iter().zip(f[6 * SIDE + 7]) {
+                sq += c * c;
+                near += c * right;
+                count += 1.0;
+            }
+        }
+        let rms = (sq / count).sqrt();
+        assert!((rms - 0.8).abs() < 0.04, "rms {rms}");
+        let correlation = near / sq;
+        assert!(correlation > 0.8, "correlation {correlation}");
+    }
+
+    #[test]
+    fn an_elastic_distortion_moves_ink_a_little_and_follows_the_seed() {
+        let a = Augment {
+            elastic: 1.0,
+            ..Augment::NONE
+        };
+        let mut digit = vec![0.0; PIXELS];
+        for y in 3..11 {
+            digit[y * SIDE + 7] = 255.0;
+        }
+        let pair = [digit.clone(), digit.clone()].concat();
+        let run = |seed| augment(&pair, &a, &mut ChaCha8Rng::seed_from_u64(seed));
+        assert_eq!(run(1), run(1));
+        let out = run(1);
+        assert_ne!(out[..PIXELS], digit[..], "no distortion");
+        assert_ne!(out[..PIXELS], out[PIXELS..], "both digits distorted alike");
+        // A stroke bent by about a pixel: the ink stays near column 7 and keeps most of its
+        // mass.
+        for image in out.chunks(PIXELS) {
+            let ink: f32 = image.iter().sum();
+            let far: f32 = (0..PIXELS)
+                .filter(|p| (p % SIDE).abs_diff(7) > 3)
+                .map(|p| image[p])
+                .sum();
+            assert!(ink > 0.7 * 8.0 * 255.0 && far < 0.05 * ink, "{ink} {far}");
         }
     }
 }
