@@ -1,5 +1,6 @@
 /* One core's fused multiply-add peak, in GFLOP/s: 24 independent AVX-512 (or, with -DAVX2,
- * AVX2) accumulators, each updated a billion / 24 times, no memory traffic. The ceiling every
+ * 12 AVX2: 16 registers hold no more without spilling) accumulators, a billion updates in
+ * all, no memory traffic. The ceiling every
  * network's GFLOP/s in benches/README.md is set against.
  *
  *   gcc -O2 -mavx512f -mfma benches/peer/peak.c -o /tmp/peak && /tmp/peak
@@ -16,6 +17,7 @@ typedef __m256 V;
 #define FMA _mm256_fmadd_ps
 #define ADD _mm256_add_ps
 #define SUM(v) ({ float t[8]; _mm256_storeu_ps(t, v); t[0] + t[7]; })
+#define N 12
 #else
 typedef __m512 V;
 #define LANES 16
@@ -23,9 +25,8 @@ typedef __m512 V;
 #define FMA _mm512_fmadd_ps
 #define ADD _mm512_add_ps
 #define SUM(v) _mm512_reduce_add_ps(v)
-#endif
-
 #define N 24
+#endif
 
 int main(void) {
     V acc[N];
