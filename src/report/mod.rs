@@ -423,9 +423,9 @@ pub fn report_md(summaries: &[Summary], p: &Protocol) -> String {
     if summaries.iter().any(|m| m.has_curves) {
         let _ = writeln!(
             s,
-            "\n## Learning curves\n\nMean over rounds with the min-max band; the training \
-             error is measured while each epoch trains, the test error after it (for \
-             plotting only: nothing is chosen on it).\n"
+            "\n## Learning curves\n\nMean over rounds with the min-max band (of an \
+             ensemble's first network); the training error is measured while each epoch \
+             trains, the test error after it (for plotting only: nothing is chosen on it).\n"
         );
         for m in summaries.iter().filter(|m| m.has_curves) {
             let _ = writeln!(
