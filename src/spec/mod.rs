@@ -248,8 +248,8 @@ pub struct Augment {
     /// Largest change of size, as a fraction (0.1: 90% to 110%).
     #[serde(default, deserialize_with = "layer::real")]
     pub scale: f32,
-    /// Elastic distortion: the root-mean-square length, in pixels, of a smooth random
-    /// displacement of every pixel (0 = none).
+    /// Elastic distortion: every pixel displaced smoothly at random, each axis's
+    /// displacement with this standard deviation in pixels (0 = none).
     #[serde(
         default,
         deserialize_with = "layer::real",
