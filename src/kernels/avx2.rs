@@ -160,7 +160,7 @@ unsafe fn correlate_grad_avx2(
     co: usize,
 ) {
     // SAFETY: forwarded from the caller. 16-lane pairs: each accumulator takes two of the
-    // 16 registers, hence the smaller blocks.
+    // 16 registers, hence the smaller blocks and no wider one (a `WIDE` of 3 is none).
     unsafe { correlate_grad_with::<Pair, 3, 1, 1, 2, 5>(acc, g, src, off, l, co) }
 }
 

@@ -105,7 +105,8 @@ unsafe fn rows<V: Vector, const OB: usize, const PV: usize>(
 
 /// Output channels `WIDE` at a time with `PW` position registers each while at least
 /// `WIDE` are left (each source vector loaded then feeds `WIDE` channels, which halves the
-/// loads from L2 of a wide layer), then `OB = 4, 3, 2, 1` with `PV[4 - OB]` registers.
+/// loads from L2 of a wide layer; a `WIDE` of 4 or less is none), then `OB = 4, 3, 2, 1`
+/// with `PV[4 - OB]` registers.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn correlate_with<
@@ -214,7 +215,8 @@ unsafe fn grad_rows<V: Vector, const OB: usize, const TB: usize>(
 }
 
 /// Output channels `WIDE` at a time with `TW` taps each while at least `WIDE` are left (more
-/// reuse of every vector loaded), then `OB = 3, 2, 1` with `TB[3 - OB]` taps each.
+/// reuse of every vector loaded; a `WIDE` of 3 or less is none), then `OB = 3, 2, 1` with
+/// `TB[3 - OB]` taps each.
 #[inline(always)]
 pub(super) unsafe fn correlate_grad_with<
     V: Vector,
