@@ -37,26 +37,31 @@ pub struct RoundResult {
 
 /// What one epoch measured: its mean training loss, its error on the training pairs as it
 /// trained (training mode, the network changing batch by batch), and its test error at its
-/// end (evaluation mode; for plotting only, nothing is chosen on it).
+/// end (evaluation mode; for plotting only, nothing is chosen on it; `None` in an epoch the
+/// spec's `curve_every` skips).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EpochPoint {
     pub train_loss: f64,
     pub train_error: f64,
-    pub test_error: f64,
+    pub test_error: Option<f64>,
     /// When the spec holds validation pairs out.
     pub validation_error: Option<f64>,
 }
 
-/// A curve as one store field: `loss:train_error:test_error` per epoch, `;` between epochs,
-/// rounded as `results.csv` rounds (so a curve read back writes the same files).
+/// A curve as one store field: `loss:train_error:test_error:validation_error` per epoch
+/// (an error left empty where it was not measured, the validation error left out without
+/// validation pairs), `;` between epochs, rounded as `results.csv` rounds (so a curve read
+/// back writes the same files).
 fn curve_text(curve: &[EpochPoint]) -> String {
     let points: Vec<String> = curve
         .iter()
         .map(|p| {
-            format!(
-                "{:.6}:{:.4}:{:.4}",
-                p.train_loss, p.train_error, p.test_error
-            )
+            let test = p.test_error.map_or_else(String::new, |t| format!("{t:.4}"));
+            let mut s = format!("{:.6}:{:.4}:{test}", p.train_loss, p.train_error);
+            if let Some(v) = p.validation_error {
+                s.push_str(&format!(":{v:.4}"));
+            }
+            s
         })
         .collect();
     points.join(";")
@@ -66,18 +71,27 @@ fn parse_curve(s: &str) -> Option<Vec<EpochPoint>> {
     if s.is_empty() {
         return Some(Vec::new());
     }
+    // An error rate, or nothing where it was not measured; `None` when malformed.
+    let rate = |x: &str| match x {
+        "" => Some(None),
+        _ => x
+            .parse::<f64>()
+            .ok()
+            .filter(|x| (0.0..=1.0).contains(x))
+            .map(Some),
+    };
     s.split(';')
         .map(|p| {
-            let mut v = p.split(':').map(|x| x.parse::<f64>().ok());
-            let (loss, train, test) = (v.next()??, v.next()??, v.next()??);
-            let validation = v.next().map(|x| x.filter(|x| (0.0..=1.0).contains(x)));
-            let rate = |x: f64| (0.0..=1.0).contains(&x);
-            let ok = v.next().is_none() && loss.is_finite() && rate(train) && rate(test);
-            (ok && validation != Some(None)).then_some(EpochPoint {
+            let mut v = p.split(':');
+            let loss = v.next()?.parse::<f64>().ok().filter(|l| l.is_finite())?;
+            let train = rate(v.next()?)??;
+            let test = rate(v.next()?)?;
+            let validation = v.next().map_or(Some(None), rate)?;
+            v.next().is_none().then_some(EpochPoint {
                 train_loss: loss,
                 train_error: train,
                 test_error: test,
-                validation_error: validation.flatten(),
+                validation_error: validation,
             })
         })
         .collect()
@@ -379,5 +393,45 @@ impl RoundRecord {
             .ok()
             .filter(|s: &f64| s.is_finite() && *s >= 0.0)?;
         (!version.is_empty()).then_some(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn curves_round_trip_with_unmeasured_errors() {
+        let p = |test, validation| EpochPoint {
+            train_loss: 0.5,
+            train_error: 0.25,
+            test_error: test,
+            validation_error: validation,
+        };
+        let curve = vec![
+            p(None, None),
+            p(Some(0.125), Some(0.25)),
+            p(None, Some(0.5)),
+        ];
+        let text = curve_text(&curve);
+        assert_eq!(
+            text,
+            "0.500000:0.2500:;0.500000:0.2500:0.1250:0.2500;0.500000:0.2500::0.5000"
+        );
+        assert_eq!(parse_curve(&text), Some(curve));
+        // Older stores: three fields.
+        assert_eq!(
+            parse_curve("0.5:0.25:0.125"),
+            Some(vec![p(Some(0.125), None)])
+        );
+        for bad in [
+            "0.5:0.25",
+            "0.5::0.1",
+            "0.5:0.25:2",
+            "nan:0.2:0.1",
+            "0.5:0.2:0.1:0.1:0",
+        ] {
+            assert_eq!(parse_curve(bad), None, "{bad}");
+        }
     }
 }

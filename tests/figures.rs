@@ -34,7 +34,7 @@ fn record(variant: &str, round: usize, test: f64, curve: &[(f64, f64, f64)]) -> 
                 .map(|&(l, a, b)| EpochPoint {
                     train_loss: l,
                     train_error: a,
-                    test_error: b,
+                    test_error: Some(b),
                     validation_error: None,
                 })
                 .collect(),
@@ -225,5 +225,90 @@ fn validation_errors_get_their_own_curve() {
             .unwrap()
             .validation_error
             .is_none()
+    );
+}
+
+#[test]
+fn epochs_without_a_test_error_are_left_out_of_its_curve() {
+    let mut r = record(
+        "s",
+        0,
+        0.2,
+        &[(3.0, 0.6, 0.5), (2.0, 0.5, 0.4), (1.0, 0.3, 0.2)],
+    );
+    r.result.curve[0].test_error = None;
+    r.result.curve[1].test_error = None;
+    let c = figures::curves("s", &[&r]).unwrap();
+    assert_eq!(c.train_loss.epoch, [1, 2, 3]);
+    assert_eq!(c.test_error.epoch, [3]);
+    assert!((c.test_error.mean[0] - 20.0).abs() < 1e-9);
+    let svg = figures::curves_svg(&c);
+    assert_eq!(svg.matches("<polygon").count(), 3, "a band per curve");
+}
+
+#[test]
+fn curve_every_thins_the_curves_and_nothing_else() {
+    let d = setup("figures", "curve_every");
+    std::fs::remove_file(d.join("specs/beta.toml")).unwrap();
+    let p = d.join("specs/alpha.toml");
+    let spec = read(p.clone()).replace("epochs = 1", "epochs = 5\nvalidation = 0.2");
+    std::fs::write(&p, &spec).unwrap();
+    let out = lesser(&d, &["--jobs", "2", "--out", "every"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::write(
+        &p,
+        spec.replace("epochs = 5", "epochs = 5\ncurve_every = 2"),
+    )
+    .unwrap();
+    let out = lesser(&d, &["--jobs", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The same rounds: errors and weights alike (the spec hash aside).
+    let rows = |dir: &str| -> Vec<Vec<String>> {
+        read(d.join(dir).join("results.csv"))
+            .lines()
+            .map(|l| {
+                let mut f: Vec<String> = l.split(',').map(String::from).collect();
+                f.remove(4);
+                f
+            })
+            .collect()
+    };
+    assert_eq!(rows("reports"), rows("every"));
+    let curves = read(d.join("reports/curves.csv"));
+    let epochs = |metric: &str| -> Vec<String> {
+        curves
+            .lines()
+            .filter(|l| l.starts_with("alpha,0,") && l.contains(&format!(",{metric},")))
+            .map(|l| l.split(',').nth(2).unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(epochs("train_loss"), ["1", "2", "3", "4", "5"]);
+    assert_eq!(epochs("test_error"), ["2", "4", "5"]);
+    assert_eq!(epochs("validation_error"), ["2", "4", "5"]);
+    // Every measured epoch's errors are the full curve's.
+    let full = read(d.join("every/curves.csv"));
+    for line in curves.lines() {
+        assert!(full.lines().any(|l| l == line), "{line}");
+    }
+    // The store keeps the thinned curve, validation errors included.
+    std::fs::remove_file(d.join("reports/curves.csv")).unwrap();
+    let out = command(&d)
+        .args(["report", "--data", &common::data(), "--pairs", "100"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read(d.join("reports/curves.csv")), curves);
+    // Zero is refused with its place.
+    std::fs::write(
+        &p,
+        spec.replace("epochs = 5", "epochs = 5\ncurve_every = 0"),
+    )
+    .unwrap();
+    let out = lesser(&d, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("alpha.toml:train.curve_every: must be at least 1"),
+        "{}",
+        stderr(&out)
     );
 }

@@ -66,16 +66,17 @@ pub fn rows(variants: &[(String, Option<f64>)], records: &[RoundRecord]) -> Vec<
         .collect()
 }
 
-/// Mean and spread of one metric over rounds, epoch by epoch.
+/// Mean and spread of one metric over rounds, at each epoch (1-based) that measured it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Band {
+    pub epoch: Vec<usize>,
     pub mean: Vec<f64>,
     pub min: Vec<f64>,
     pub max: Vec<f64>,
 }
 
 /// A variant's learning curves: epochs `1..=epochs`, each band over the rounds that reached
-/// that epoch. Errors in percent.
+/// (and measured) that epoch. Errors in percent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Curves {
     pub variant: String,
@@ -96,6 +97,7 @@ pub fn curves(variant: &str, records: &[&RoundRecord]) -> Option<Curves> {
     let epochs = with.iter().map(|r| r.result.curve.len()).max()?;
     let band = |get: &dyn Fn(&crate::record::EpochPoint) -> Option<f64>| {
         let mut b = Band {
+            epoch: Vec::new(),
             mean: Vec::new(),
             min: Vec::new(),
             max: Vec::new(),
@@ -105,22 +107,24 @@ pub fn curves(variant: &str, records: &[&RoundRecord]) -> Option<Curves> {
                 .iter()
                 .filter_map(|r| r.result.curve.get(e).and_then(get))
                 .collect();
+            // An epoch no round measured (`curve_every`) is left out.
             if v.is_empty() {
-                return None;
+                continue;
             }
+            b.epoch.push(e + 1);
             b.mean.push(v.iter().sum::<f64>() / v.len() as f64);
             b.min.push(v.iter().copied().fold(f64::INFINITY, f64::min));
             b.max
                 .push(v.iter().copied().fold(f64::NEG_INFINITY, f64::max));
         }
-        Some(b)
+        (!b.epoch.is_empty()).then_some(b)
     };
     Some(Curves {
         variant: variant.to_string(),
         rounds: with.len(),
         train_loss: band(&|p| Some(p.train_loss))?,
         train_error: band(&|p| Some(100.0 * p.train_error))?,
-        test_error: band(&|p| Some(100.0 * p.test_error))?,
+        test_error: band(&|p| p.test_error.map(|t| 100.0 * t))?,
         validation_error: band(&|p| p.validation_error.map(|v| 100.0 * v)),
     })
 }
@@ -363,7 +367,7 @@ fn draw_curves<DB: DrawingBackend>(
             .axis_desc_style((FONT, 14))
             .draw()?;
         for (band, color) in bands {
-            let xs = (1..=band.mean.len()).map(|e| e as f64);
+            let xs = band.epoch.iter().map(|&e| e as f64);
             let outline: Vec<(f64, f64)> = xs
                 .clone()
                 .zip(band.max.iter().copied())

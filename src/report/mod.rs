@@ -49,16 +49,19 @@ pub fn curves_csv(records: &[RoundRecord]) -> String {
     let mut s = String::from("variant,round,epoch,metric,value\n");
     for r in records {
         for (e, p) in r.result.curve.iter().enumerate() {
-            let validation = p
-                .validation_error
-                .map(|v| ("validation_error", format!("{v:.4}")));
+            // Errors an epoch did not measure (`curve_every`) have no row.
+            let measured = [
+                ("test_error", p.test_error),
+                ("validation_error", p.validation_error),
+            ]
+            .into_iter()
+            .filter_map(|(m, v)| Some((m, format!("{:.4}", v?))));
             for (metric, value) in [
                 ("train_loss", format!("{:.6}", p.train_loss)),
                 ("train_error", format!("{:.4}", p.train_error)),
-                ("test_error", format!("{:.4}", p.test_error)),
             ]
             .into_iter()
-            .chain(validation)
+            .chain(measured)
             {
                 let row = [r.variant.clone(), r.round.to_string(), (e + 1).to_string()];
                 s.push_str(&csv_line(&row));

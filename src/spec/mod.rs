@@ -219,6 +219,10 @@ pub struct Train {
     /// Test-time augmentation of the round's measurements.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tta: Option<Tta>,
+    /// Measure the curves' test and validation errors every this many epochs (and at the
+    /// last); the rounds' results do not depend on it, their curves do.
+    #[serde(skip_serializing_if = "is_one")]
+    pub curve_every: usize,
     /// Share of the round's training pairs held out for validation (0 = none).
     #[serde(skip_serializing_if = "is_zero")]
     pub validation: f32,

@@ -108,6 +108,7 @@ fn train_with_defaults(t: TrainFile) -> Train {
             }),
         repair: t.repair.unwrap_or(false),
         ensemble: t.ensemble.unwrap_or(1),
+        curve_every: t.curve_every.unwrap_or(1),
         tta: t.tta.filter(|t| t.shift != 0.0),
         repeats: t.repeats.unwrap_or(default::REPEATS),
         seed: t.seed.unwrap_or(default::SEED),
@@ -224,6 +225,9 @@ fn schedule(t: &Train) -> Rule {
         if e.patience == 0 {
             return Err(("train.early_stopping.patience", "must be at least 1".into()));
         }
+    }
+    if t.curve_every == 0 {
+        return Err(("train.curve_every", "must be at least 1".into()));
     }
     if !(1..=16).contains(&t.ensemble) {
         return Err((

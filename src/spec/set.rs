@@ -156,6 +156,7 @@ fn set_train(t: &mut TrainFile, key: &str, value: &toml::Value) -> Result<(), St
         ("repair", "") => t.repair = Some(de(value)?),
         ("ensemble", "") => t.ensemble = Some(de(value)?),
         ("tta", "") => t.tta = Some(de(value)?),
+        ("curve_every", "") => t.curve_every = Some(de(value)?),
         ("augment", key) => {
             let current = t.augment.unwrap_or(super::Augment::NONE);
             t.augment = Some(with_key(&current, key, value)?);

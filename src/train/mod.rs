@@ -357,9 +357,10 @@ fn member_seed(init_seed: u64, m: usize) -> u64 {
 
 /// Trains one network from `seed` on `sets`; `Err` holds the round's result when it
 /// diverged. Shuffling, re-pairing and augmentation draw from the seed's own streams. With
-/// `measured`, the test and validation errors are measured after every epoch for the curve;
-/// without, only what early stopping needs (the validation error) and, at the end, the test
-/// error (the curve then holds the training figures alone, its errors NaN).
+/// `measured`, the test and validation errors are measured for the curve after every
+/// `curve_every`-th epoch and the last; without, only what early stopping needs (the
+/// validation error) and, at the end, the test error (the curve then holds the training
+/// figures alone).
 fn train_member(
     variant: &Variant,
     sets: &Sets,
@@ -425,7 +426,9 @@ fn train_member(
         if !finite_params(&net.params) {
             return Ok(Err(diverged(epoch, epoch_loss, curve)));
         }
-        let test_now = if measured || epoch == cfg.epochs {
+        // The curve's epochs, and the last (whose test error is the round's).
+        let on_curve = measured && epoch % spec.train.curve_every == 0;
+        let test_now = if on_curve || epoch == cfg.epochs {
             let Some(t) = evaluate(&net, &sets.test)? else {
                 return Ok(Err(diverged(epoch, epoch_loss, curve)));
             };
@@ -434,7 +437,11 @@ fn train_member(
             None
         };
         let validation_error = match &sets.validation {
-            Some(v) if measured || spec.train.early_stopping.is_some() => {
+            Some(v)
+                if on_curve
+                    || (measured && epoch == cfg.epochs)
+                    || spec.train.early_stopping.is_some() =>
+            {
                 match evaluate(&net, v)? {
                     Some((e, _)) => Some(e),
                     None => return Ok(Err(diverged(epoch, epoch_loss, curve))),
@@ -445,7 +452,7 @@ fn train_member(
         curve.push(EpochPoint {
             train_loss: epoch_loss,
             train_error: wrong as f64 / train.len() as f64,
-            test_error: test_now.map_or(f64::NAN, |t| t.0),
+            test_error: test_now.filter(|_| measured).map(|t| t.0),
             validation_error,
         });
         last_test = test_now;
