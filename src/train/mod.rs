@@ -426,9 +426,10 @@ fn train_member(
         if !finite_params(&net.params) {
             return Ok(Err(diverged(epoch, epoch_loss, curve)));
         }
-        // The curve's epochs, and the last (whose test error is the round's).
-        let on_curve = measured && epoch % spec.train.curve_every == 0;
-        let test_now = if on_curve || epoch == cfg.epochs {
+        let last = epoch == cfg.epochs;
+        let on_curve = measured && (epoch % spec.train.curve_every == 0 || last);
+        // The last epoch's test error is the round's, curve or not.
+        let test_now = if on_curve || last {
             let Some(t) = evaluate(&net, &sets.test)? else {
                 return Ok(Err(diverged(epoch, epoch_loss, curve)));
             };
@@ -437,11 +438,7 @@ fn train_member(
             None
         };
         let validation_error = match &sets.validation {
-            Some(v)
-                if on_curve
-                    || (measured && epoch == cfg.epochs)
-                    || spec.train.early_stopping.is_some() =>
-            {
+            Some(v) if on_curve || spec.train.early_stopping.is_some() => {
                 match evaluate(&net, v)? {
                     Some((e, _)) => Some(e),
                     None => return Ok(Err(diverged(epoch, epoch_loss, curve))),
