@@ -454,7 +454,7 @@ fn check_command_accepts_shipped_specs_and_rejects_bad_ones() {
         .unwrap();
     let text = String::from_utf8_lossy(&ablation.stdout);
     assert!(ablation.status.success(), "{text}");
-    assert!(text.contains("7 spec files checked, all valid"), "{text}");
+    assert!(text.contains("8 spec files checked, all valid"), "{text}");
     let dir = temp("check");
     write(&dir, "good.toml", &ARGMAX.replace("WS", "true"));
     write(&dir, "bad1.toml", "[model]\nfoo = 1\n");
