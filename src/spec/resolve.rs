@@ -204,7 +204,8 @@ fn optimizer(o: &Optimizer) -> Rule {
     }
 }
 
-/// The schedule's settings and the label smoothing are in range.
+/// The training options' settings (validation, early stopping, curves, ensemble, schedule,
+/// label smoothing) are in range.
 fn schedule(t: &Train) -> Rule {
     if !(0.0..1.0).contains(&t.validation) {
         return Err((
