@@ -263,11 +263,8 @@ fn check_options(opts: &SweepOptions) -> Result<()> {
 /// training.
 fn select_variants(opts: &SweepOptions) -> Result<Vec<Variant>> {
     check_options(opts)?;
-    let mut selected =
-        variants::select(variants::load_valid(&opts.specs, &opts.load)?, &opts.only)?;
-    for v in &mut selected {
-        v.spec.train.repeats = opts.repeats.unwrap_or(v.spec.train.repeats);
-        v.spec.train.epochs = opts.epochs.unwrap_or(v.spec.train.epochs);
+    let selected = variants::select(variants::load_valid(&opts.specs, &opts.load)?, &opts.only)?;
+    for v in &selected {
         variants::check_memory(v, opts.max_memory)?;
     }
     Ok(selected)

@@ -51,12 +51,21 @@ impl Default for LoadOptions {
 }
 
 impl LoadOptions {
-    /// From the command line's `--set KEY=VALUE` texts and `--max-grid`.
-    pub fn parse(sets: &[String], max_points: usize) -> Result<LoadOptions> {
-        let overrides = sets
+    /// From the command line: `--set KEY=VALUE` texts, `--max-grid`, and `--epochs` and
+    /// `--repeats`, which set every spec's `train.epochs` and `train.repeats` after the
+    /// `--set`s (so that every rule sees them).
+    pub fn parse(
+        sets: &[String],
+        max_points: usize,
+        epochs: Option<usize>,
+        repeats: Option<usize>,
+    ) -> Result<LoadOptions> {
+        let mut overrides: Vec<Override> = sets
             .iter()
             .map(|s| Override::parse(s).map_err(Error::Usage))
             .collect::<Result<_>>()?;
+        overrides.extend(epochs.map(|n| Override::count("--epochs", "train.epochs", n)));
+        overrides.extend(repeats.map(|n| Override::count("--repeats", "train.repeats", n)));
         Ok(LoadOptions {
             overrides,
             max_points,

@@ -307,7 +307,7 @@ fn curve_every_thins_the_curves_and_nothing_else() {
     let out = lesser(&d, &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("alpha.toml:train.curve_every: must be at least 1"),
+        stderr(&out).contains("alpha.toml:15:1: train.curve_every: must be at least 1"),
         "{}",
         stderr(&out)
     );

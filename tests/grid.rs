@@ -141,11 +141,11 @@ fn bad_axes_overrides_and_sizes_get_one_clear_line() {
     let cases = [
         (
             "[grid]\n\"train.lrr\" = [1, 2]\n",
-            "bad.toml:18:15: grid point bad[lrr=1]: train.lrr: `train.lrr` is not a key",
+            "bad.toml:18:1: grid point bad[lrr=1]: train.lrr: unknown field `lrr`",
         ),
         (
             "[grid]\n\"model.aux_loss\" = [\"high\"]\n",
-            "bad.toml:18:20: grid point bad[aux_loss=high]: model.aux_loss: invalid type",
+            "bad.toml:18:1: grid point bad[aux_loss=high]: model.aux_loss: invalid type",
         ),
         (
             "[grid]\n\"model.digit[9].out\" = [4]\n",
@@ -157,7 +157,7 @@ fn bad_axes_overrides_and_sizes_get_one_clear_line() {
         ),
         (
             "[grid]\n\"train.epochs\" = []\n",
-            "bad.toml:18:18: grid axis \"train.epochs\" has no values",
+            "bad.toml:18:1: grid axis \"train.epochs\" has no values",
         ),
     ];
     for (grid, says) in cases {
@@ -199,11 +199,11 @@ fn bad_axes_overrides_and_sizes_get_one_clear_line() {
     for (set, says) in [
         (
             "train.lrr=3",
-            "error: --set train.lrr=3: `train.lrr` is not a key",
+            "error: --set train.lrr=3: train.lrr: unknown field `lrr`",
         ),
         (
             "train.epochs=many",
-            "error: --set train.epochs=\"many\": invalid type",
+            "error: --set train.epochs=\"many\": train.epochs: invalid type",
         ),
         ("epochs", "error: --set epochs: expected KEY=VALUE"),
     ] {

@@ -320,7 +320,7 @@ fn spec_errors_name_the_file_and_place() {
     let e = err_of(&p);
     assert!(
         e.starts_with(&format!(
-            "{}:3:1: unknown field `wieght_sharing`",
+            "{}:3:1: model.wieght_sharing: unknown field `wieght_sharing`",
             p.display()
         )),
         "{e}"
@@ -329,7 +329,7 @@ fn spec_errors_name_the_file_and_place() {
     let p = write(&dir, "type.toml", "[train]\nepochs = \"many\"\n");
     let e = err_of(&p);
     assert!(
-        e.starts_with(&format!("{}:2:10: invalid type", p.display())),
+        e.starts_with(&format!("{}:2:1: train.epochs: invalid type", p.display())),
         "{e}"
     );
     // Unknown layer kind.
@@ -388,7 +388,7 @@ fn spec_errors_name_the_file_and_place() {
     let p = write(&dir, "orphan.toml", "extends = \"nope.toml\"\n");
     let e = err_of(&p);
     assert!(
-        e.contains("orphan.toml:1:11: extends") && e.contains("nope.toml: no such file"),
+        e.contains("orphan.toml:1:1: extends") && e.contains("nope.toml: no such file"),
         "{e}"
     );
     write(&dir, "a.toml", "extends = \"b.toml\"\n");
@@ -404,7 +404,7 @@ fn spec_errors_name_the_file_and_place() {
         "betas.toml",
         "[train]\noptimizer = { kind = \"adam\", betas = [1.5, 0.9] }\n",
     );
-    assert!(err_of(&p).contains("betas.toml:train.optimizer.betas: each must be in [0, 1)"));
+    assert!(err_of(&p).contains("betas.toml:2:30: train.optimizer.betas: each must be in [0, 1)"));
     // The joint topology refuses an auxiliary loss.
     let p = write(
         &dir,
@@ -467,7 +467,8 @@ fn check_command_accepts_shipped_specs_and_rejects_bad_ones() {
     let err = String::from_utf8_lossy(&bad.stderr);
     // Both bad specs are reported, the good one is still checked.
     assert!(
-        err.contains("bad1.toml:2:1") && err.contains("bad2.toml:train.epochs"),
+        err.contains("bad1.toml:2:1: model.foo: unknown field")
+            && err.contains("bad2.toml:2:1: train.epochs"),
         "{err}"
     );
     assert!(err.contains("2 of 3 spec files are invalid"), "{err}");
@@ -586,7 +587,7 @@ fn numbers_out_of_range_and_ignored_keys_are_refused() {
         let p = write(&dir, &format!("{name}.toml"), &text);
         let e = err_of(&p);
         assert!(
-            e.contains(":6:") && e.contains("not a finite number"),
+            e.contains(":8:3: model.digit[1]: ") && e.contains("not a finite number"),
             "{name}: {e}"
         );
     }
@@ -601,7 +602,7 @@ fn numbers_out_of_range_and_ignored_keys_are_refused() {
         let p = write(&dir, "joint.toml", &joint.replace("KEY", line));
         let e = err_of(&p);
         assert!(
-            e.contains(&format!("{key} has no effect with topology = \"joint\"")),
+            e.contains(&format!("{key}: has no effect with topology = \"joint\"")),
             "{e}"
         );
     }
@@ -643,4 +644,41 @@ fn zeros_turn_off_inherited_augmentation_and_tta() {
         write(&dir, name, &format!("{base}[train]\naugment = {augment}\n"));
     }
     assert_eq!(load("sigma.toml").hash(), load("shift.toml").hash());
+}
+
+/// The committed reports were made by the shipped specs: every variant's hash is the one in
+/// its `results.csv` (a change to how specs resolve that moved a hash would retrain it and
+/// break the reports' promise of bytes that only change with the numbers).
+#[test]
+fn shipped_specs_hash_as_their_committed_reports() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (specs, results) in [
+        (vec![root.join("specs")], root.join("reports/results.csv")),
+        (
+            vec![root.join("specs/best.toml"), root.join("specs/ablation")],
+            root.join("reports/ablation/results.csv"),
+        ),
+    ] {
+        let mut reader = csv::Reader::from_path(&results).unwrap();
+        let header = reader.headers().unwrap().clone();
+        let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+        let (variant, hash) = (col("variant"), col("spec_hash"));
+        let committed: std::collections::BTreeMap<String, String> = reader
+            .records()
+            .map(|r| {
+                let r = r.unwrap();
+                (r[variant].to_string(), r[hash].to_string())
+            })
+            .collect();
+        let loaded = lesser::variants::load_valid(&specs, &Default::default()).unwrap();
+        assert_eq!(loaded.len(), committed.len(), "{}", results.display());
+        for v in loaded {
+            assert_eq!(
+                Some(&v.spec.hash()),
+                committed.get(&v.spec.name),
+                "{}",
+                v.spec.name
+            );
+        }
+    }
 }

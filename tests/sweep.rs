@@ -194,7 +194,10 @@ fn bad_input_fails_cleanly() {
     std::fs::write(d.join("specs/broken.toml"), "[model]\nweight_sharing = 3\n").unwrap();
     let out = lesser(&d, &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("broken.toml:2:18"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("broken.toml:2:1: model.weight_sharing: invalid type")
+    );
     assert!(!store_dir(&d).exists());
 }
 

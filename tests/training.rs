@@ -179,7 +179,8 @@ tta = { shift = 1.0 }
             .unwrap();
         assert_eq!(out.status.code(), Some(1), "{says}");
         assert!(
-            common::stderr(&out).contains("opts.toml:train."),
+            common::stderr(&out).contains("opts.toml:")
+                && common::stderr(&out).contains(": train."),
             "{}",
             common::stderr(&out)
         );

@@ -17,7 +17,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "--rounds, --pairs and --epochs must be at least 1".into(),
         ));
     }
-    let load = variants::LoadOptions::parse(&s.spec.set, s.spec.max_grid)?;
+    let load = variants::LoadOptions::parse(&s.spec.set, s.spec.max_grid, s.epochs, None)?;
     let selected = variants::select(variants::load_valid(&s.specs, &load)?, &s.only)?;
     for v in &selected {
         variants::check_memory(v, s.max_memory)?;
@@ -26,7 +26,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     print("variant,epochs,pairs,seconds_per_round,test_error\n")?;
     for v in &selected {
         let spec = &v.spec;
-        let epochs = s.epochs.unwrap_or(spec.train.epochs);
+        let epochs = spec.train.epochs;
         let mut times = Vec::new();
         let mut last = None;
         for round in 0..args.rounds {

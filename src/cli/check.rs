@@ -41,7 +41,7 @@ fn describe(out: &mut String, v: &Variant) {
 /// Prints a table per valid variant (in report order) and one line per bad spec; fails if any
 /// is bad.
 pub fn run(args: &CheckArgs) -> Result<()> {
-    let load = variants::LoadOptions::parse(&args.spec.set, args.spec.max_grid)?;
+    let load = variants::LoadOptions::parse(&args.spec.set, args.spec.max_grid, None, None)?;
     let loaded = variants::load(&args.paths, &load)?;
     let mut out = String::new();
     for v in &loaded.variants {

@@ -23,7 +23,12 @@ pub(super) fn options(sweep: &SweepArgs, target: &OutArgs, jobs: usize) -> Resul
         fresh: false,
         quiet: false,
         max_memory: sweep.max_memory,
-        load: crate::variants::LoadOptions::parse(&sweep.spec.set, sweep.spec.max_grid)?,
+        load: crate::variants::LoadOptions::parse(
+            &sweep.spec.set,
+            sweep.spec.max_grid,
+            sweep.epochs,
+            target.repeats,
+        )?,
         shard: None,
     })
 }

@@ -1,25 +1,57 @@
 //! Spec files: one TOML file per variant, resolved through `extends` into a complete [`Spec`].
 //!
-//! Each file is parsed on its own (so every error names the file, line and column that caused
-//! it), then merged with its parents: the child's keys win, stacks and the optimizer are
-//! replaced whole. Defaults are filled last. The language is documented in `specs/README.md`.
+//! A spec is one TOML tree (`tree.rs`): its `extends` chain merged onto the defaults
+//! (`defaults.toml`), a grid point and the overrides set by key path, every key remembering
+//! where it was set. One deserialization and one pass of rules (`resolve.rs`) turn the tree
+//! into a [`Spec`]. The language is documented in `specs/README.md`.
 
-mod file;
 mod grid;
 mod layer;
 mod resolve;
-mod set;
+mod tree;
 
 pub use grid::{DEFAULT_MAX_POINTS, GridPoint, Override};
 pub use layer::LayerSpec;
+pub use resolve::{MAX_ENSEMBLE, MAX_EPOCHS, MAX_REPEATS};
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
-use file::SpecFile;
 use resolve::resolve;
+use tree::{Origin, Tree};
+
+/// Defaults of the keys inside an optimizer, a schedule, augmentation and test-time shifts
+/// (a section's own keys have theirs in `defaults.toml`).
+mod default {
+    pub fn adam_lr() -> f32 {
+        1e-3
+    }
+    pub fn adam_betas() -> [f32; 2] {
+        [0.9, 0.999]
+    }
+    pub fn adamw_weight_decay() -> f32 {
+        0.01
+    }
+    pub fn step_gamma() -> f32 {
+        0.1
+    }
+    pub fn one_cycle_pct() -> f32 {
+        0.3
+    }
+    pub fn tta_shift() -> f32 {
+        1.0
+    }
+    /// Half the 4 pixels Simard et al. (2003) smoothed 28 x 28 digits with: the digits here
+    /// are 14 x 14.
+    pub const fn elastic_sigma() -> f32 {
+        2.0
+    }
+    pub fn is_elastic_sigma(v: &f32) -> bool {
+        *v == elastic_sigma()
+    }
+}
 
 /// How the network sees a pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -61,9 +93,9 @@ pub enum Normalize {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Optimizer {
     Adam {
-        #[serde(default = "file::adam_lr", deserialize_with = "layer::real")]
+        #[serde(default = "default::adam_lr", deserialize_with = "layer::real")]
         lr: f32,
-        #[serde(default = "file::adam_betas", deserialize_with = "layer::real_pair")]
+        #[serde(default = "default::adam_betas", deserialize_with = "layer::real_pair")]
         betas: [f32; 2],
         #[serde(default, deserialize_with = "layer::real")]
         weight_decay: f32,
@@ -71,11 +103,14 @@ pub enum Optimizer {
     /// Adam with decoupled weight decay (PyTorch's `AdamW`: weights shrink by `lr *
     /// weight_decay` each step, apart from the gradient).
     Adamw {
-        #[serde(default = "file::adam_lr", deserialize_with = "layer::real")]
+        #[serde(default = "default::adam_lr", deserialize_with = "layer::real")]
         lr: f32,
-        #[serde(default = "file::adam_betas", deserialize_with = "layer::real_pair")]
+        #[serde(default = "default::adam_betas", deserialize_with = "layer::real_pair")]
         betas: [f32; 2],
-        #[serde(default = "file::adamw_weight_decay", deserialize_with = "layer::real")]
+        #[serde(
+            default = "default::adamw_weight_decay",
+            deserialize_with = "layer::real"
+        )]
         weight_decay: f32,
     },
     Sgd {
@@ -106,7 +141,7 @@ pub enum Schedule {
     /// `lr * gamma^(epochs done / every)`.
     Step {
         every: usize,
-        #[serde(default = "file::step_gamma", deserialize_with = "layer::real")]
+        #[serde(default = "default::step_gamma", deserialize_with = "layer::real")]
         gamma: f32,
         #[serde(default)]
         warmup: usize,
@@ -114,7 +149,7 @@ pub enum Schedule {
     /// PyTorch's `OneCycleLR` (cosine): from `lr / 25` up to `lr` over the first `pct_start`
     /// of the steps, then down to `lr / 250000`.
     OneCycle {
-        #[serde(default = "file::one_cycle_pct", deserialize_with = "layer::real")]
+        #[serde(default = "default::one_cycle_pct", deserialize_with = "layer::real")]
         pct_start: f32,
     },
 }
@@ -180,14 +215,34 @@ pub struct Stack {
     pub layers: Vec<PlacedLayer>,
 }
 
+/// Read as a list of layers; where they were written is filled in after.
+impl<'de> Deserialize<'de> for Stack {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let layers = Vec::<LayerSpec>::deserialize(d)?;
+        Ok(Stack {
+            file: PathBuf::new(),
+            layers: layers
+                .into_iter()
+                .map(|spec| PlacedLayer {
+                    spec,
+                    place: String::new(),
+                })
+                .collect(),
+        })
+    }
+}
+
 /// The resolved model section.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Model {
     pub topology: Topology,
     pub weight_sharing: bool,
     /// Weight of the digit-class cross-entropy, summed over both digits (0 = off).
+    #[serde(deserialize_with = "layer::real")]
     pub aux_loss: f32,
     /// Weight of the loss on the reversed pair, target `class1 <= class0` (0 = off).
+    #[serde(deserialize_with = "layer::real")]
     pub asymmetry: f32,
     pub compare: Compare,
     pub digit: Stack,
@@ -196,7 +251,8 @@ pub struct Model {
 }
 
 /// The resolved training section.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Train {
     pub epochs: usize,
     pub batch_size: usize,
@@ -205,7 +261,7 @@ pub struct Train {
     #[serde(skip_serializing_if = "Schedule::is_plain")]
     pub schedule: Schedule,
     /// Weight of the uniform distribution mixed into every target (0 = off).
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero", deserialize_with = "layer::real")]
     pub label_smoothing: f32,
     /// Transforms of the training digits, every epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -224,7 +280,7 @@ pub struct Train {
     #[serde(skip_serializing_if = "is_one")]
     pub curve_every: usize,
     /// Share of the round's training pairs held out for validation (0 = none).
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero", deserialize_with = "layer::real")]
     pub validation: f32,
     /// Stop when the validation error has not improved for this many epochs, and keep the
     /// best epoch's weights (needs a validation share).
@@ -232,11 +288,37 @@ pub struct Train {
     pub early_stopping: Option<EarlyStopping>,
     pub normalize: Normalize,
     /// Rounds to run (not part of the spec's hash: more rounds do not change a round).
-    #[serde(skip)]
+    #[serde(skip_serializing)]
     pub repeats: usize,
     /// Base seed of the rounds' seeds (not part of the hash: seeds are recorded per round).
-    #[serde(skip)]
+    #[serde(skip_serializing)]
     pub seed: u64,
+}
+
+impl Train {
+    /// `self` with what a spec turns off by zeros turned off: augmentation whose transforms
+    /// are all 0, test-time shifts of 0, early stopping with a patience of 0 (how a spec
+    /// turns off what the one it extends has, and how the defaults say "none").
+    fn without_zeros(self) -> Train {
+        let augment = self
+            .augment
+            .filter(|a| a.shift != 0.0 || a.rotate != 0.0 || a.scale != 0.0 || a.elastic != 0.0)
+            .map(|a| Augment {
+                // Without a distortion its smoothness means nothing (nor hashes).
+                elastic_sigma: if a.elastic == 0.0 {
+                    default::elastic_sigma()
+                } else {
+                    a.elastic_sigma
+                },
+                ..a
+            });
+        Train {
+            augment,
+            tta: self.tta.filter(|t| t.shift != 0.0),
+            early_stopping: self.early_stopping.filter(|e| e.patience != 0),
+            ..self
+        }
+    }
 }
 
 /// Random transforms of the training digits, drawn afresh every epoch.
@@ -263,9 +345,9 @@ pub struct Augment {
     /// How smooth that displacement is: the standard deviation, in pixels, of the Gaussian
     /// that blurs independent per-pixel noise into it.
     #[serde(
-        default = "file::elastic_sigma",
+        default = "default::elastic_sigma",
         deserialize_with = "layer::real",
-        skip_serializing_if = "file::is_elastic_sigma"
+        skip_serializing_if = "default::is_elastic_sigma"
     )]
     pub elastic_sigma: f32,
 }
@@ -277,7 +359,7 @@ impl Augment {
         rotate: 0.0,
         scale: 0.0,
         elastic: 0.0,
-        elastic_sigma: file::elastic_sigma(),
+        elastic_sigma: default::elastic_sigma(),
     };
 }
 
@@ -286,7 +368,7 @@ impl Augment {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tta {
-    #[serde(default = "file::tta_shift", deserialize_with = "layer::real")]
+    #[serde(default = "default::tta_shift", deserialize_with = "layer::real")]
     pub shift: f32,
 }
 
@@ -294,7 +376,7 @@ pub struct Tta {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EarlyStopping {
-    /// Epochs without a lower validation error before training stops.
+    /// Epochs without a lower validation error before training stops (0 = never).
     pub patience: usize,
 }
 
@@ -361,48 +443,6 @@ impl Spec {
     }
 }
 
-/// Reads `path` and its `extends` chain into one file, each child's keys winning.
-fn merged(path: &Path) -> Result<SpecFile> {
-    let mut chain: Vec<(PathBuf, SpecFile)> = Vec::new();
-    let mut next = Some(path.to_path_buf());
-    while let Some(p) = next {
-        let canon = p.canonicalize().map_err(|e| Error::io(&p, e))?;
-        if chain.iter().any(|(q, _)| q == &canon) {
-            let names: Vec<String> = chain.iter().map(|(q, _)| q.display().to_string()).collect();
-            return Err(Error::spec(
-                path,
-                "extends",
-                format!(
-                    "cycle in extends: {} -> {}",
-                    names.join(" -> "),
-                    canon.display()
-                ),
-            ));
-        }
-        let parsed = SpecFile::parse(&p)?;
-        next = parsed.extends.as_ref().map(|e| match p.parent() {
-            Some(dir) => dir.join(e),
-            None => PathBuf::from(e),
-        });
-        if let Some(parent) = &next
-            && !parent.is_file()
-        {
-            return Err(Error::spec(
-                &p,
-                parsed.extends_place.clone(),
-                format!("extends {}: no such file", parent.display()),
-            ));
-        }
-        chain.push((canon, parsed));
-    }
-    // Merge from the root ancestor down, so each child overrides its parent.
-    let mut merged = SpecFile::default();
-    for (_, file) in chain.into_iter().rev() {
-        merged = merged.overridden_by(file);
-    }
-    Ok(merged)
-}
-
 /// Loads one variant file without a grid, following `extends`. `Ok(None)` for an
 /// `abstract` file.
 pub fn load(path: &Path) -> Result<Option<Spec>> {
@@ -421,67 +461,47 @@ pub fn load(path: &Path) -> Result<Option<Spec>> {
 }
 
 /// Loads one spec file, following `extends`: one variant, or one per point of its grid, each
-/// with `overrides` applied. `Ok(None)` for an `abstract` file. A grid of more than
-/// `max_points` points is refused.
+/// with `overrides` applied after the point. `Ok(None)` for an `abstract` file. A grid of
+/// more than `max_points` points is refused, and so is an override of a key the grid varies.
 pub fn load_all(
     path: &Path,
     overrides: &[Override],
     max_points: usize,
 ) -> Result<Option<Vec<Spec>>> {
-    let base = merged(path)?;
-    if base.is_abstract {
+    let (mut base, is_abstract) = tree::load_chain(path)?;
+    if is_abstract {
         return Ok(None);
     }
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let texts: Vec<String> = overrides.iter().map(|o| o.text.clone()).collect();
-    let with_overrides = |mut f: SpecFile| -> Result<SpecFile> {
+    let grid = grid::Grid::take(&mut base, path)?;
+    let recorded: Vec<String> = overrides
+        .iter()
+        .filter(|o| o.recorded)
+        .map(|o| o.text.clone())
+        .collect();
+    let variant = |mut tree: Tree, name: &str, point: Option<GridPoint>| -> Result<Spec> {
         for o in overrides {
-            set::set(&mut f, &o.key, &o.value, &format!("--set {}", o.text)).map_err(|why| {
-                // No spec named: the same bad override fails every spec alike, and the
-                // loader reports each distinct message once.
-                Error::Usage(format!("--set {}: {why}", o.text))
-            })?;
+            tree.set(&o.key, o.value.clone(), Origin::Flag(o.flag.clone()))
+                .map_err(|why| Error::Usage(format!("{}: {why}", o.flag)))?;
         }
-        Ok(f)
-    };
-    let finish = |mut spec: Spec, point: Option<GridPoint>| {
+        let mut spec = resolve(path, name, &tree)?;
         spec.grid = point;
-        spec.overrides = texts.clone();
-        spec
+        spec.overrides = recorded.clone();
+        Ok(spec)
     };
-    let Some(grid) = base.grid.clone() else {
-        let f = with_overrides(base)?;
-        return Ok(Some(vec![finish(resolve(path, &stem, f)?, None)]));
+    let Some(grid) = grid else {
+        return Ok(Some(vec![variant(base, &stem, None)?]));
     };
-    let total = grid::count(&grid);
-    if total > max_points {
-        return Err(Error::spec(
-            &grid.file,
-            grid.axes.first().map_or("", |a| a.place.as_str()),
-            format!(
-                "the grid has {total} points, above the limit of {max_points}; pass \
-                 --max-grid {total} to allow it"
-            ),
-        ));
-    }
-    let mut specs = Vec::with_capacity(total);
-    for indices in grid::points(&grid) {
-        let (name, point) = grid::point(&stem, &grid, &indices);
-        let mut f = base.clone();
-        for (axis, &i) in grid.axes.iter().zip(&indices) {
-            set::set(&mut f, &axis.key, &axis.values[i], &axis.place).map_err(|why| {
-                Error::spec(
-                    &grid.file,
-                    &axis.place,
-                    format!("grid point {name}: {}: {why}", axis.key),
-                )
-            })?;
-        }
-        let f = with_overrides(f)?;
-        let spec = resolve(path, &name, f).map_err(|e| match e {
+    grid.check(overrides, max_points)?;
+    let mut specs = Vec::new();
+    for indices in grid.points() {
+        let (name, point) = grid.point(&stem, &indices);
+        let mut tree = base.clone();
+        grid.apply(&mut tree, &indices, &name)?;
+        let spec = variant(tree, &name, Some(point)).map_err(|e| match e {
             Error::Spec { path, place, msg } => Error::Spec {
                 path,
                 place,
@@ -489,7 +509,7 @@ pub fn load_all(
             },
             other => other,
         })?;
-        specs.push(finish(spec, Some(point)));
+        specs.push(spec);
     }
     Ok(Some(specs))
 }

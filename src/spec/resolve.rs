@@ -1,66 +1,42 @@
-//! A merged spec file into a complete [`Spec`]: defaults filled in one place, then one small
-//! check per rule that no single key can check alone. Each rule names the key it is about.
+//! A merged tree into a complete [`Spec`]: one deserialization (the tree already holds every
+//! default), then one pass of small named rules, each about the keys no type can check
+//! alone. Whatever set a key (a file, a grid point, `--set`, `--epochs`), it meets the same
+//! checks, and an error names the place that set the key.
 
 use std::path::Path;
 
-use super::file::{self, ModelFile, SpecFile, TrainFile};
-use super::{
-    Augment, Compare, Model, Normalize, Optimizer, Schedule, Spec, Stack, Topology, Train,
-};
+use serde::Deserialize;
+
+use super::tree::{Origin, Tree, at};
+use super::{Compare, Model, Optimizer, Schedule, Spec, Topology, Train};
 use crate::error::{Error, Result};
 
-/// The defaults of every key a spec may leave out.
-mod default {
-    use super::{Compare, Normalize, Topology};
+/// The most rounds, epochs and networks a spec may ask for: far above any study's, and low
+/// enough that nothing sized by them can overflow or exhaust memory before training starts.
+pub const MAX_EPOCHS: usize = 100_000;
+pub const MAX_REPEATS: usize = 100_000;
+pub const MAX_ENSEMBLE: usize = 16;
 
-    pub const TOPOLOGY: Topology = Topology::Digits;
-    pub const WEIGHT_SHARING: bool = false;
-    pub const AUX_LOSS: f32 = 0.0;
-    pub const ASYMMETRY: f32 = 0.0;
-    pub const COMPARE: Compare = Compare::Learned;
-    pub const EPOCHS: usize = 25;
-    pub const BATCH_SIZE: usize = 100;
-    pub const NORMALIZE: Normalize = Normalize::Standardize;
-    pub const REPEATS: usize = 10;
-    pub const SEED: u64 = 0;
+/// The top level of a merged tree (`grid`, `extends` and `abstract` taken out before).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Document {
+    description: String,
+    order: Option<i64>,
+    #[serde(default, deserialize_with = "super::layer::real_opt")]
+    reference: Option<f32>,
+    baseline: Option<String>,
+    model: Model,
+    train: Train,
 }
 
 /// A rule's verdict: `Err((key, why))`.
 type Rule = std::result::Result<(), (&'static str, String)>;
 
-/// Fills defaults and checks `f`, the merged file chain of the spec at `path`, as the
-/// variant `name`.
-pub(super) fn resolve(path: &Path, name: &str, f: SpecFile) -> Result<Spec> {
-    let m = f.model.unwrap_or_default();
-    let err = |(key, why): (&str, String)| Error::spec(path, key, why);
-    ignored_keys(&m).map_err(err)?;
-    let stack = |s: Option<Stack>| {
-        s.unwrap_or_else(|| Stack {
-            file: path.to_path_buf(),
-            layers: Vec::new(),
-        })
-    };
-    let model = Model {
-        topology: m.topology.unwrap_or(default::TOPOLOGY),
-        weight_sharing: m.weight_sharing.unwrap_or(default::WEIGHT_SHARING),
-        aux_loss: m.aux_loss.unwrap_or(default::AUX_LOSS),
-        asymmetry: m.asymmetry.unwrap_or(default::ASYMMETRY),
-        compare: m.compare.unwrap_or(default::COMPARE),
-        digit: stack(m.digit),
-        head: stack(m.head),
-        joint: stack(m.joint),
-    };
-    let train = train_with_defaults(f.train.unwrap_or_default());
-    for rule in [
-        loss_weights(&model),
-        counts(&train),
-        optimizer(&train.optimizer),
-        schedule(&train),
-        topology(&model),
-    ] {
-        rule.map_err(err)?;
-    }
-    Ok(Spec {
+/// The variant `name` of the spec file at `path`, from its merged `tree`.
+pub(super) fn resolve(path: &Path, name: &str, tree: &Tree) -> Result<Spec> {
+    let doc = deserialize(path, tree)?;
+    let mut spec = Spec {
         name: name.to_string(),
         stem: path
             .file_stem()
@@ -69,80 +45,104 @@ pub(super) fn resolve(path: &Path, name: &str, f: SpecFile) -> Result<Spec> {
         grid: None,
         overrides: Vec::new(),
         path: path.to_path_buf(),
-        description: f.description.unwrap_or_default(),
-        order: f.order,
-        reference: f.reference,
-        baseline: f.baseline,
-        model,
-        train,
+        description: doc.description,
+        order: doc.order,
+        reference: doc.reference,
+        baseline: doc.baseline,
+        model: doc.model,
+        train: doc.train.without_zeros(),
+    };
+    place_stacks(&mut spec.model, path, tree);
+    let err =
+        |(key, why): (&str, String)| at(path, tree.origin(key).cloned(), format!("{key}: {why}"));
+    ignored_keys(&spec.model, tree).map_err(err)?;
+    for rule in RULES {
+        rule(&spec).map_err(err)?;
+    }
+    Ok(spec)
+}
+
+/// Every rule, in the order they are checked.
+const RULES: [fn(&Spec) -> Rule; 11] = [
+    reference,
+    loss_weights,
+    counts,
+    optimizer,
+    hold_out,
+    members_and_curves,
+    tta,
+    augment,
+    label_smoothing,
+    schedule,
+    topology,
+];
+
+/// The tree as a [`Document`]; a value of the wrong type or an unknown key is named with
+/// its place.
+fn deserialize(path: &Path, tree: &Tree) -> Result<Document> {
+    let value = toml::Value::Table(tree.root.clone());
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        // The path of an unknown key ends in the key itself, so it is placed where written.
+        let key = e.path().to_string();
+        let msg = e.inner().message().lines().next().unwrap_or("").to_string();
+        match tree.origin(&key).cloned() {
+            // The same bad override fails every spec alike: say it without the spec, once.
+            Some(Origin::Flag(flag)) => Error::Usage(format!("{flag}: {key}: {msg}")),
+            origin => at(path, origin, format!("{key}: {msg}")),
+        }
     })
 }
 
-fn train_with_defaults(t: TrainFile) -> Train {
-    Train {
-        epochs: t.epochs.unwrap_or(default::EPOCHS),
-        batch_size: t.batch_size.unwrap_or(default::BATCH_SIZE),
-        optimizer: t.optimizer.unwrap_or(Optimizer::Adam {
-            lr: file::adam_lr(),
-            betas: file::adam_betas(),
-            weight_decay: 0.0,
-        }),
-        normalize: t.normalize.unwrap_or(default::NORMALIZE),
-        schedule: t.schedule.unwrap_or(Schedule::Constant { warmup: 0 }),
-        label_smoothing: t.label_smoothing.unwrap_or(0.0),
-        validation: t.validation.unwrap_or(0.0),
-        early_stopping: t.early_stopping,
-        // All zeros is no augmentation, and a shift of 0 no test-time augmentation: how a
-        // spec turns off what the one it extends has.
-        augment: t
-            .augment
-            .filter(|a| a.shift != 0.0 || a.rotate != 0.0 || a.scale != 0.0 || a.elastic != 0.0)
-            .map(|a| Augment {
-                // Without a distortion its smoothness means nothing (nor hashes).
-                elastic_sigma: if a.elastic == 0.0 {
-                    file::elastic_sigma()
-                } else {
-                    a.elastic_sigma
-                },
-                ..a
-            }),
-        repair: t.repair.unwrap_or(false),
-        ensemble: t.ensemble.unwrap_or(1),
-        curve_every: t.curve_every.unwrap_or(1),
-        tta: t.tta.filter(|t| t.shift != 0.0),
-        repeats: t.repeats.unwrap_or(default::REPEATS),
-        seed: t.seed.unwrap_or(default::SEED),
+/// Each stack's layers with where they were written, for the compiler's errors.
+fn place_stacks(m: &mut Model, path: &Path, tree: &Tree) {
+    for (name, stack) in [
+        ("digit", &mut m.digit),
+        ("head", &mut m.head),
+        ("joint", &mut m.joint),
+    ] {
+        for (i, layer) in stack.layers.iter_mut().enumerate() {
+            let (file, place) = match tree.origin(&format!("model.{name}[{i}]")) {
+                Some(Origin::File { path, at }) => (path.clone(), at.clone()),
+                Some(Origin::Flag(flag)) => (path.to_path_buf(), flag.clone()),
+                None => (path.to_path_buf(), String::new()),
+            };
+            stack.file = file;
+            layer.place = place;
+        }
     }
 }
 
 /// Keys a topology would ignore are refused, so that a spec never says more than it does.
-fn ignored_keys(m: &ModelFile) -> Rule {
-    let topology = m.topology.unwrap_or(default::TOPOLOGY);
-    let (name, ignored): (&str, &[(&'static str, bool)]) = match topology {
-        Topology::Joint => (
-            "joint",
-            &[
-                ("model.compare", m.compare.is_some()),
-                ("model.digit", m.digit.is_some()),
-                ("model.head", m.head.is_some()),
-            ],
-        ),
-        Topology::Digits => ("digits", &[("model.joint", m.joint.is_some())]),
+fn ignored_keys(m: &Model, tree: &Tree) -> Rule {
+    let (name, ignored): (&str, &[&'static str]) = match m.topology {
+        Topology::Joint => ("joint", &["model.compare", "model.digit", "model.head"]),
+        Topology::Digits => ("digits", &["model.joint"]),
     };
-    match ignored.iter().find(|(_, set)| *set) {
-        Some((key, _)) => Err((
+    match ignored.iter().find(|key| tree.is_set(key)) {
+        Some(key) => Err((
             key,
-            format!("{key} has no effect with topology = \"{name}\"; remove it"),
+            format!("has no effect with topology = \"{name}\"; remove it"),
         )),
         None => Ok(()),
     }
 }
 
+/// A published error is a fraction.
+fn reference(s: &Spec) -> Rule {
+    match s.reference {
+        Some(r) if !(0.0..=1.0).contains(&r) => Err((
+            "reference",
+            format!("a published test error, a fraction in [0, 1], got {r}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Loss weights are finite and not negative.
-fn loss_weights(m: &Model) -> Rule {
+fn loss_weights(s: &Spec) -> Rule {
     for (key, w) in [
-        ("model.aux_loss", m.aux_loss),
-        ("model.asymmetry", m.asymmetry),
+        ("model.aux_loss", s.model.aux_loss),
+        ("model.asymmetry", s.model.asymmetry),
     ] {
         if !(w >= 0.0 && w.is_finite()) {
             return Err((key, format!("must be a finite weight >= 0, got {w}")));
@@ -151,22 +151,27 @@ fn loss_weights(m: &Model) -> Rule {
     Ok(())
 }
 
-/// Epochs, batch size and repeats are at least 1.
-fn counts(t: &Train) -> Rule {
-    for (key, v) in [
-        ("train.epochs", t.epochs),
-        ("train.batch_size", t.batch_size),
-        ("train.repeats", t.repeats),
+/// Epochs, batch size and repeats are at least 1 and within their limits.
+fn counts(s: &Spec) -> Rule {
+    let t = &s.train;
+    for (key, v, max) in [
+        ("train.epochs", t.epochs, MAX_EPOCHS),
+        ("train.batch_size", t.batch_size, usize::MAX),
+        ("train.repeats", t.repeats, MAX_REPEATS),
     ] {
         if v == 0 {
             return Err((key, "must be at least 1".into()));
+        }
+        if v > max {
+            return Err((key, format!("must be at most {max}, got {v}")));
         }
     }
     Ok(())
 }
 
 /// The optimizer's settings are in the ranges PyTorch accepts.
-fn optimizer(o: &Optimizer) -> Rule {
+fn optimizer(s: &Spec) -> Rule {
+    let o = &s.train.optimizer;
     let (lr, weight_decay) = match *o {
         Optimizer::Adam {
             lr, weight_decay, ..
@@ -204,9 +209,9 @@ fn optimizer(o: &Optimizer) -> Rule {
     }
 }
 
-/// The training options' settings (validation, early stopping, curves, ensemble, schedule,
-/// label smoothing) are in range.
-fn schedule(t: &Train) -> Rule {
+/// The validation share is a fraction, and early stopping has one to stop on.
+fn hold_out(s: &Spec) -> Rule {
+    let t = &s.train;
     if !(0.0..1.0).contains(&t.validation) {
         return Err((
             "train.validation",
@@ -216,58 +221,84 @@ fn schedule(t: &Train) -> Rule {
             ),
         ));
     }
-    if let Some(e) = t.early_stopping {
-        if t.validation == 0.0 {
-            return Err((
-                "train.early_stopping",
-                "stops on the validation error: set train.validation (e.g. 0.2)".into(),
-            ));
-        }
-        if e.patience == 0 {
-            return Err(("train.early_stopping.patience", "must be at least 1".into()));
-        }
+    if t.early_stopping.is_some() && t.validation == 0.0 {
+        return Err((
+            "train.early_stopping",
+            "stops on the validation error: set train.validation (e.g. 0.2)".into(),
+        ));
     }
+    Ok(())
+}
+
+/// An ensemble has 1 to 16 networks, and curves are measured at least every epoch.
+fn members_and_curves(s: &Spec) -> Rule {
+    let t = &s.train;
     if t.curve_every == 0 {
         return Err(("train.curve_every", "must be at least 1".into()));
     }
-    if !(1..=16).contains(&t.ensemble) {
+    if !(1..=MAX_ENSEMBLE).contains(&t.ensemble) {
         return Err((
             "train.ensemble",
-            format!("networks per round, 1 to 16, got {}", t.ensemble),
+            format!(
+                "networks per round, 1 to {MAX_ENSEMBLE}, got {}",
+                t.ensemble
+            ),
         ));
     }
-    if let Some(tta) = t.tta
-        && !(tta.shift > 0.0 && tta.shift <= 3.0)
-    {
-        return Err((
+    Ok(())
+}
+
+/// Test-time shifts stay within a few pixels.
+fn tta(s: &Spec) -> Rule {
+    match s.train.tta {
+        Some(tta) if !(tta.shift > 0.0 && tta.shift <= 3.0) => Err((
             "train.tta.shift",
             format!("must be in (0, 3] pixels (0 for none), got {}", tta.shift),
-        ));
+        )),
+        _ => Ok(()),
     }
-    if let Some(a) = t.augment {
-        for (key, v, max) in [
-            ("train.augment.shift", a.shift, 7.0),
-            ("train.augment.rotate", a.rotate, 180.0),
-            ("train.augment.scale", a.scale, 0.9),
-            ("train.augment.elastic", a.elastic, 3.0),
-        ] {
-            if !(0.0..=max).contains(&v) {
-                return Err((key, format!("must be in [0, {max}], got {v}")));
-            }
-        }
-        if !(0.5..=7.0).contains(&a.elastic_sigma) {
-            return Err((
-                "train.augment.elastic_sigma",
-                format!("must be in [0.5, 7] pixels, got {}", a.elastic_sigma),
-            ));
+}
+
+/// Each transform of the augmentation is within its range.
+fn augment(s: &Spec) -> Rule {
+    let Some(a) = s.train.augment else {
+        return Ok(());
+    };
+    for (key, v, max) in [
+        ("train.augment.shift", a.shift, 7.0),
+        ("train.augment.rotate", a.rotate, 180.0),
+        ("train.augment.scale", a.scale, 0.9),
+        ("train.augment.elastic", a.elastic, 3.0),
+    ] {
+        if !(0.0..=max).contains(&v) {
+            return Err((key, format!("must be in [0, {max}], got {v}")));
         }
     }
-    if !(0.0..1.0).contains(&t.label_smoothing) {
+    if !(0.5..=7.0).contains(&a.elastic_sigma) {
         return Err((
-            "train.label_smoothing",
-            format!("must be in [0, 1), got {}", t.label_smoothing),
+            "train.augment.elastic_sigma",
+            format!("must be in [0.5, 7] pixels, got {}", a.elastic_sigma),
         ));
     }
+    Ok(())
+}
+
+/// Label smoothing leaves some weight on the true class.
+fn label_smoothing(s: &Spec) -> Rule {
+    let v = s.train.label_smoothing;
+    if (0.0..1.0).contains(&v) {
+        Ok(())
+    } else {
+        Err((
+            "train.label_smoothing",
+            format!("must be in [0, 1), got {v}"),
+        ))
+    }
+}
+
+/// The schedule's settings are in range and its warm-up leaves epochs to train.
+fn schedule(s: &Spec) -> Rule {
+    let t = &s.train;
     match t.schedule {
         Schedule::Step { every: 0, .. } => {
             Err(("train.schedule.every", "must be at least 1".into()))
@@ -298,7 +329,8 @@ fn schedule(t: &Train) -> Rule {
 }
 
 /// The stacks and settings the topology needs are there, and none it cannot use.
-fn topology(m: &Model) -> Rule {
+fn topology(s: &Spec) -> Rule {
+    let m = &s.model;
     let fail = |key: &'static str, why: &str| Err((key, why.to_string()));
     match m.topology {
         Topology::Joint if m.joint.layers.is_empty() => {
