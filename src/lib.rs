@@ -21,6 +21,8 @@ pub mod ops;
 pub mod record;
 pub mod report;
 pub mod run;
+pub mod seeds;
+pub mod shard;
 pub mod spec;
 pub mod store;
 pub mod train;

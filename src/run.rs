@@ -2,7 +2,6 @@
 //! reports. Every number is independent of `jobs` and of the order rounds finish in: each
 //! round owns its seeds, device and RNGs, and results are put back in task order.
 
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,9 +13,10 @@ use crate::data::Mnist;
 use crate::diff;
 use crate::error::{Error, Result};
 use crate::hash;
-use crate::record::{RoundKey, RoundRecord, Status};
+use crate::record::{RoundKey, RoundRecord};
 use crate::report::{self, Protocol, Summary};
-use crate::spec::Spec;
+use crate::seeds;
+pub use crate::shard::Shard;
 use crate::store::RoundStore;
 use crate::train::{RoundConfig, train_round};
 use crate::variants::{self, Variant};
@@ -34,79 +34,12 @@ pub struct SweepOptions {
     pub jobs: usize,
     /// Ignore stored rounds (they are still written).
     pub fresh: bool,
-    /// Print nothing but errors.
-    pub quiet: bool,
     /// Refuse a variant whose round is estimated to need more GiB than this.
     pub max_memory: f64,
     /// `--set` overrides and the grid size limit.
     pub load: variants::LoadOptions,
     /// Train only this share of the rounds, and write no reports (`lesser report` merges).
     pub shard: Option<Shard>,
-}
-
-/// One share of a sweep's rounds: shard `index` of `count` (0-based).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    pub index: usize,
-    pub count: usize,
-}
-
-impl Shard {
-    /// Parses `--shard`: `K/N` (0-based), `auto` (a Slurm array task: shard
-    /// `SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN` of `SLURM_ARRAY_TASK_COUNT`), or `auto/N`
-    /// (a Kubernetes indexed Job: shard `JOB_COMPLETION_INDEX` of N). `env` reads a variable.
-    pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Shard> {
-        let bad = |why: &str| Error::Usage(format!("--shard {text}: {why}"));
-        let number = |name: &str| -> Result<usize> {
-            let v = env(name).ok_or_else(|| bad(&format!("{name} is not set")))?;
-            v.trim()
-                .parse()
-                .map_err(|_| bad(&format!("{name}={v} is not a whole number")))
-        };
-        let shard = match text.split_once('/') {
-            None if text == "auto" => {
-                let min = match env("SLURM_ARRAY_TASK_MIN") {
-                    Some(_) => number("SLURM_ARRAY_TASK_MIN")?,
-                    None => 0,
-                };
-                let id = number("SLURM_ARRAY_TASK_ID")?;
-                Shard {
-                    index: id
-                        .checked_sub(min)
-                        .ok_or_else(|| bad("SLURM_ARRAY_TASK_ID is below SLURM_ARRAY_TASK_MIN"))?,
-                    count: number("SLURM_ARRAY_TASK_COUNT")?,
-                }
-            }
-            Some(("auto", n)) => Shard {
-                index: number("JOB_COMPLETION_INDEX")?,
-                count: n.parse().map_err(|_| bad("expected auto/N"))?,
-            },
-            Some((k, n)) => Shard {
-                index: k.parse().map_err(|_| bad("expected K/N, e.g. 0/4"))?,
-                count: n.parse().map_err(|_| bad("expected K/N, e.g. 0/4"))?,
-            },
-            None => return Err(bad("expected K/N (e.g. 0/4), auto or auto/N")),
-        };
-        if shard.count == 0 || shard.index >= shard.count {
-            return Err(bad(&format!(
-                "shard {} of {} does not exist (shards are 0 to N-1)",
-                shard.index, shard.count
-            )));
-        }
-        Ok(shard)
-    }
-}
-
-/// Which tasks belong to `shard`: all tasks, longest first (ties in task order), dealt out
-/// round-robin, so every shard gets a similar share of the work whatever the store holds.
-fn shard_of(tasks: &[Task], shard: Shard) -> Vec<bool> {
-    let mut by_cost: Vec<usize> = (0..tasks.len()).collect();
-    by_cost.sort_by_key(|&i| (std::cmp::Reverse(tasks[i].cost), i));
-    let mut mine = vec![false; tasks.len()];
-    for (p, &i) in by_cost.iter().enumerate() {
-        mine[i] = p % shard.count == shard.index;
-    }
-    mine
 }
 
 /// What a sweep did.
@@ -131,33 +64,6 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// that a typo does not ask the system for a hundred thousand threads.
 pub const MAX_JOBS: usize = 1024;
 
-/// SplitMix64's finalizer: spreads seeds so nearby inputs give unrelated streams.
-fn mix(a: u64, b: u64) -> u64 {
-    let mut z = a ^ b
-        .wrapping_add(0x9e37_79b9_7f4a_7c15)
-        .wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// FNV-1a of a name: a stable per-variant number.
-fn name_hash(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-/// The data seed of round `r`: the same for every variant.
-pub fn data_seed(round: usize) -> u64 {
-    mix(0x6461_7461, round as u64)
-}
-
-/// The initialization seed of round `r` of `spec`.
-pub fn init_seed(spec: &Spec, round: usize) -> u64 {
-    mix(mix(name_hash(&spec.name), spec.train.seed), round as u64)
-}
-
 /// SHA-256 of each data file, and one hash over all of them.
 fn hash_data(files: &[PathBuf]) -> Result<(Vec<(String, String)>, String)> {
     let mut all = Sha256::new();
@@ -174,63 +80,20 @@ fn hash_data(files: &[PathBuf]) -> Result<(Vec<(String, String)>, String)> {
     Ok((each, hash::short(all)))
 }
 
-/// Reports progress: a bar on a terminal, plain lines otherwise. Progress is a courtesy:
-/// failing to print it (a closed or full stderr) never stops the sweep.
-struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-    total: usize,
-    done: usize,
-    quiet: bool,
+/// Told of a sweep's rounds as they train (from any thread): the display is the caller's.
+pub trait Progress: Sync {
+    /// `rounds` are about to train.
+    fn begin(&self, _rounds: usize) {}
+    /// A round finished and is stored.
+    fn round(&self, _record: &RoundRecord) {}
+    /// Every round finished.
+    fn end(&self) {}
 }
 
-impl Progress {
-    fn new(total: usize, quiet: bool) -> Self {
-        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let b = indicatif::ProgressBar::new(total as u64);
-            b.enable_steady_tick(std::time::Duration::from_millis(500));
-            if let Ok(style) = indicatif::ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} rounds  {elapsed} elapsed, ETA {eta}  {msg}",
-            ) {
-                b.set_style(style);
-            }
-            b
-        });
-        Progress {
-            bar,
-            total,
-            done: 0,
-            quiet,
-        }
-    }
+/// No progress shown.
+pub struct Silent;
 
-    fn round(&mut self, r: &RoundRecord) {
-        self.done += 1;
-        let what = match r.result.status {
-            Status::Ok => format!("test error {}", report::pct(r.result.test_error)),
-            Status::Diverged { epoch } => format!("diverged in epoch {epoch}"),
-        };
-        let line = format!(
-            "{} round {}: {what} ({:.1} s)",
-            r.variant, r.round, r.seconds
-        );
-        match &self.bar {
-            Some(b) => {
-                b.set_message(line);
-                b.inc(1);
-            }
-            None if !self.quiet => {
-                let _ = writeln!(std::io::stderr(), "[{}/{}] {line}", self.done, self.total);
-            }
-            None => {}
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
-}
+impl Progress for Silent {}
 
 /// Where the round store of an output directory lives (a directory, a file per round).
 pub fn store_path(out: &Path) -> PathBuf {
@@ -321,8 +184,8 @@ fn task_list<'a>(selected: &'a [Variant], data_hash: &str, pairs: usize) -> Vec<
                 round,
                 key: RoundKey {
                     spec_hash: spec_hash.clone(),
-                    data_seed: data_seed(round),
-                    init_seed: init_seed(s, round),
+                    data_seed: seeds::data_seed(round),
+                    init_seed: seeds::init_seed(&s.name, s.train.seed, round),
                     data_hash: data_hash.to_string(),
                     pairs,
                     epochs: s.train.epochs,
@@ -369,8 +232,9 @@ fn train_all(
     data: &Mnist,
     opts: &SweepOptions,
     store: &Mutex<RoundStore>,
+    progress: &dyn Progress,
 ) -> Result<Vec<(usize, RoundRecord)>> {
-    let progress = Mutex::new(Progress::new(todo.len(), opts.quiet));
+    progress.begin(todo.len());
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs)
         .build()
@@ -391,7 +255,7 @@ fn train_all(
         let result = train_round(t.variant, data, cfg)?;
         let r = t.record(result, clock.elapsed().as_secs_f64());
         lock(store).put(&r)?;
-        lock(&progress).round(&r);
+        progress.round(&r);
         Ok(r)
     };
     pool.scope(|scope| {
@@ -404,7 +268,7 @@ fn train_all(
             });
         }
     });
-    lock(&progress).finish();
+    progress.end();
     let done = done.into_inner().unwrap_or_else(|e| e.into_inner());
     done.into_iter().map(|(i, r)| r.map(|r| (i, r))).collect()
 }
@@ -489,8 +353,8 @@ fn write_all(opts: &SweepOptions, s: Setup, records: &[RoundRecord]) -> Result<V
     Ok(summaries)
 }
 
-/// Runs the sweep and writes its reports into `opts.out`.
-pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome> {
+/// Runs the sweep and writes its reports into `opts.out`, telling `progress` of each round.
+pub fn sweep(opts: &SweepOptions, progress: &dyn Progress) -> Result<SweepOutcome> {
     let start = Instant::now();
     let s = setup(opts)?;
     let tasks = task_list(&s.selected, &s.data_hash, opts.pairs);
@@ -499,12 +363,13 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepOutcome> {
     // the first round has trained.
     let store = RoundStore::open(&store_path(&opts.out))?;
     let (mut found, mut todo) = lookup(&tasks, &store, opts.fresh);
-    let mine = opts.shard.map(|s| shard_of(&tasks, s));
+    let costs: Vec<usize> = tasks.iter().map(|t| t.cost).collect();
+    let mine = opts.shard.map(|s| s.deal(&costs));
     if let Some(mine) = &mine {
         todo.retain(|&i| mine[i]);
     }
     let store = Mutex::new(store);
-    let trained = train_all(&tasks, todo, &s.data, opts, &store)?;
+    let trained = train_all(&tasks, todo, &s.data, opts, &store, progress)?;
     let count = trained.len();
     for (i, r) in trained {
         found[i] = Some(r);
@@ -574,50 +439,4 @@ pub fn rebuild(opts: &SweepOptions) -> Result<Rebuilt> {
         found: records.len(),
         missing,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        }
-    }
-
-    #[test]
-    fn shards_parse_from_the_flag_slurm_and_kubernetes() {
-        let none = env(&[]);
-        assert_eq!(
-            Shard::parse("1/3", &none).unwrap(),
-            Shard { index: 1, count: 3 }
-        );
-        let slurm = env(&[
-            ("SLURM_ARRAY_TASK_ID", "5"),
-            ("SLURM_ARRAY_TASK_MIN", "4"),
-            ("SLURM_ARRAY_TASK_COUNT", "3"),
-        ]);
-        assert_eq!(
-            Shard::parse("auto", &slurm).unwrap(),
-            Shard { index: 1, count: 3 }
-        );
-        let k8s = env(&[("JOB_COMPLETION_INDEX", "2")]);
-        assert_eq!(
-            Shard::parse("auto/4", &k8s).unwrap(),
-            Shard { index: 2, count: 4 }
-        );
-        for (text, says) in [
-            ("3/3", "shard 3 of 3 does not exist"),
-            ("0/0", "shard 0 of 0 does not exist"),
-            ("x/2", "expected K/N"),
-            ("2", "expected K/N (e.g. 0/4), auto or auto/N"),
-            ("auto", "SLURM_ARRAY_TASK_ID is not set"),
-        ] {
-            let e = Shard::parse(text, &none).unwrap_err().to_string();
-            assert!(e.contains(says), "{text}: {e}");
-        }
-    }
 }

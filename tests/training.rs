@@ -277,10 +277,14 @@ digit = [
     let net = lesser::compile::Network::new(&s, 3).unwrap();
     let data = Mnist::load(std::path::Path::new(&common::data())).unwrap();
     let (train, _) = generate_pair_sets(&data.train, &data.test, 40, 5).unwrap();
-    let whole = lesser::train::evaluate(&net, &train).unwrap().unwrap();
+    let whole = lesser::train::evaluate(&[&net], &train, None)
+        .unwrap()
+        .unwrap();
     // No dropout: the same again. Running statistics, not the batch's: pair by pair alike.
     assert_eq!(
-        lesser::train::evaluate(&net, &train).unwrap().unwrap(),
+        lesser::train::evaluate(&[&net], &train, None)
+            .unwrap()
+            .unwrap(),
         whole
     );
     let mut wrong = 0.0;
@@ -290,9 +294,12 @@ digit = [
             target: vec![train.target[i]],
             classes: vec![train.classes[i]],
         };
-        wrong += lesser::train::evaluate(&net, &one).unwrap().unwrap().0;
+        wrong += lesser::train::evaluate(&[&net], &one, None)
+            .unwrap()
+            .unwrap()
+            .pair;
     }
-    assert!((wrong / train.len() as f64 - whole.0).abs() < 1e-12);
+    assert!((wrong / train.len() as f64 - whole.pair).abs() < 1e-12);
 }
 
 /// An ensemble's round counts every member's parameters and gives other numbers than one

@@ -5,7 +5,8 @@ use std::time::Instant;
 use super::args::BenchArgs;
 use super::print;
 use crate::error::{Error, Result};
-use crate::run::{data_seed, init_seed, load_data};
+use crate::run::load_data;
+use crate::seeds::{data_seed, init_seed};
 use crate::train::{RoundConfig, train_round};
 use crate::variants;
 
@@ -38,7 +39,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     pairs: s.pairs,
                     epochs,
                     data_seed: data_seed(round),
-                    init_seed: init_seed(spec, round),
+                    init_seed: init_seed(&spec.name, spec.train.seed, round),
                 },
             )?;
             times.push(t.elapsed().as_secs_f64());

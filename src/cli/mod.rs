@@ -6,6 +6,7 @@ pub mod args;
 mod bench;
 mod check;
 mod diff;
+mod progress;
 mod report;
 mod run;
 

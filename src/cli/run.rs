@@ -7,9 +7,9 @@ use super::args::{OutArgs, RunArgs, SweepArgs};
 use super::print;
 use crate::error::Result;
 use crate::report::pct;
-use crate::run::{Shard, SweepOptions, sweep};
+use crate::run::{Shard, Silent, SweepOptions, sweep};
 
-/// The sweep's options from the command line (not fresh, not quiet).
+/// The sweep's options from the command line (not fresh, all shards).
 pub(super) fn options(sweep: &SweepArgs, target: &OutArgs, jobs: usize) -> Result<SweepOptions> {
     Ok(SweepOptions {
         specs: sweep.specs.clone(),
@@ -21,7 +21,6 @@ pub(super) fn options(sweep: &SweepArgs, target: &OutArgs, jobs: usize) -> Resul
         pairs: sweep.pairs,
         jobs,
         fresh: false,
-        quiet: false,
         max_memory: sweep.max_memory,
         load: crate::variants::LoadOptions::parse(
             &sweep.spec.set,
@@ -46,11 +45,14 @@ pub fn run(args: &RunArgs) -> Result<()> {
         .transpose()?;
     let opts = SweepOptions {
         fresh: args.fresh,
-        quiet: args.quiet,
         shard,
         ..opts
     };
-    let outcome = sweep(&opts)?;
+    let outcome = if args.quiet {
+        sweep(&opts, &Silent)?
+    } else {
+        sweep(&opts, &super::progress::display())?
+    };
     if args.quiet {
         return Ok(());
     }

@@ -3,8 +3,6 @@
 
 use dfdx::prelude::*;
 use dfdx::tensor::PutTape;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 use super::plan::{DIGIT_INPUT, PAIR_INPUT, Plan, Shape3, StackKind, plan};
 use super::sequential::Sequential;
@@ -87,7 +85,7 @@ impl Network {
     /// Builds the network `plan` (the plan of `spec`) describes, parameters drawn from `seed`.
     pub fn from_plan(spec: &Spec, plan: Plan, seed: u64) -> Self {
         let dev = Cpu::seed_from_u64(seed);
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut rng = crate::seeds::rng(seed, crate::seeds::INIT);
         let mut params = Vec::new();
         let m = &spec.model;
         let mut build = |kind| Sequential::new(plan.stack(kind), &mut params, &dev, &mut rng);

@@ -1,6 +1,5 @@
 //! The pair-set protocol: the seeded equivalent of the course's `generate_pair_sets(N)`.
 
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
@@ -40,9 +39,7 @@ pub fn pair_set(pool: &Pool, n: usize, seed: u64, stream: u64, what: &str) -> Re
             pool.len()
         )));
     }
-    // ChaCha is portable: the same seed gives the same pairs on every machine.
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(stream);
+    let mut rng = crate::seeds::rng(seed, stream);
     let mut order: Vec<usize> = (0..pool.len()).collect();
     order.shuffle(&mut rng);
     let mut set = PairSet {
@@ -69,8 +66,8 @@ pub fn generate_pair_sets(
     seed: u64,
 ) -> Result<(PairSet, PairSet)> {
     Ok((
-        pair_set(train, n, seed, 0, "train")?,
-        pair_set(test, n, seed, 1, "test")?,
+        pair_set(train, n, seed, crate::seeds::TRAIN_PAIRS, "train")?,
+        pair_set(test, n, seed, crate::seeds::TEST_PAIRS, "test")?,
     ))
 }
 
@@ -111,7 +108,7 @@ mod tests {
             labels: (0..40).map(|i| (i * 7 % 10) as u8).collect(),
         };
         let set = pair_set(&pool, 10, 4, 0, "train").unwrap();
-        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let mut rng = crate::seeds::rng(9, 0);
         let new = repair(&set, &mut rng);
         assert_eq!(new.len(), set.len());
         let ids = |s: &PairSet| -> Vec<u32> {

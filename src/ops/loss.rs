@@ -79,15 +79,18 @@ use dfdx::prelude::Cpu;
 /// The index of the largest logit of each row of `logits` `(B, K, ..)` (first one on ties).
 pub fn logits_argmax<T>(logits: &Act<T>) -> Vec<usize> {
     let (_, c, h, w) = *logits.shape();
-    values(logits)
-        .chunks_exact(c * h * w)
-        .map(|row| {
-            row.iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-                    if v > best.1 { (i, v) } else { best }
-                })
-                .0
-        })
-        .collect()
+    values(logits).chunks_exact(c * h * w).map(argmax).collect()
+}
+
+/// Index of the first largest value of `row`; NaNs are passed over (0 when all are).
+pub fn argmax<T: PartialOrd + Copy>(row: &[T]) -> usize {
+    let mut best: Option<(usize, T)> = None;
+    for (i, &v) in row.iter().enumerate() {
+        #[allow(clippy::eq_op)] // `v == v` is false only for NaN.
+        let number = v == v;
+        if number && best.is_none_or(|(_, b)| v > b) {
+            best = Some((i, v));
+        }
+    }
+    best.map_or(0, |(i, _)| i)
 }

@@ -28,7 +28,7 @@ pub use conv::{ChainLayer, ChainNorm, Conv2dGeometry, conv2d, conv2d_chain, conv
 pub use conv_transpose::{ConvTranspose2dGeometry, conv_transpose2d};
 pub use elementwise::{Activation, activation, threshold, upsample_nearest};
 pub use linear::linear;
-pub use loss::{cross_entropy, cross_entropy_smoothed, logits_argmax};
+pub use loss::{argmax, cross_entropy, cross_entropy_smoothed, logits_argmax};
 pub use norm::{BatchNormState, batch_norm2d};
 pub use pairs::{concat_features, pair_features};
 pub use param::Param;

@@ -1,0 +1,248 @@
+//! One evaluation of any pair set: one network or an ensemble, on the pairs as they are or
+//! over test-time views, in evaluation mode.
+
+use dfdx::prelude::*;
+
+use super::augment::Affine;
+use super::loss::gather;
+use super::norm::Normalization;
+use super::predict::{predict, predict_averaged};
+use crate::compile::{DigitLogits, Input, Network, Outputs};
+use crate::data::{PIXELS, PairSet};
+use crate::error::Result;
+use crate::ops::Act;
+
+/// Rows of a batch the evaluation runs at once.
+pub const EVAL_CHUNK: usize = 500;
+
+/// The errors of one evaluation, as fractions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Errors {
+    /// Pairs whose comparison is wrong.
+    pub pair: f64,
+    /// Digits whose class is wrong, where the network has digit outputs.
+    pub digit: Option<f64>,
+}
+
+/// Test-time augmentation: each pair seen as it is and shifted by `shift` pixels left,
+/// right, up and down, in raw pixels (`norm` undone, then redone).
+#[derive(Debug, Clone)]
+pub struct Views {
+    affines: Vec<Affine>,
+    norm: Normalization,
+}
+
+impl Views {
+    pub fn shifts(shift: f32, norm: Normalization) -> Views {
+        let s = f64::from(shift);
+        let affines = [(0.0, 0.0), (s, 0.0), (-s, 0.0), (0.0, s), (0.0, -s)]
+            .into_iter()
+            .map(|(dx, dy)| Affine {
+                dx,
+                dy,
+                degrees: 0.0,
+                scale: 1.0,
+            })
+            .collect();
+        Views { affines, norm }
+    }
+
+    /// `set` seen through every view.
+    fn of(&self, set: &PairSet) -> Vec<PairSet> {
+        let norm = self.norm;
+        let view = |v: &Affine| {
+            let mut input = Vec::with_capacity(set.input.len());
+            for digit in set.input.chunks_exact(PIXELS) {
+                let raw: Vec<f32> = digit.iter().map(|&x| norm.to_raw(x)).collect();
+                input.extend(v.apply(&raw).into_iter().map(|x| norm.to_network(x)));
+            }
+            PairSet {
+                input,
+                ..set.clone()
+            }
+        };
+        self.affines.iter().map(view).collect()
+    }
+}
+
+/// The errors of `nets` on `set` (through `views`, when given): one network predicts from
+/// its logits, several outputs from their averaged probabilities. `None` when any output is
+/// NaN or infinite (the round diverged, whatever the argmax would say).
+pub fn evaluate(nets: &[&Network], set: &PairSet, views: Option<&Views>) -> Result<Option<Errors>> {
+    let viewed = views.map(|v| v.of(set));
+    let sets: Vec<&PairSet> = match &viewed {
+        Some(v) => v.iter().collect(),
+        None => vec![set],
+    };
+    let compare = nets[0].compare;
+    let idx: Vec<usize> = (0..set.len()).collect();
+    let (mut wrong, mut digit_wrong, mut has_digits) = (0usize, 0usize, false);
+    for chunk in idx.chunks(EVAL_CHUNK) {
+        let batches: Vec<_> = sets.iter().map(|s| gather(s, chunk)).collect();
+        let mut outs: Vec<Outputs<NoneTape>> = Vec::with_capacity(nets.len() * sets.len());
+        for net in nets {
+            for b in &batches {
+                let input = Input {
+                    pairs: &b.pairs,
+                    batch: chunk.len(),
+                };
+                let out = net.forward(input, false)?;
+                if !finite_outputs(&out) {
+                    return Ok(None);
+                }
+                outs.push(out);
+            }
+        }
+        let p = match outs.as_slice() {
+            [one] => predict(one, compare),
+            many => predict_averaged(many, chunk.len(), compare),
+        };
+        let b = &batches[0];
+        wrong += p
+            .target
+            .iter()
+            .zip(&b.target)
+            .filter(|(p, t)| p != t)
+            .count();
+        if let Some(d) = p.digits {
+            has_digits = true;
+            let classes = b.classes.iter().map(|&c| usize::from(c));
+            digit_wrong += d.iter().zip(classes).filter(|&(&p, c)| p != c).count();
+        }
+    }
+    let n = set.len().max(1) as f64;
+    Ok(Some(Errors {
+        pair: wrong as f64 / n,
+        digit: has_digits.then(|| digit_wrong as f64 / (2.0 * n)),
+    }))
+}
+
+/// Whether every value of `out` is finite.
+fn finite_outputs(out: &Outputs<NoneTape>) -> bool {
+    let finite = |t: &Act<NoneTape>| t.as_vec().iter().all(|v| v.is_finite());
+    out.compare.iter().chain(&out.reversed).all(finite)
+        && match &out.digits {
+            None => true,
+            Some(DigitLogits::Interleaved(d)) => finite(d),
+            Some(DigitLogits::Split(d0, d1)) => finite(d0) && finite(d1),
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Mnist, generate_pair_sets};
+    use crate::train::predict::softmax;
+
+    fn network(spec_text: &str, seed: u64) -> Network {
+        // A file per call: tests run at once, and one must not read another's half-written.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("lesser-ens-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("e{n}.toml"));
+        std::fs::write(&path, spec_text).unwrap();
+        let spec = crate::spec::load(&path).unwrap().unwrap();
+        Network::new(&spec, seed).unwrap()
+    }
+
+    const LEARNED: &str = r#"
+[model]
+weight_sharing = true
+aux_loss = 1.0
+digit = [{ layer = "flatten" }, { layer = "linear", out = 10 }]
+head = [{ layer = "linear", in = 20, out = 2 }]
+"#;
+
+    fn pairs() -> PairSet {
+        let data = Mnist::load(std::path::Path::new("data/mnist")).unwrap();
+        generate_pair_sets(&data.train, &data.test, 60, 2)
+            .unwrap()
+            .0
+    }
+
+    /// An ensemble averages its members' probabilities: two copies of one network predict as
+    /// it does, and two networks predict as their averaged softmax says, pair by pair.
+    #[test]
+    fn ensembles_average_probabilities() {
+        let set = pairs();
+        let (a, b) = (network(LEARNED, 1), network(LEARNED, 2));
+        let alone = evaluate(&[&a], &set, None).unwrap().unwrap();
+        assert_eq!(evaluate(&[&a, &a], &set, None).unwrap().unwrap(), alone);
+        // By hand: each member's comparison softmax, averaged.
+        let all: Vec<usize> = (0..set.len()).collect();
+        let batch = gather(&set, &all);
+        let probs = |net: &Network| {
+            let input = Input {
+                pairs: &batch.pairs,
+                batch: set.len(),
+            };
+            let out: Outputs<NoneTape> = net.forward(input, false).unwrap();
+            softmax::<2>(&out.compare.unwrap().as_vec())
+        };
+        let (pa, pb) = (probs(&a), probs(&b));
+        let wrong = (0..set.len())
+            .filter(|&i| u8::from(pa[i][1] + pb[i][1] > pa[i][0] + pb[i][0]) != set.target[i])
+            .count();
+        let got = evaluate(&[&a, &b], &set, None).unwrap().unwrap();
+        assert_eq!(got.pair, wrong as f64 / set.len() as f64);
+        assert_ne!(evaluate(&[&b], &set, None).unwrap().unwrap(), alone);
+    }
+
+    /// Test-time augmentation averages five views: the pairs as they are and four one-pixel
+    /// shifts; the identity view alone measures what plain evaluation does.
+    #[test]
+    fn test_time_augmentation_averages_shifted_views() {
+        let raw = Normalization::fit(crate::spec::Normalize::None, &[]);
+        let views = Views::shifts(1.0, raw);
+        let shifts: Vec<(f64, f64)> = views.affines.iter().map(|v| (v.dx, v.dy)).collect();
+        assert_eq!(
+            shifts,
+            [(0.0, 0.0), (1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0)]
+        );
+        let set = pairs();
+        let a = network(LEARNED, 1);
+        let alone = evaluate(&[&a], &set, None).unwrap().unwrap();
+        let identity = Views {
+            affines: views.affines[..1].to_vec(),
+            norm: raw,
+        };
+        let got = evaluate(&[&a], &set, Some(&identity)).unwrap().unwrap();
+        assert_eq!(got, alone);
+        // Five views: by hand, the shifted sets' softmax averaged with the plain one's.
+        let by_hand = {
+            let all: Vec<usize> = (0..set.len()).collect();
+            let mut p = vec![[0.0f64; 2]; set.len()];
+            for v in &views.affines {
+                let input: Vec<f32> = set
+                    .input
+                    .chunks_exact(PIXELS)
+                    .flat_map(|d| v.apply(d))
+                    .collect();
+                let shifted = PairSet {
+                    input,
+                    ..set.clone()
+                };
+                let b = gather(&shifted, &all);
+                let input = Input {
+                    pairs: &b.pairs,
+                    batch: set.len(),
+                };
+                let out: Outputs<NoneTape> = a.forward(input, false).unwrap();
+                for (acc, q) in p
+                    .iter_mut()
+                    .zip(softmax::<2>(&out.compare.unwrap().as_vec()))
+                {
+                    acc[0] += q[0];
+                    acc[1] += q[1];
+                }
+            }
+            let wrong = (0..set.len())
+                .filter(|&i| u8::from(p[i][1] > p[i][0]) != set.target[i])
+                .count();
+            wrong as f64 / set.len() as f64
+        };
+        let got = evaluate(&[&a], &set, Some(&views)).unwrap().unwrap();
+        assert_eq!(got.pair, by_hand);
+    }
+}
