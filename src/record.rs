@@ -50,21 +50,27 @@ pub struct EpochPoint {
 
 /// A curve as one store field: `loss:train_error:test_error:validation_error` per epoch
 /// (an error left empty where it was not measured, the validation error left out without
-/// validation pairs), `;` between epochs, rounded as `results.csv` rounds (so a curve read
-/// back writes the same files).
+/// validation pairs), `;` between epochs, every number exact.
 fn curve_text(curve: &[EpochPoint]) -> String {
     let points: Vec<String> = curve
         .iter()
         .map(|p| {
-            let test = p.test_error.map_or_else(String::new, |t| format!("{t:.4}"));
-            let mut s = format!("{:.6}:{:.4}:{test}", p.train_loss, p.train_error);
+            let test = p.test_error.map_or_else(String::new, exact);
+            let mut s = format!("{}:{}:{test}", exact(p.train_loss), exact(p.train_error));
             if let Some(v) = p.validation_error {
-                s.push_str(&format!(":{v:.4}"));
+                s.push(':');
+                s.push_str(&exact(v));
             }
             s
         })
         .collect();
     points.join(";")
+}
+
+/// `v` in the fewest digits that read back as the same bits: a report rebuilt from the
+/// store writes what the run that stored it wrote, whatever rounding the report applies.
+fn exact(v: f64) -> String {
+    format!("{v:?}")
 }
 
 fn parse_curve(s: &str) -> Option<Vec<EpochPoint>> {
@@ -148,10 +154,6 @@ pub const RESULTS_HEADER: [&str; 16] = [
     "weights",
     "validation_error",
 ];
-
-fn opt(v: Option<f64>) -> String {
-    v.map_or_else(String::new, |v| format!("{v:.4}"))
-}
 
 fn status_text(s: Status) -> String {
     match s {
@@ -274,7 +276,13 @@ impl RoundRecord {
 
     /// The `results.csv` fields.
     pub fn fields(&self) -> Vec<String> {
+        self.fields_with(|v| format!("{v:.6}"), |v| format!("{v:.4}"))
+    }
+
+    /// The fields of `results.csv`'s columns, `loss` and `rate` writing the numbers.
+    fn fields_with(&self, loss: fn(f64) -> String, rate: fn(f64) -> String) -> Vec<String> {
         let r = &self.result;
+        let opt = |v: Option<f64>| v.map_or_else(String::new, rate);
         vec![
             self.variant.clone(),
             self.round.to_string(),
@@ -284,7 +292,7 @@ impl RoundRecord {
             self.params.to_string(),
             self.epochs.to_string(),
             self.pairs.to_string(),
-            format!("{:.6}", r.final_train_loss),
+            loss(r.final_train_loss),
             opt(r.train_error),
             opt(r.test_error),
             opt(r.digit_test_error),
@@ -362,11 +370,11 @@ impl RoundRecord {
         })
     }
 
-    /// One store line: the crate version, the seconds, the results fields, then the curve,
-    /// as CSV.
+    /// One store line: the crate version, the seconds, the results fields with exact
+    /// numbers, then the curve, as CSV.
     pub fn to_store_line(&self) -> String {
         let mut f = vec![self.version.clone(), format!("{:.3}", self.seconds)];
-        f.extend(self.fields());
+        f.extend(self.fields_with(exact, exact));
         f.push(curve_text(&self.result.curve));
         csv_line(&f)
     }
@@ -400,6 +408,38 @@ impl RoundRecord {
 mod tests {
     use super::*;
 
+    /// A stored round reads back as the very numbers the run had, not as `results.csv`'s
+    /// rounded ones: reports rebuilt from the store are the run's bytes.
+    #[test]
+    fn store_lines_keep_exact_numbers() {
+        let key = RoundKey {
+            spec_hash: "0123456789abcdef".into(),
+            data_seed: 1,
+            init_seed: 2,
+            data_hash: "fedcba9876543210".into(),
+            pairs: 300,
+            epochs: 1,
+            version: "0.0.0".into(),
+        };
+        let result = RoundResult {
+            final_train_loss: 2.0 / 3.0,
+            train_error: Some(1.0 / 300.0),
+            test_error: Some(197.0 / 300.0),
+            digit_test_error: Some(395.0 / 600.0),
+            status: Status::Ok,
+            weights: Some("00000000000000ff".into()),
+            curve: vec![EpochPoint {
+                train_loss: 0.1,
+                train_error: 1.0 / 7.0,
+                test_error: Some(197.0 / 300.0),
+                validation_error: None,
+            }],
+            validation_error: Some(1.0 / 60.0),
+        };
+        let r = RoundRecord::new("v", 0, 10, key, result, 1.5);
+        assert_eq!(RoundRecord::from_store_line(&r.to_store_line()), Some(r));
+    }
+
     #[test]
     fn curves_round_trip_with_unmeasured_errors() {
         let p = |test, validation| EpochPoint {
@@ -414,12 +454,15 @@ mod tests {
             p(None, Some(0.5)),
         ];
         let text = curve_text(&curve);
-        assert_eq!(
-            text,
-            "0.500000:0.2500:;0.500000:0.2500:0.1250:0.2500;0.500000:0.2500::0.5000"
-        );
+        assert_eq!(text, "0.5:0.25:;0.5:0.25:0.125:0.25;0.5:0.25::0.5");
         assert_eq!(parse_curve(&text), Some(curve));
-        // Older stores: three fields.
+        // Exact: a third is a third, not 0.3333.
+        let third = vec![EpochPoint {
+            train_loss: 1.0 / 3.0,
+            ..p(Some(2.0 / 3.0), None)
+        }];
+        assert_eq!(parse_curve(&curve_text(&third)), Some(third));
+        // Older stores: three fields, rounded.
         assert_eq!(
             parse_curve("0.5:0.25:0.125"),
             Some(vec![p(Some(0.125), None)])

@@ -347,7 +347,13 @@ fn write_all(opts: &SweepOptions, s: Setup, records: &[RoundRecord]) -> Result<V
         data_files: s.data_files,
         data_hash: s.data_hash,
         version: VERSION.to_string(),
-        overrides: opts.load.overrides.iter().map(|o| o.text.clone()).collect(),
+        overrides: opts
+            .load
+            .overrides
+            .iter()
+            .filter(|o| o.recorded)
+            .map(|o| o.text.clone())
+            .collect(),
     };
     report::write_reports(&opts.out, records, &summaries, &protocol)?;
     Ok(summaries)

@@ -319,3 +319,41 @@ fn a_baseline_is_compared_round_by_round() {
         "{err}"
     );
 }
+
+/// `lesser report` rebuilds from the store the bytes the run wrote, at a pair count whose
+/// errors are not multiples of 1/10,000 (the store keeps exact numbers, not the rounded
+/// ones `results.csv` shows): REPORT.md (its paired comparison is the most sensitive to
+/// rounding), results.csv, curves.csv and every figure.
+#[test]
+fn report_rebuilds_the_run_bytes_at_any_pair_count() {
+    let d = setup("exact");
+    let beta = read(d.join("specs/beta.toml"));
+    let beta = format!("baseline = \"alpha\"\n{beta}").replace("epochs = 1", "epochs = 3");
+    std::fs::write(d.join("specs/beta.toml"), beta).unwrap();
+    let args = ["--pairs", "300", "--repeats", "10"];
+    assert!(lesser(&d, &args).status.success());
+    let files = [
+        "REPORT.md",
+        "results.csv",
+        "curves.csv",
+        "figures/summary.svg",
+    ];
+    let figures = ["figures/alpha.svg", "figures/beta.svg"];
+    let written: Vec<String> = files
+        .iter()
+        .chain(&figures)
+        .map(|f| read(d.join("reports").join(f)))
+        .collect();
+    for f in files.iter().chain(&figures) {
+        std::fs::remove_file(d.join("reports").join(f)).unwrap();
+    }
+    let out = common::command(&d)
+        .args(["report", "--data", &common::data()])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    for (f, before) in files.iter().chain(&figures).zip(&written) {
+        assert_eq!(&read(d.join("reports").join(f)), before, "{f}");
+    }
+}

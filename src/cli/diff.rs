@@ -8,8 +8,9 @@ use crate::diff::{Side, diff, load_side};
 use crate::error::{Error, Result};
 use crate::fs::write_atomic;
 use crate::record::RoundRecord;
-use crate::report::comparison_cells;
 use crate::report::figures::{self, Row};
+use crate::report::{Align, Table, comparison_cells};
+use Align::{Left, Right};
 
 /// Prints the comparison; returns 1 with `--fail-on-regression` when a variant got worse,
 /// diverged in every round or lost rounds.
@@ -28,59 +29,25 @@ pub fn run(args: &DiffArgs) -> Result<u8> {
     };
     let comparisons = diff(&old, &new, args.alpha);
     let level = format!("{:.0}% CI (pts)", 100.0 * (1.0 - args.alpha));
-    let header: Vec<String> = [
-        "variant",
-        "old",
-        "new",
-        "change (pts)",
-        &level,
-        "p",
-        "test",
-        "n",
-        "verdict",
-    ]
-    .iter()
-    .map(ToString::to_string)
-    .collect();
-    let rows: Vec<Vec<String>> = comparisons.iter().map(comparison_cells).collect();
-    let mut out = String::new();
-    match args.format {
-        Format::Csv => {
-            let mut w = csv::Writer::from_writer(Vec::new());
-            // Writing into a Vec cannot fail.
-            let _ = w.write_record(&header);
-            for r in &rows {
-                let _ = w.write_record(r);
-            }
-            out = String::from_utf8_lossy(&w.into_inner().unwrap_or_default()).into_owned();
-        }
-        Format::Markdown => {
-            let _ = writeln!(out, "| {} |", header.join(" | "));
-            let _ = writeln!(out, "|---|---:|---:|---:|---|---:|---|---:|---|");
-            for r in &rows {
-                let _ = writeln!(out, "| {} |", r.join(" | "));
-            }
-        }
-        Format::Table => {
-            let widths: Vec<usize> = (0..header.len())
-                .map(|i| {
-                    rows.iter()
-                        .map(|r| r[i].chars().count())
-                        .chain([header[i].len()])
-                        .max()
-                        .unwrap_or(0)
-                })
-                .collect();
-            for r in std::iter::once(&header).chain(&rows) {
-                let cells: Vec<String> = r
-                    .iter()
-                    .zip(&widths)
-                    .map(|(c, w)| format!("{c:<w$}"))
-                    .collect();
-                let _ = writeln!(out, "{}", cells.join("  ").trim_end());
-            }
-        }
+    let mut table = Table::new(&[
+        ("variant", Left),
+        ("old", Right),
+        ("new", Right),
+        ("change (pts)", Right),
+        (&level, Left),
+        ("p", Right),
+        ("test", Left),
+        ("n", Right),
+        ("verdict", Left),
+    ]);
+    for c in &comparisons {
+        table.row(comparison_cells(c));
     }
+    let mut out = match args.format {
+        Format::Csv => table.csv(),
+        Format::Markdown => table.markdown(),
+        Format::Table => table.text(),
+    };
     if args.format != Format::Csv {
         let _ = writeln!(
             out,

@@ -7,6 +7,7 @@
 //! shows only real changes.
 
 pub mod figures;
+mod table;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -16,6 +17,8 @@ use crate::error::Result;
 use crate::fs::write_atomic;
 use crate::record::{RESULTS_HEADER, RoundRecord, Status, csv_line};
 use crate::spec::GridPoint;
+use Align::{Left, Right};
+pub use table::{Align, Table, markdown};
 
 /// `results.csv` for `records` (already in report order).
 pub fn results_csv(records: &[RoundRecord]) -> Vec<u8> {
@@ -147,17 +150,24 @@ fn baseline_table(s: &mut String, summaries: &[Summary]) {
          `baseline`, on the same rounds' pairs: change = variant - baseline test error, with \
          a paired t-test as `lesser diff` computes it (95% interval, in points).\n"
     );
-    let _ = writeln!(
-        s,
-        "| variant | baseline | baseline mean | mean | change (pts) | 95% CI (pts) | p | test | n | verdict |"
-    );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---|---:|---|---:|---|");
+    let mut t = Table::new(&[
+        ("variant", Left),
+        ("baseline", Left),
+        ("baseline mean", Right),
+        ("mean", Right),
+        ("change (pts)", Right),
+        ("95% CI (pts)", Left),
+        ("p", Right),
+        ("test", Left),
+        ("n", Right),
+        ("verdict", Left),
+    ]);
     for (b, c) in rows {
         let mut cells = comparison_cells(c);
         cells.insert(1, b.clone());
-        let cells: Vec<String> = cells.iter().map(|c| cell(c)).collect();
-        let _ = writeln!(s, "| {} |", cells.join(" | "));
+        t.row(cells);
     }
+    s.push_str(&t.markdown());
 }
 
 /// One table per grid: a column per axis, then the test-error statistics of each point.
@@ -173,61 +183,50 @@ fn grid_tables(s: &mut String, summaries: &[Summary]) {
             .iter()
             .filter_map(|m| m.grid.as_ref().filter(|g| g.stem == stem).map(|g| (m, g)))
             .collect();
-        let axes: Vec<String> = points[0].1.axes.iter().map(|a| cell(&a.0)).collect();
-        let _ = writeln!(s, "\n## Grid: {}\n", cell(stem));
+        let _ = writeln!(s, "\n## Grid: {}\n", markdown(stem));
         let best = points
             .iter()
             .filter_map(|(m, _)| m.validation_mean.map(|v| (v, &m.variant)))
             .min_by(|a, b| a.0.total_cmp(&b.0))
             .map(|(_, name)| name.clone());
-        let validation = if best.is_some() { " validation |" } else { "" };
-        let _ = writeln!(
-            s,
-            "| {} | mean | std | best | worst |{validation} rounds |",
-            axes.join(" | ")
-        );
-        let _ = writeln!(
-            s,
-            "|{}---:|---:|---:|---:|{}---:|",
-            "---|".repeat(axes.len()),
-            if best.is_some() { "---:|" } else { "" }
-        );
-        for (m, g) in points {
-            let values: Vec<String> = g.axes.iter().map(|a| cell(&a.2)).collect();
-            let v = match &best {
-                None => String::new(),
-                Some(b) if *b == m.variant => format!(" **{}** |", pct(m.validation_mean)),
-                Some(_) => format!(" {} |", pct(m.validation_mean)),
-            };
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} |{v} {} |",
-                values.join(" | "),
-                pct(m.mean),
-                pct(m.std),
-                pct(m.best),
-                pct(m.worst),
-                m.rounds
-            );
+        let mut columns: Vec<(&str, Align)> = points[0]
+            .1
+            .axes
+            .iter()
+            .map(|a| (a.0.as_str(), Left))
+            .collect();
+        columns.extend([
+            ("mean", Right),
+            ("std", Right),
+            ("best", Right),
+            ("worst", Right),
+        ]);
+        if best.is_some() {
+            columns.push(("validation", Right));
         }
+        columns.push(("rounds", Right));
+        let mut t = Table::new(&columns);
+        for (m, g) in points {
+            let mut cells: Vec<String> = g.axes.iter().map(|a| a.2.clone()).collect();
+            cells.extend([pct(m.mean), pct(m.std), pct(m.best), pct(m.worst)]);
+            if best.is_some() {
+                cells.push(pct(m.validation_mean));
+            }
+            cells.push(m.rounds.to_string());
+            t.row(cells);
+            if best.as_ref() == Some(&m.variant) {
+                t.bold_last(g.axes.len() + 4);
+            }
+        }
+        s.push_str(&t.markdown());
         if let Some(b) = best {
             let _ = writeln!(
                 s,
                 "\nBest point on the validation error (in bold): `{}`.",
-                cell(&b)
+                markdown(&b)
             );
         }
     }
-}
-
-/// `text` made safe for a Markdown table cell: no line breaks, `|` escaped.
-fn cell(text: &str) -> String {
-    text.split(['\r', '\n'])
-        .filter(|l| !l.trim().is_empty())
-        .map(str::trim)
-        .collect::<Vec<_>>()
-        .join(" ")
-        .replace('|', "\\|")
 }
 
 /// Per-variant statistics of the test error.
@@ -380,41 +379,44 @@ pub fn report_md(summaries: &[Summary], p: &Protocol) -> String {
     // A validation column only where some variant holds validation pairs out, so that
     // reports of sweeps without any stay as they were.
     let validated = summaries.iter().any(|m| m.validation_mean.is_some());
-    let _ = writeln!(
-        s,
-        "| variant | params | rounds | mean | std | best | worst | digit error |{} description |",
-        if validated { " validation |" } else { "" }
-    );
-    let _ = writeln!(
-        s,
-        "|---|---:|---:|---:|---:|---:|---:|---:|{}---|",
-        if validated { "---:|" } else { "" }
-    );
+    let mut columns = vec![
+        ("variant", Left),
+        ("params", Right),
+        ("rounds", Right),
+        ("mean", Right),
+        ("std", Right),
+        ("best", Right),
+        ("worst", Right),
+        ("digit error", Right),
+    ];
+    if validated {
+        columns.push(("validation", Right));
+    }
+    columns.push(("description", Left));
+    let mut t = Table::new(&columns);
     for m in summaries {
         let rounds = if m.diverged > 0 {
             format!("{} ({} diverged)", m.rounds, m.diverged)
         } else {
             m.rounds.to_string()
         };
-        let validation = if validated {
-            format!(" {} |", pct(m.validation_mean))
-        } else {
-            String::new()
-        };
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |{validation} {} |",
-            cell(&m.variant),
-            m.params,
+        let mut cells = vec![
+            m.variant.clone(),
+            m.params.to_string(),
             rounds,
             pct(m.mean),
             pct(m.std),
             pct(m.best),
             pct(m.worst),
             pct(m.digit_mean),
-            cell(&m.description)
-        );
+        ];
+        if validated {
+            cells.push(pct(m.validation_mean));
+        }
+        cells.push(m.description.clone());
+        t.row(cells);
     }
+    s.push_str(&t.markdown());
     let _ = writeln!(
         s,
         "\n![Test error of every round, by variant: dots are rounds, ticks means with their \
@@ -434,7 +436,7 @@ pub fn report_md(summaries: &[Summary], p: &Protocol) -> String {
             let _ = writeln!(
                 s,
                 "![{}](figures/{})\n",
-                cell(&m.variant),
+                markdown(&m.variant),
                 figures::file_name(&m.variant)
             );
         }
@@ -469,7 +471,7 @@ pub fn report_md(summaries: &[Summary], p: &Protocol) -> String {
         let sets: Vec<String> = p
             .overrides
             .iter()
-            .map(|o| format!("`{}`", cell(o)))
+            .map(|o| format!("`{}`", o.replace('`', "'")))
             .collect();
         let _ = writeln!(
             s,
