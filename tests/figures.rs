@@ -136,13 +136,19 @@ fn reports_and_figures_are_reproducible_and_rebuilt_from_the_store() {
     assert_eq!(curves.lines().count(), 1 + 36, "{curves}");
     assert!(curves.contains("\nalpha,1,3,test_error,"));
     // The last epoch's test error is the round's.
-    let last: Vec<&str> = curves
-        .lines()
-        .filter(|l| l.starts_with("alpha,0,3,test_error,"))
-        .collect();
-    let results = read(d.join("reports/results.csv"));
-    let row = results.lines().find(|l| l.starts_with("alpha,0,")).unwrap();
-    assert_eq!(last[0].rsplit(',').next(), row.split(',').nth(10));
+    let point = |variant: &str, round: &str, epoch: &str, metric: &str| {
+        common::csv_rows(&curves).into_iter().find(|r| {
+            [&r["variant"], &r["round"], &r["epoch"], &r["metric"]]
+                == [variant, round, epoch, metric]
+        })
+    };
+    let last = point("alpha", "0", "3", "test_error").unwrap();
+    let results = common::csv_rows(&read(d.join("reports/results.csv")));
+    let row = results
+        .iter()
+        .find(|r| r["variant"] == "alpha" && r["round"] == "0")
+        .unwrap();
+    assert_eq!(last["value"], row["test_error"]);
     let report = read(d.join("reports/REPORT.md"));
     assert!(
         report.contains("](figures/summary.svg)") && report.contains("![alpha](figures/alpha.svg)")
@@ -263,23 +269,20 @@ fn curve_every_thins_the_curves_and_nothing_else() {
     let out = lesser(&d, &["--jobs", "2"]);
     assert!(out.status.success(), "{}", stderr(&out));
     // The same rounds: errors and weights alike (the spec hash aside).
-    let rows = |dir: &str| -> Vec<Vec<String>> {
-        read(d.join(dir).join("results.csv"))
-            .lines()
-            .map(|l| {
-                let mut f: Vec<String> = l.split(',').map(String::from).collect();
-                f.remove(4);
-                f
-            })
-            .collect()
+    let rows = |dir: &str| {
+        let mut rows = common::csv_rows(&read(d.join(dir).join("results.csv")));
+        for r in &mut rows {
+            r.remove("spec_hash");
+        }
+        rows
     };
     assert_eq!(rows("reports"), rows("every"));
     let curves = read(d.join("reports/curves.csv"));
     let epochs = |metric: &str| -> Vec<String> {
-        curves
-            .lines()
-            .filter(|l| l.starts_with("alpha,0,") && l.contains(&format!(",{metric},")))
-            .map(|l| l.split(',').nth(2).unwrap().to_string())
+        common::csv_rows(&curves)
+            .into_iter()
+            .filter(|r| r["variant"] == "alpha" && r["round"] == "0" && r["metric"] == metric)
+            .map(|r| r["epoch"].clone())
             .collect()
     };
     assert_eq!(epochs("train_loss"), ["1", "2", "3", "4", "5"]);

@@ -1,14 +1,17 @@
 //! Numbers guarded: one short round of a direct, an SHres, a joint and a batch-normalized
 //! network, pinned to their exact results (losses, errors and the hash of every trained
 //! weight). A change that alters any number a round computes fails here until the golden rows
-//! and the version in `Cargo.toml` (which keys the round store) are updated together.
+//! are updated, a new entry of [`HISTORY`] pins them under a new version, and `Cargo.toml`
+//! (whose version keys the round store) carries that version.
 
 mod common;
 
 use common::{lesser, read, stderr, temp};
 
-/// The version the golden rows were computed by (or, where only a record changed, checked by).
-const GOLDEN_VERSION: &str = "0.5.0";
+/// Every version's golden rows, as the digest of [`GOLDEN`], oldest first. An entry is never
+/// edited: new numbers are a new entry with a new version, and the crate's version is the
+/// last entry's, so stored rounds of older code are never reused.
+const HISTORY: &[(&str, &str)] = &[("0.5.0", "2fbd3dbddefced3d")];
 
 const HEAD: &str = r#"head = [
   { layer = "linear", in = 20, out = 12 },
@@ -143,10 +146,28 @@ fn short_rounds_give_the_pinned_numbers() {
     assert!(out.status.success(), "{}", stderr(&out));
     let got = read(d.join("reports/results.csv"));
     assert_eq!(
-        (got.as_str(), lesser::run::VERSION),
-        (GOLDEN, GOLDEN_VERSION),
-        "the numbers of a round changed: if that is intended, update GOLDEN and \
-         GOLDEN_VERSION here and bump the version in Cargo.toml, so that stored rounds of the \
-         old code are not reused"
+        got, GOLDEN,
+        "the numbers of a round changed: if that is intended, update GOLDEN, add its digest \
+         under a new version to HISTORY and bump the version in Cargo.toml"
     );
+}
+
+/// The history pins every version's numbers once, and the crate is at its last entry.
+#[test]
+fn the_golden_rows_are_pinned_under_the_crate_version() {
+    let digest = lesser::hash::short_of(GOLDEN.as_bytes());
+    let last = HISTORY.last().unwrap();
+    assert_eq!(
+        lesser::run::VERSION,
+        last.0,
+        "Cargo.toml's version must be HISTORY's last"
+    );
+    assert_eq!(
+        last.1, digest,
+        "GOLDEN changed: pin it as a new entry of HISTORY under a new version"
+    );
+    for (i, (v, d)) in HISTORY.iter().enumerate() {
+        let later = &HISTORY[i + 1..];
+        assert!(later.iter().all(|(w, e)| w != v && e != d), "{v} repeats");
+    }
 }

@@ -237,19 +237,10 @@ fn a_grid_sweep_equals_its_points_written_as_specs() {
     assert_eq!(grid, read(e.join("files/results.csv")));
     assert_eq!(grid.lines().count(), 9);
     // Rounds pair across points: round r has one data seed in all of them.
-    let seeds: Vec<String> = grid
-        .lines()
-        .skip(1)
-        .filter(|l| l.contains("\",0,"))
-        .map(|l| {
-            l.split("\",0,")
-                .nth(1)
-                .unwrap()
-                .split(',')
-                .next()
-                .unwrap()
-                .to_string()
-        })
+    let seeds: Vec<String> = common::csv_rows(&grid)
+        .into_iter()
+        .filter(|r| r["round"] == "0")
+        .map(|r| r["data_seed"].clone())
         .collect();
     assert_eq!(seeds.len(), 4);
     assert!(seeds.windows(2).all(|w| w[0] == w[1]));

@@ -92,6 +92,14 @@ fn every_kernel_writes_the_same_reports() {
     }
     let kernels = Kernel::available();
     assert!(kernels.contains(&Kernel::Portable));
+    let names: Vec<&str> = kernels.iter().map(|k| k.name()).collect();
+    println!("comparing the kernels this CPU has: {}", names.join(", "));
+    // A test that compares one kernel with itself proves nothing: on an x86-64 CPU with AVX2
+    // there must be two at least.
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        assert!(kernels.len() >= 2, "only {names:?} on a CPU with AVX2");
+    }
     let mut first: Option<(String, String)> = None;
     for k in kernels {
         let out_dir = format!("out-{}", k.name());

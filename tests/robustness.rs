@@ -67,11 +67,15 @@ fn a_stored_round_with_bad_bytes_or_impossible_numbers_is_retrained() {
     let full = stored(&store_dir(&d));
     let files = store_files(&store_dir(&d));
     assert_eq!(files.len(), 2);
-    // One round's test error (field 12 of a store line) made impossible, and a file of
-    // bytes that are not UTF-8 beside them.
+    // One round's test error made impossible (a store line is the version, the seconds, then
+    // the results fields), and a file of bytes that are not UTF-8 beside them.
     let line = read(files[1].clone());
     let mut f: Vec<&str> = line.trim_end().split(',').collect();
-    f[12] = "2.0000";
+    let test_error = lesser::record::RESULTS_HEADER
+        .iter()
+        .position(|c| *c == "test_error")
+        .unwrap();
+    f[2 + test_error] = "2.0000";
     std::fs::write(&files[1], format!("{}\n", f.join(","))).unwrap();
     std::fs::write(store_dir(&d).join("garbage.csv"), b"\xff\xfe garbage\n").unwrap();
     let out = lesser(&d, &["--only", "alpha"]);

@@ -21,21 +21,27 @@ fn tiny_sweep_writes_all_three_files() {
         String::from_utf8_lossy(&out.stderr)
     );
     let results = read(d.join("reports/results.csv"));
-    let lines: Vec<&str> = results.lines().collect();
-    assert_eq!(lines.len(), 5, "{results}");
-    assert!(lines[0].starts_with("variant,round,data_seed,init_seed,spec_hash,params,epochs"));
-    assert!(lines[1].starts_with("alpha,0,") && lines[3].starts_with("beta,0,"));
-    // Round r has the same data seed in both variants, different init seeds.
-    let field = |l: &str, i: usize| l.split(',').nth(i).unwrap().to_string();
-    assert_eq!(field(lines[1], 2), field(lines[3], 2));
-    assert_ne!(field(lines[1], 3), field(lines[3], 3));
-    assert_ne!(field(lines[1], 2), field(lines[2], 2));
-    // Errors are fractions of 100 test pairs; alpha has a digit error, params are exact.
-    let err: f64 = field(lines[1], 10).parse().unwrap();
-    assert!((0.0..=1.0).contains(&err) && (err * 100.0).fract().abs() < 1e-9);
-    assert!(!field(lines[1], 11).is_empty());
+    assert!(results.starts_with(&lesser::record::RESULTS_HEADER.join(",")));
+    let rows = common::csv_rows(&results);
+    assert_eq!(rows.len(), 4, "{results}");
+    let names: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r["variant"].as_str(), r["round"].as_str()))
+        .collect();
     assert_eq!(
-        field(lines[1], 5),
+        names,
+        [("alpha", "0"), ("alpha", "1"), ("beta", "0"), ("beta", "1")]
+    );
+    // Round r has the same data seed in both variants, different init seeds.
+    assert_eq!(rows[0]["data_seed"], rows[2]["data_seed"]);
+    assert_ne!(rows[0]["init_seed"], rows[2]["init_seed"]);
+    assert_ne!(rows[0]["data_seed"], rows[1]["data_seed"]);
+    // Errors are fractions of 100 test pairs; alpha has a digit error, params are exact.
+    let err: f64 = rows[0]["test_error"].parse().unwrap();
+    assert!((0.0..=1.0).contains(&err) && (err * 100.0).fract().abs() < 1e-9);
+    assert!(!rows[0]["digit_test_error"].is_empty());
+    assert_eq!(
+        rows[0]["params"],
         (2 * 9 + 2 + 72 * 10 + 10 + 20 * 2 + 2).to_string()
     );
     let report = read(d.join("reports/REPORT.md"));

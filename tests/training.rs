@@ -187,13 +187,9 @@ tta = { shift = 1.0 }
     }
 }
 
-/// The rows of `results.csv` / `curves.csv` of a run in `dir`.
-fn rows(dir: &std::path::Path, file: &str) -> Vec<Vec<String>> {
-    common::read(dir.join("reports").join(file))
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').map(String::from).collect())
-        .collect()
+/// The rows of `results.csv` / `curves.csv` of a run in `dir`, by column name.
+fn rows(dir: &std::path::Path, file: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    common::csv_rows(&common::read(dir.join("reports").join(file)))
 }
 
 const EARLY: &str = r#"
@@ -225,8 +221,8 @@ fn early_stopping_keeps_the_best_epoch_on_validation() {
     // Validation errors per epoch, from the curves: the round keeps the first best.
     let val: Vec<f64> = rows(&d, "curves.csv")
         .iter()
-        .filter(|r| r[3] == "validation_error")
-        .map(|r| r[4].parse().unwrap())
+        .filter(|r| r["metric"] == "validation_error")
+        .map(|r| r["value"].parse().unwrap())
         .collect();
     let best = val.iter().copied().fold(f64::INFINITY, f64::min);
     let best_epoch = val.iter().position(|&v| v == best).unwrap() + 1;
@@ -236,7 +232,7 @@ fn early_stopping_keeps_the_best_epoch_on_validation() {
         "two epochs without improvement: {val:?}"
     );
     let r = &rows(&d, "results.csv")[0];
-    assert_eq!(r[15].parse::<f64>().unwrap(), best);
+    assert_eq!(r["validation_error"].parse::<f64>().unwrap(), best);
     // The same variant trained for exactly `best_epoch` epochs has the same weights and test
     // error: the round went back to them.
     let e = common::temp("training", "exact");
@@ -244,7 +240,9 @@ fn early_stopping_keeps_the_best_epoch_on_validation() {
     std::fs::write(e.join("specs/e.toml"), exact).unwrap();
     assert!(common::lesser(&e, &["--pairs", "300"]).status.success());
     let x = &rows(&e, "results.csv")[0];
-    assert_eq!((&r[14], &r[10], &r[15]), (&x[14], &x[10], &x[15]));
+    for column in ["weights", "test_error", "validation_error"] {
+        assert_eq!(r[column], x[column], "{column}");
+    }
     let report = common::read(d.join("reports/REPORT.md"));
     assert!(
         report.contains("| digit error | validation | description |"),
@@ -317,22 +315,18 @@ fn an_ensemble_trains_every_member() {
     std::fs::write(d.join("specs/e.toml"), one + "ensemble = 3\n").unwrap();
     let out = common::lesser(&d, &["--pairs", "200", "--out", "three"]);
     assert!(out.status.success(), "{}", common::stderr(&out));
-    let read = |dir: &str| -> Vec<String> {
-        common::read(d.join(dir).join("results.csv"))
-            .lines()
-            .nth(1)
-            .unwrap()
-            .split(',')
-            .map(String::from)
-            .collect()
-    };
+    let read =
+        |dir: &str| common::csv_rows(&common::read(d.join(dir).join("results.csv")))[0].clone();
     let (a, b) = (read("one"), read("three"));
     assert_eq!(
-        b[5].parse::<usize>().unwrap(),
-        3 * a[5].parse::<usize>().unwrap()
+        b["params"].parse::<usize>().unwrap(),
+        3 * a["params"].parse::<usize>().unwrap()
     );
-    assert_ne!(a[14], b[14], "other weights");
-    assert!(!b[15].is_empty(), "validation measured on the ensemble");
+    assert_ne!(a["weights"], b["weights"], "other weights");
+    assert!(
+        !b["validation_error"].is_empty(),
+        "validation measured on the ensemble"
+    );
     let curves = |dir: &str| common::read(d.join(dir).join("curves.csv"));
     assert!(curves("one").contains("validation_error"));
     assert_eq!(curves("three"), curves("one"));

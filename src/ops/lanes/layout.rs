@@ -51,7 +51,12 @@ pub(super) struct Fresh {
 
 impl Fresh {
     pub(super) fn new(len: usize) -> Self {
-        let buf = spare::take(len + LANES);
+        #[allow(unused_mut)]
+        let mut buf = spare::take(len + LANES);
+        // Debug builds poison the values: reading one before it is written turns a test's
+        // numbers NaN instead of passing unnoticed on whatever the buffer held.
+        #[cfg(debug_assertions)]
+        buf.fill(MaybeUninit::new(f32::NAN));
         let start = Aligned::start(&buf);
         Fresh { buf, start, len }
     }
@@ -320,6 +325,20 @@ pub(crate) fn transpose_packed(dst: &mut [f32], src: &[f32], rows: usize, cols: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// In a debug build every value of a fresh buffer is NaN until written.
+    #[cfg(debug_assertions)]
+    #[test]
+    fn fresh_buffers_are_poisoned_in_debug_builds() {
+        let mut old = Fresh::new(64);
+        old.part_mut(0, 64).fill(MaybeUninit::new(1.0));
+        drop(old);
+        // The same spare buffer again, its old values poisoned.
+        let fresh = Fresh::new(64);
+        // SAFETY: a debug build has written NaN to every value.
+        let values = unsafe { fresh.part(0, 64) };
+        assert!(values.iter().all(|v| v.is_nan()));
+    }
 
     /// The transposes into and out of the lane layout (AVX-512 where the CPU has it) against
     /// their definitions: partial groups, runs shorter and longer than 16 pixels, and nothing
