@@ -164,80 +164,15 @@ impl Network {
     /// needs for the backward pass; the digit network's tape rides on the comparison path
     /// when there is a head, so it is never lost when the auxiliary loss is off.
     pub fn forward<T: OpTape>(&self, input: Input, training: bool) -> Result<Outputs<T>> {
-        let b = input.batch;
-        let p = &self.params;
         match &self.body {
-            Body::Joint(stack) => {
-                let compare = stack.forward(
-                    self.tensor::<T>(input.pairs.to_vec(), dims(b, PAIR_INPUT)),
-                    p,
-                    training,
-                    true,
-                )?;
-                let reversed = if self.reversed {
-                    let mut swapped = input.pairs.to_vec();
-                    for pair in swapped.chunks_exact_mut(2 * PIXELS) {
-                        pair.rotate_left(PIXELS);
-                    }
-                    Some(stack.forward(
-                        self.tensor::<T>(swapped, dims(b, PAIR_INPUT)),
-                        p,
-                        training,
-                        true,
-                    )?)
-                } else {
-                    None
-                };
-                Ok(Outputs {
-                    compare: Some(compare),
-                    reversed,
-                    digits: None,
-                })
-            }
+            Body::Joint(stack) => self.forward_joint(stack, input, training),
             Body::Digits {
                 first,
                 second,
                 head,
             } => {
-                let (pairs, digits) = match second {
-                    None => {
-                        // Both digits of every pair through one network, as a batch of 2B.
-                        let x = self.tensor::<T>(input.pairs.to_vec(), dims(2 * b, DIGIT_INPUT));
-                        let d = first.forward(x, p, training, true)?;
-                        if head.is_some() {
-                            let digits = DigitLogits::Interleaved(d.with_empty_tape());
-                            (Some(pair_features(d, false)), digits)
-                        } else {
-                            (None, DigitLogits::Interleaved(d))
-                        }
-                    }
-                    Some(second) => {
-                        let (mut x0, mut x1) = (Vec::with_capacity(b * PIXELS), Vec::new());
-                        for pair in input.pairs.chunks_exact(2 * PIXELS) {
-                            x0.extend_from_slice(&pair[..PIXELS]);
-                            x1.extend_from_slice(&pair[PIXELS..]);
-                        }
-                        let d0 = first.forward(
-                            self.tensor::<T>(x0, dims(b, DIGIT_INPUT)),
-                            p,
-                            training,
-                            true,
-                        )?;
-                        let d1 = second.forward(
-                            self.tensor::<T>(x1, dims(b, DIGIT_INPUT)),
-                            p,
-                            training,
-                            true,
-                        )?;
-                        if head.is_some() {
-                            let digits =
-                                DigitLogits::Split(d0.with_empty_tape(), d1.with_empty_tape());
-                            (Some(concat_features(d0, d1)), digits)
-                        } else {
-                            (None, DigitLogits::Split(d0, d1))
-                        }
-                    }
-                };
+                let (pairs, digits) =
+                    self.digit_logits(first, second.as_ref(), head.is_some(), input, training)?;
                 let Some(head) = head else {
                     // argmax rule: the digits carry the tape.
                     return Ok(Outputs {
@@ -246,6 +181,7 @@ impl Network {
                         digits: Some(digits),
                     });
                 };
+                let p = &self.params;
                 let reversed = if self.reversed {
                     let r = match &digits {
                         DigitLogits::Interleaved(d) => pair_features(d.with_empty_tape(), true),
@@ -265,5 +201,79 @@ impl Network {
                 })
             }
         }
+    }
+
+    /// The joint topology: one stack over each whole pair (and over it reversed).
+    fn forward_joint<T: OpTape>(
+        &self,
+        stack: &Sequential,
+        input: Input,
+        training: bool,
+    ) -> Result<Outputs<T>> {
+        let (b, p) = (input.batch, &self.params);
+        let x = self.tensor::<T>(input.pairs.to_vec(), dims(b, PAIR_INPUT));
+        let compare = stack.forward(x, p, training, true)?;
+        let reversed = if self.reversed {
+            let mut swapped = input.pairs.to_vec();
+            for pair in swapped.chunks_exact_mut(2 * PIXELS) {
+                pair.rotate_left(PIXELS);
+            }
+            let x = self.tensor::<T>(swapped, dims(b, PAIR_INPUT));
+            Some(stack.forward(x, p, training, true)?)
+        } else {
+            None
+        };
+        Ok(Outputs {
+            compare: Some(compare),
+            reversed,
+            digits: None,
+        })
+    }
+
+    /// Both digits' logits, through one shared network or two; with a head, also the
+    /// features it compares (then they carry the tape, the logits an empty one).
+    fn digit_logits<T: OpTape>(
+        &self,
+        first: &Sequential,
+        second: Option<&Sequential>,
+        head: bool,
+        input: Input,
+        training: bool,
+    ) -> Result<(Option<Act<T>>, DigitLogits<T>)> {
+        let (b, p) = (input.batch, &self.params);
+        let Some(second) = second else {
+            // Both digits of every pair through one network, as a batch of 2B.
+            let x = self.tensor::<T>(input.pairs.to_vec(), dims(2 * b, DIGIT_INPUT));
+            let d = first.forward(x, p, training, true)?;
+            return Ok(if head {
+                let digits = DigitLogits::Interleaved(d.with_empty_tape());
+                (Some(pair_features(d, false)), digits)
+            } else {
+                (None, DigitLogits::Interleaved(d))
+            });
+        };
+        let (mut x0, mut x1) = (Vec::with_capacity(b * PIXELS), Vec::new());
+        for pair in input.pairs.chunks_exact(2 * PIXELS) {
+            x0.extend_from_slice(&pair[..PIXELS]);
+            x1.extend_from_slice(&pair[PIXELS..]);
+        }
+        let d0 = first.forward(
+            self.tensor::<T>(x0, dims(b, DIGIT_INPUT)),
+            p,
+            training,
+            true,
+        )?;
+        let d1 = second.forward(
+            self.tensor::<T>(x1, dims(b, DIGIT_INPUT)),
+            p,
+            training,
+            true,
+        )?;
+        Ok(if head {
+            let digits = DigitLogits::Split(d0.with_empty_tape(), d1.with_empty_tape());
+            (Some(concat_features(d0, d1)), digits)
+        } else {
+            (None, DigitLogits::Split(d0, d1))
+        })
     }
 }

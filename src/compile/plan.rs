@@ -186,7 +186,7 @@ fn positive_out(out: usize) -> std::result::Result<(), String> {
 /// only the caller ([`plan`]) knows the file, place and stack to name in the error.
 pub fn infer_layer(layer: &LayerSpec, input: Shape3) -> std::result::Result<LayerPlan, String> {
     let (c, h, w) = input;
-    let same = |op: PlainOp, params: usize| (LayerOp::Plain(op), input, params);
+    let same = |op: PlainOp, params: usize| Ok((LayerOp::Plain(op), input, params));
     let (op, output, params) = match *layer {
         LayerSpec::Conv2d {
             input: expected,
@@ -194,79 +194,21 @@ pub fn infer_layer(layer: &LayerSpec, input: Shape3) -> std::result::Result<Laye
             kernel,
             stride,
             padding,
-        } => {
-            if let Some(e) = expected.filter(|&e| e != c) {
-                return Err(format!(
-                    "expects {e} input channels, got {c} ({})",
-                    show(input)
-                ));
-            }
-            positive_out(out)?;
-            let geom = Conv2dGeometry {
-                in_channels: c,
-                out_channels: out,
-                kernel,
-                stride,
-                padding,
-            };
-            let win = geom
-                .window(c, h, w)
-                .map_err(|e| format!("{e} ({})", show(input)))?;
-            let output = (out, win.out_h, win.out_w);
-            (LayerOp::Conv2d(geom), output, geom.weight_len() + out)
-        }
+        } => conv2d(input, expected, out, kernel, stride, padding),
         LayerSpec::ConvTranspose2d {
             out,
             kernel,
             stride,
             padding,
-        } => {
-            positive_out(out)?;
-            let geom = ConvTranspose2dGeometry {
-                in_channels: c,
-                out_channels: out,
-                kernel,
-                stride,
-                padding,
-            };
-            let win = geom
-                .window(c, h, w)
-                .map_err(|e| format!("{e} ({})", show(input)))?;
-            let output = (out, win.height, win.width);
-            (
-                LayerOp::ConvTranspose2d(geom),
-                output,
-                geom.weight_len() + out,
-            )
-        }
-        LayerSpec::MaxPool2d { kernel, stride } | LayerSpec::AvgPool2d { kernel, stride } => {
-            let kind = match layer {
-                LayerSpec::MaxPool2d { .. } => PoolKind::Max,
-                _ => PoolKind::Avg,
-            };
-            let stride = stride.unwrap_or(kernel);
-            let (Some(oh), Some(ow)) = (
-                pool_out_side(h, kernel, stride),
-                pool_out_side(w, kernel, stride),
-            ) else {
-                return Err(format!(
-                    "kernel {kernel} (stride {stride}) does not fit a {} input",
-                    show(input)
-                ));
-            };
-            let op = PlainOp::Pool {
-                kind,
-                kernel,
-                stride,
-            };
-            (LayerOp::Plain(op), (c, oh, ow), 0)
-        }
+        } => conv_transpose2d(input, out, kernel, stride, padding),
+        LayerSpec::MaxPool2d { kernel, stride } => pool(input, PoolKind::Max, kernel, stride),
+        LayerSpec::AvgPool2d { kernel, stride } => pool(input, PoolKind::Avg, kernel, stride),
         LayerSpec::Upsample { scale } => {
             if scale == 0 {
                 return Err("scale must be at least 1".into());
             }
             let output = (c, checked(h, scale)?, checked(w, scale)?);
-            (LayerOp::Plain(PlainOp::Upsample { scale }), output, 0)
+            Ok((LayerOp::Plain(PlainOp::Upsample { scale }), output, 0))
         }
         LayerSpec::Relu => same(PlainOp::Activation(Activation::Relu), 0),
         LayerSpec::Tanh => same(PlainOp::Activation(Activation::Tanh), 0),
@@ -289,30 +231,122 @@ pub fn infer_layer(layer: &LayerSpec, input: Shape3) -> std::result::Result<Laye
                 momentum,
                 eps,
             };
-            (op, input, 2 * c)
+            Ok((op, input, 2 * c))
         }
         LayerSpec::Flatten => {
             let output = (checked(checked(c, h)?, w)?, 1, 1);
-            (LayerOp::Plain(PlainOp::Flatten), output, 0)
+            Ok((LayerOp::Plain(PlainOp::Flatten), output, 0))
         }
         LayerSpec::Linear {
             input: expected,
             out,
-        } => {
-            if !(h == 1 && w == 1) {
-                return Err(format!(
-                    "needs flat input, got {}: add {{ layer = \"flatten\" }} before it",
-                    show(input)
-                ));
-            }
-            if let Some(e) = expected.filter(|&e| e != c) {
-                return Err(format!("expects {e} input features, got {c}"));
-            }
-            positive_out(out)?;
-            let op = LayerOp::Linear { input: c, out };
-            (op, (out, 1, 1), checked(c + 1, out)?)
-        }
+        } => linear(input, expected, out),
+    }?;
+    within_limits(output, params)?;
+    Ok(LayerPlan {
+        op,
+        kind: layer.kind(),
+        input,
+        output,
+        params,
+    })
+}
+
+/// A layer's operation, output shape and parameter count.
+type Planned = std::result::Result<(LayerOp, Shape3, usize), String>;
+
+fn conv2d(
+    input: Shape3,
+    expected: Option<usize>,
+    out: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Planned {
+    let (c, h, w) = input;
+    if let Some(e) = expected.filter(|&e| e != c) {
+        return Err(format!(
+            "expects {e} input channels, got {c} ({})",
+            show(input)
+        ));
+    }
+    positive_out(out)?;
+    let geom = Conv2dGeometry {
+        in_channels: c,
+        out_channels: out,
+        kernel,
+        stride,
+        padding,
     };
+    let win = geom
+        .window(c, h, w)
+        .map_err(|e| format!("{e} ({})", show(input)))?;
+    let output = (out, win.out_h, win.out_w);
+    Ok((LayerOp::Conv2d(geom), output, geom.weight_len() + out))
+}
+
+fn conv_transpose2d(
+    input: Shape3,
+    out: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Planned {
+    let (c, h, w) = input;
+    positive_out(out)?;
+    let geom = ConvTranspose2dGeometry {
+        in_channels: c,
+        out_channels: out,
+        kernel,
+        stride,
+        padding,
+    };
+    let win = geom
+        .window(c, h, w)
+        .map_err(|e| format!("{e} ({})", show(input)))?;
+    let output = (out, win.height, win.width);
+    let params = geom.weight_len() + out;
+    Ok((LayerOp::ConvTranspose2d(geom), output, params))
+}
+
+fn pool(input: Shape3, kind: PoolKind, kernel: usize, stride: Option<usize>) -> Planned {
+    let (c, h, w) = input;
+    let stride = stride.unwrap_or(kernel);
+    let (Some(oh), Some(ow)) = (
+        pool_out_side(h, kernel, stride),
+        pool_out_side(w, kernel, stride),
+    ) else {
+        return Err(format!(
+            "kernel {kernel} (stride {stride}) does not fit a {} input",
+            show(input)
+        ));
+    };
+    let op = PlainOp::Pool {
+        kind,
+        kernel,
+        stride,
+    };
+    Ok((LayerOp::Plain(op), (c, oh, ow), 0))
+}
+
+fn linear(input: Shape3, expected: Option<usize>, out: usize) -> Planned {
+    let (c, h, w) = input;
+    if !(h == 1 && w == 1) {
+        return Err(format!(
+            "needs flat input, got {}: add {{ layer = \"flatten\" }} before it",
+            show(input)
+        ));
+    }
+    if let Some(e) = expected.filter(|&e| e != c) {
+        return Err(format!("expects {e} input features, got {c}"));
+    }
+    positive_out(out)?;
+    let op = LayerOp::Linear { input: c, out };
+    Ok((op, (out, 1, 1), checked(c + 1, out)?))
+}
+
+/// A layer's output and parameters stay within what a round can hold.
+fn within_limits(output: Shape3, params: usize) -> std::result::Result<(), String> {
     let values = checked(checked(output.0, output.1)?, output.2)?;
     if values > MAX_VALUES {
         return Err(format!(
@@ -325,13 +359,7 @@ pub fn infer_layer(layer: &LayerSpec, input: Shape3) -> std::result::Result<Laye
             "has {params} parameters, above the limit of {MAX_PARAMS}"
         ));
     }
-    Ok(LayerPlan {
-        op,
-        kind: layer.kind(),
-        input,
-        output,
-        params,
-    })
+    Ok(())
 }
 
 /// Plans stack `kind` of `spec` on `input`, requiring it to end in `out` flat values. Errors

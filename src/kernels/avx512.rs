@@ -204,7 +204,8 @@ unsafe fn adam(step: AdamStep, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut 
 }
 
 /// [`super::spread`] with AVX-512: one pixel of 16 lanes per instruction, the selections
-/// as masks.
+/// as masks. One function, long as kernels are: its loops share the masks and pointers it
+/// sets up, and splitting it would pass them through calls in the hot path.
 ///
 /// # Safety
 /// The CPU must have AVX-512F, and the buffers must hold what `super::spread` checks.

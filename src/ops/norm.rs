@@ -57,6 +57,27 @@ pub(crate) fn inv_std(var: f32, eps: f32) -> f32 {
     1.0 / (var + eps).sqrt()
 }
 
+/// Each channel's mean and (biased) variance over `xv`, `(N, C, H, W)` with `plane = H * W`,
+/// summed in `f64`.
+fn batch_stats(xv: &[f32], c: usize, plane: usize) -> (Vec<f32>, Vec<f32>) {
+    let count = (xv.len() / c.max(1)) as f64;
+    let mut mean = vec![0.0f64; c];
+    let mut sq = vec![0.0f64; c];
+    for (i, chunk) in xv.chunks_exact(plane).enumerate() {
+        for &v in chunk {
+            mean[i % c] += f64::from(v);
+            sq[i % c] += f64::from(v) * f64::from(v);
+        }
+    }
+    let mean: Vec<f32> = mean.iter().map(|s| (s / count) as f32).collect();
+    let var: Vec<f32> = sq
+        .iter()
+        .zip(&mean)
+        .map(|(s, &m)| ((s / count) - f64::from(m) * f64::from(m)).max(0.0) as f32)
+        .collect();
+    (mean, var)
+}
+
 /// `y = gamma * (x - mean) / sqrt(var + eps) + beta` per channel of `x` `(N, C, H, W)`, with the
 /// batch's statistics when `training` (and the running ones updated), else the running ones.
 pub fn batch_norm2d<T: OpTape>(
@@ -72,20 +93,7 @@ pub fn batch_norm2d<T: OpTape>(
     let (plane, count) = (h * w, n * h * w);
     let xv = values(&x);
     let (mean, var) = if training {
-        let mut mean = vec![0.0f64; c];
-        let mut sq = vec![0.0f64; c];
-        for (i, chunk) in xv.chunks_exact(plane).enumerate() {
-            for &v in chunk {
-                mean[i % c] += f64::from(v);
-                sq[i % c] += f64::from(v) * f64::from(v);
-            }
-        }
-        let mean: Vec<f32> = mean.iter().map(|s| (s / count as f64) as f32).collect();
-        let var: Vec<f32> = sq
-            .iter()
-            .zip(&mean)
-            .map(|(s, &m)| ((s / count as f64) - f64::from(m) * f64::from(m)).max(0.0) as f32)
-            .collect();
+        let (mean, var) = batch_stats(&xv, c, plane);
         state.update(&mean, &var, count);
         (mean, var)
     } else {

@@ -337,54 +337,10 @@ fn draw_curves<DB: DrawingBackend>(
     let (left, right) = rest.split_horizontally(rest.dim_in_pixel().0 / 2);
     let epochs = c.train_loss.mean.len() as f64;
     let title = format!("{} ({} rounds)", c.variant, c.rounds);
-    let panel = |area: &DrawingArea<DB, plotters::coord::Shift>,
-                 bands: &[(&Band, RGBColor)],
-                 y_desc: &str,
-                 y_max: f64|
-     -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-        let mut chart = ChartBuilder::on(area)
-            .caption(&title, (FONT, 15))
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(56)
-            .build_cartesian_2d(1.0..epochs.max(2.0), 0.0..y_max)?;
-        chart
-            .configure_mesh()
-            .x_desc("epoch")
-            .y_desc(y_desc)
-            .x_labels((epochs as usize).clamp(2, 10))
-            // Whole epochs only.
-            .x_label_formatter(&|x| {
-                if (x - x.round()).abs() < 1e-9 {
-                    format!("{x:.0}")
-                } else {
-                    String::new()
-                }
-            })
-            .y_label_formatter(&|y| format!("{y:.1}"))
-            .light_line_style(RGBColor(238, 238, 238))
-            .label_style((FONT, 13))
-            .axis_desc_style((FONT, 14))
-            .draw()?;
-        for (band, color) in bands {
-            let xs = band.epoch.iter().map(|&e| e as f64);
-            let outline: Vec<(f64, f64)> = xs
-                .clone()
-                .zip(band.max.iter().copied())
-                .chain(xs.clone().rev().zip(band.min.iter().rev().copied()))
-                .collect();
-            chart.draw_series(std::iter::once(Polygon::new(
-                outline,
-                color.mix(0.18).filled(),
-            )))?;
-            chart.draw_series(LineSeries::new(
-                xs.zip(band.mean.iter().copied()),
-                color.stroke_width(2),
-            ))?;
-        }
-        Ok(())
-    };
     let loss_max = headroom(c.train_loss.max.iter().copied().fold(0.0, f64::max));
+    let panel = |area, bands: &[(&Band, RGBColor)], y_desc, y_max| {
+        curve_panel(area, &title, epochs, bands, y_desc, y_max)
+    };
     panel(
         &left,
         &[(&c.train_loss, INK)],
@@ -403,4 +359,56 @@ fn draw_curves<DB: DrawingBackend>(
             .fold(0.0, f64::max),
     );
     panel(&right, &errors, "error (%)", err_max)
+}
+
+/// One panel of a curves figure: each band's mean as a line over its min-max band.
+fn curve_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    epochs: f64,
+    bands: &[(&Band, RGBColor)],
+    y_desc: &str,
+    y_max: f64,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, (FONT, 15))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(1.0..epochs.max(2.0), 0.0..y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc(y_desc)
+        .x_labels((epochs as usize).clamp(2, 10))
+        // Whole epochs only.
+        .x_label_formatter(&|x| {
+            if (x - x.round()).abs() < 1e-9 {
+                format!("{x:.0}")
+            } else {
+                String::new()
+            }
+        })
+        .y_label_formatter(&|y| format!("{y:.1}"))
+        .light_line_style(RGBColor(238, 238, 238))
+        .label_style((FONT, 13))
+        .axis_desc_style((FONT, 14))
+        .draw()?;
+    for (band, color) in bands {
+        let xs = band.epoch.iter().map(|&e| e as f64);
+        let outline: Vec<(f64, f64)> = xs
+            .clone()
+            .zip(band.max.iter().copied())
+            .chain(xs.clone().rev().zip(band.min.iter().rev().copied()))
+            .collect();
+        chart.draw_series(std::iter::once(Polygon::new(
+            outline,
+            color.mix(0.18).filled(),
+        )))?;
+        chart.draw_series(LineSeries::new(
+            xs.zip(band.mean.iter().copied()),
+            color.stroke_width(2),
+        ))?;
+    }
+    Ok(())
 }

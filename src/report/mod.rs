@@ -376,6 +376,37 @@ pub fn report_md(summaries: &[Summary], p: &Protocol) -> String {
         "Test error of predicting whether the first of two 14x14 MNIST digits is lesser than or \
          equal to the second, over independent rounds (fresh pairs and initialization each).\n"
     );
+    s.push_str(&summary_table(summaries).markdown());
+    let _ = writeln!(
+        s,
+        "\n![Test error of every round, by variant: dots are rounds, ticks means with their \
+         standard deviation](figures/{})",
+        figures::SUMMARY
+    );
+    baseline_table(&mut s, summaries);
+    grid_tables(&mut s, summaries);
+    if summaries.iter().any(|m| m.has_curves) {
+        let _ = writeln!(
+            s,
+            "\n## Learning curves\n\nMean over rounds with the min-max band (of an \
+             ensemble's first network); the training error is measured while each epoch \
+             trains, the test error after it (for plotting only: nothing is chosen on it).\n"
+        );
+        for m in summaries.iter().filter(|m| m.has_curves) {
+            let _ = writeln!(
+                s,
+                "![{}](figures/{})\n",
+                markdown(&m.variant),
+                figures::file_name(&m.variant)
+            );
+        }
+    }
+    protocol_section(&mut s, p);
+    s
+}
+
+/// One row per variant: its test-error statistics and description.
+fn summary_table(summaries: &[Summary]) -> Table {
     // A validation column only where some variant holds validation pairs out, so that
     // reports of sweeps without any stay as they were.
     let validated = summaries.iter().any(|m| m.validation_mean.is_some());
@@ -416,31 +447,11 @@ pub fn report_md(summaries: &[Summary], p: &Protocol) -> String {
         cells.push(m.description.clone());
         t.row(cells);
     }
-    s.push_str(&t.markdown());
-    let _ = writeln!(
-        s,
-        "\n![Test error of every round, by variant: dots are rounds, ticks means with their \
-         standard deviation](figures/{})",
-        figures::SUMMARY
-    );
-    baseline_table(&mut s, summaries);
-    grid_tables(&mut s, summaries);
-    if summaries.iter().any(|m| m.has_curves) {
-        let _ = writeln!(
-            s,
-            "\n## Learning curves\n\nMean over rounds with the min-max band (of an \
-             ensemble's first network); the training error is measured while each epoch \
-             trains, the test error after it (for plotting only: nothing is chosen on it).\n"
-        );
-        for m in summaries.iter().filter(|m| m.has_curves) {
-            let _ = writeln!(
-                s,
-                "![{}](figures/{})\n",
-                markdown(&m.variant),
-                figures::file_name(&m.variant)
-            );
-        }
-    }
+    t
+}
+
+/// How the numbers were made: pairs, pools, seeds, overrides, version and data.
+fn protocol_section(s: &mut String, p: &Protocol) {
     let _ = writeln!(s, "\n## Data and protocol\n");
     let _ = writeln!(
         s,
@@ -483,5 +494,4 @@ pub fn report_md(summaries: &[Summary], p: &Protocol) -> String {
     for (name, sha) in &p.data_files {
         let _ = writeln!(s, "  - `{name}` sha256 `{sha}`");
     }
-    s
 }

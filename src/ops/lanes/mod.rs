@@ -495,6 +495,60 @@ struct Backward<'a, 'l> {
 }
 
 impl<'a, 'l> Backward<'a, 'l> {
+    /// The buffers and accumulators of a backward pass through `layers`.
+    fn new(
+        saved: &'a Saved,
+        gy: &'a [f32],
+        batch: usize,
+        layers: &'a [ConvLayer<'l>],
+        input_grad: bool,
+    ) -> Self {
+        let convs: Vec<Conv> = layers.iter().map(ConvLayer::conv).collect();
+        let n_groups = groups(batch);
+        let wants = |i: usize| i > 0 || input_grad;
+        Backward {
+            saved,
+            layers,
+            gy,
+            batch,
+            groups: n_groups,
+            offs: convs.iter().map(|cv| cv.input.taps(cv.k)).collect(),
+            gyl: Aligned::zeros(layers[layers.len() - 1].out_planes().group()),
+            gcs: layers
+                .iter()
+                .zip(&convs)
+                .map(|(l, cv)| {
+                    let n = if l.norm.is_some() { n_groups } else { 1 };
+                    Fresh::new(n * cv.grad_planes().group())
+                })
+                .collect(),
+            gxs: convs
+                .iter()
+                .enumerate()
+                .map(|(i, cv)| {
+                    let all = i > 0 && layers[i - 1].batch_norm();
+                    let n = if all { n_groups } else { 1 };
+                    let compact = cv.input.c * cv.input.h * cv.input.w * LANES;
+                    Fresh::new(if wants(i) { n * compact } else { 0 })
+                })
+                .collect(),
+            rows_g: (0..layers.len())
+                .map(|i| wants(i).then(|| InputGradTaps::new(&convs[i], layers[i].w)))
+                .collect(),
+            gbs: convs.iter().map(|cv| vec![0.0; cv.co * LANES]).collect(),
+            accs: layers
+                .iter()
+                .map(|l| vec![0.0; l.w.len() * LANES])
+                .collect(),
+            norm_grads: vec![None; layers.len()],
+            gc_zeroed: layers
+                .iter()
+                .map(|l| vec![false; if l.norm.is_some() { n_groups } else { 1 }])
+                .collect(),
+            convs,
+        }
+    }
+
     fn gc_span(&self, i: usize) -> Span {
         Span {
             all: self.layers[i].norm.is_some(),
@@ -647,50 +701,9 @@ pub fn conv_backward(
     input_grad: bool,
 ) -> (Vec<LayerGrads>, Option<Vec<f32>>) {
     check_chain(layers);
-    let convs: Vec<Conv> = layers.iter().map(ConvLayer::conv).collect();
     let n_groups = groups(batch);
     let wants = |i: usize| i > 0 || input_grad;
-    let mut b = Backward {
-        saved,
-        layers,
-        gy,
-        batch,
-        groups: n_groups,
-        offs: convs.iter().map(|cv| cv.input.taps(cv.k)).collect(),
-        gyl: Aligned::zeros(layers[layers.len() - 1].out_planes().group()),
-        gcs: layers
-            .iter()
-            .zip(&convs)
-            .map(|(l, cv)| {
-                let n = if l.norm.is_some() { n_groups } else { 1 };
-                Fresh::new(n * cv.grad_planes().group())
-            })
-            .collect(),
-        gxs: convs
-            .iter()
-            .enumerate()
-            .map(|(i, cv)| {
-                let all = i > 0 && layers[i - 1].batch_norm();
-                let n = if all { n_groups } else { 1 };
-                let compact = cv.input.c * cv.input.h * cv.input.w * LANES;
-                Fresh::new(if wants(i) { n * compact } else { 0 })
-            })
-            .collect(),
-        rows_g: (0..layers.len())
-            .map(|i| wants(i).then(|| InputGradTaps::new(&convs[i], layers[i].w)))
-            .collect(),
-        gbs: convs.iter().map(|cv| vec![0.0; cv.co * LANES]).collect(),
-        accs: layers
-            .iter()
-            .map(|l| vec![0.0; l.w.len() * LANES])
-            .collect(),
-        norm_grads: vec![None; layers.len()],
-        gc_zeroed: layers
-            .iter()
-            .map(|l| vec![false; if l.norm.is_some() { n_groups } else { 1 }])
-            .collect(),
-        convs,
-    };
+    let mut b = Backward::new(saved, gy, batch, layers, input_grad);
     let first_p = {
         let xp = b.convs[0].input;
         Planes { pad: 0, ..xp }
