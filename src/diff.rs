@@ -53,10 +53,17 @@ pub fn parse_results(text: &str, source: &str) -> Result<Side> {
         if !side.variants.contains_key(&rec.variant) {
             side.order.push(rec.variant.clone());
         }
-        side.variants
-            .entry(rec.variant.clone())
-            .or_default()
-            .push(rec);
+        let rounds = side.variants.entry(rec.variant.clone()).or_default();
+        // A round counted twice would be pooled as two: a damaged or hand-merged file.
+        if rounds.iter().any(|r| r.round == rec.round) {
+            return Err(err(format!(
+                "row {}: round {} of {} appears twice",
+                i + 2,
+                rec.round,
+                rec.variant
+            )));
+        }
+        rounds.push(rec);
     }
     Ok(side)
 }
@@ -71,6 +78,15 @@ pub fn load_side(what: &str) -> Result<Side> {
         path.clone()
     };
     if file.is_file() {
+        // A name that is a path and a revision both would silently mean one: refuse it.
+        let plain = !what.contains(['/', '\\']) && !what.starts_with('.');
+        let verify = ["rev-parse", "--verify", "--quiet", "--end-of-options"];
+        if plain && git(what, &verify, &format!("{what}^{{commit}}")).is_ok() {
+            return Err(Error::Usage(format!(
+                "{what} is both a path here and a git revision: write ./{what} for the path, \
+                 or {what}^{{commit}} for the revision"
+            )));
+        }
         let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
         return parse_results(&text, &file.display().to_string());
     }

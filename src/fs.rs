@@ -12,6 +12,31 @@ pub fn create_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
 }
 
+/// How old a temporary file is before it counts as abandoned: a write takes milliseconds, so
+/// one this old was left by a process that was killed.
+const ABANDONED: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes the temporary files in `dir` that killed writers left behind (older than an
+/// hour; a younger one may be another process's write in progress). Best effort: what
+/// cannot be read or removed stays.
+pub fn remove_abandoned(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for p in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        let temp = p.file_name().is_some_and(|n| {
+            let n = n.to_string_lossy();
+            n.starts_with('.') && n.ends_with(".tmp")
+        });
+        let old = std::fs::metadata(&p)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > ABANDONED));
+        if temp && old {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+}
+
 /// A temporary path beside `path`, unique to this process and call, so that concurrent
 /// writers (threads or processes) never write into each other's temporary file.
 fn temp_beside(path: &Path) -> PathBuf {

@@ -209,13 +209,22 @@ fn rate(name: &str, s: &str) -> Result<Option<f64>, String> {
     }
 }
 
-/// A variant name the reports can hold: non-empty, no quote, `|` or control character.
-/// (Commas are fine: grid points have them, and every file quotes fields as CSV does.)
+/// A variant name the reports can hold: non-empty, no quote, `|` or control character, and
+/// not starting with `=`, `+`, `-` or `@` (a spreadsheet opening `results.csv` would take
+/// it for a formula). Commas are fine: grid points have them, and every file quotes fields
+/// as CSV does.
 pub fn check_variant_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.contains(['"', '|']) || name.chars().any(char::is_control) {
         Err(format!(
             "variant name `{}` is empty or holds a quote, `|` or control character",
             name.escape_debug()
+        ))
+    } else if name.starts_with(['=', '+', '-', '@']) {
+        Err(format!(
+            "variant name `{}` starts with `{}`, which spreadsheets take for a formula; \
+             rename the spec file",
+            name.escape_debug(),
+            &name[..1]
         ))
     } else {
         Ok(())

@@ -107,19 +107,21 @@ fn check_options(opts: &SweepOptions) -> Result<()> {
             "--repeats, --epochs and --pairs must be at least 1".into(),
         ));
     }
+    for (flag, value, most) in [
+        ("--epochs", opts.epochs, crate::spec::MAX_EPOCHS),
+        ("--repeats", opts.repeats, crate::spec::MAX_REPEATS),
+    ] {
+        if let Some(n) = value.filter(|&n| n > most) {
+            return Err(Error::Usage(format!("{flag} {n}: at most {most}")));
+        }
+    }
     if !(1..=MAX_JOBS).contains(&opts.jobs) {
         return Err(Error::Usage(format!(
             "--jobs {}: must be between 1 and {MAX_JOBS}",
             opts.jobs
         )));
     }
-    if !(opts.max_memory > 0.0 && opts.max_memory.is_finite()) {
-        return Err(Error::Usage(format!(
-            "--max-memory {}: must be a positive number of GiB",
-            opts.max_memory
-        )));
-    }
-    Ok(())
+    variants::check_max_memory(opts.max_memory)
 }
 
 /// The variants `opts` select, with its overrides applied; all problems reported before any
@@ -127,8 +129,15 @@ fn check_options(opts: &SweepOptions) -> Result<()> {
 fn select_variants(opts: &SweepOptions) -> Result<Vec<Variant>> {
     check_options(opts)?;
     let selected = variants::select(variants::load_valid(&opts.specs, &opts.load)?, &opts.only)?;
+    if selected.is_empty() {
+        return Err(Error::Usage(
+            "no variant to run: every spec file named is abstract (only there to be extended)"
+                .into(),
+        ));
+    }
     for v in &selected {
         variants::check_memory(v, opts.max_memory)?;
+        variants::check_pairs(v, opts.pairs)?;
     }
     Ok(selected)
 }
@@ -421,6 +430,15 @@ pub struct Rebuilt {
 /// files a sweep that trained those rounds writes, for the rounds the store holds.
 pub fn rebuild(opts: &SweepOptions) -> Result<Rebuilt> {
     let path = store_path(&opts.out);
+    // An `--out` that is a file, or a link that loops, is an I/O failure, not an empty store.
+    match std::fs::metadata(&opts.out) {
+        Ok(m) if !m.is_dir() => {
+            let e = std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory");
+            return Err(Error::io(&opts.out, e));
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&opts.out, e)),
+        _ => {}
+    }
     if !path.is_dir() {
         return Err(Error::Usage(format!(
             "{}: no stored rounds (no {}); `lesser run --out {}` stores them",
@@ -438,6 +456,10 @@ pub fn rebuild(opts: &SweepOptions) -> Result<Rebuilt> {
         .map(|&i| format!("{} round {}", tasks[i].variant.spec.name, tasks[i].round))
         .collect();
     let records: Vec<RoundRecord> = found.into_iter().flatten().collect();
+    if records.is_empty() {
+        // Reports of other options are still right: leave them, and say what would match.
+        return Err(nothing_stored(opts, &store));
+    }
     drop(tasks);
     let summaries = write_all(opts, s, &records)?;
     Ok(Rebuilt {
@@ -445,4 +467,29 @@ pub fn rebuild(opts: &SweepOptions) -> Result<Rebuilt> {
         found: records.len(),
         missing,
     })
+}
+
+/// Why a rebuild found no round: the options the store's rounds were trained with.
+fn nothing_stored(opts: &SweepOptions, store: &RoundStore) -> Error {
+    let mut held: Vec<String> = store
+        .records()
+        .map(|r| {
+            format!(
+                "--pairs {} with {} epochs (lesser {})",
+                r.pairs, r.epochs, r.version
+            )
+        })
+        .collect();
+    held.sort();
+    held.dedup();
+    let held = if held.is_empty() {
+        "nothing".to_string()
+    } else {
+        held.join("; ")
+    };
+    Error::Usage(format!(
+        "{}: no stored round matches these options, so the reports are left as they are; \
+         the store holds rounds of {held}",
+        opts.out.display()
+    ))
 }

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::fs::{create_dir, write_atomic};
+use crate::fs::{create_dir, remove_abandoned, write_atomic};
 use crate::record::{RoundKey, RoundRecord};
 
 /// The store directory and what it held when opened (plus what this process stored).
@@ -47,6 +47,7 @@ impl RoundStore {
     /// fatal: the store is a cache, and a round it lacks is trained again.
     pub fn open(dir: &Path) -> Result<Self> {
         create_dir(dir)?;
+        remove_abandoned(dir);
         let mut records = BTreeMap::new();
         let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
         let mut paths: Vec<PathBuf> = entries
@@ -60,9 +61,11 @@ impl RoundStore {
             let Ok(bytes) = std::fs::read(&p) else {
                 continue;
             };
+            // A file is whole only with its line end: a cut one is damage, not a round.
             if let Some(r) = std::str::from_utf8(&bytes)
                 .ok()
-                .and_then(|t| RoundRecord::from_store_line(t.trim_end_matches('\n')))
+                .and_then(|t| t.strip_suffix('\n'))
+                .and_then(RoundRecord::from_store_line)
             {
                 records.insert(r.key(), r);
             }

@@ -58,6 +58,12 @@ impl LoadOptions {
         epochs: Option<usize>,
         repeats: Option<usize>,
     ) -> Result<LoadOptions> {
+        if max_points > spec::MAX_POINTS_LIMIT {
+            return Err(Error::Usage(format!(
+                "--max-grid {max_points}: at most {}",
+                spec::MAX_POINTS_LIMIT
+            )));
+        }
         let mut overrides: Vec<Override> = sets
             .iter()
             .map(|s| Override::parse(s).map_err(Error::Usage))
@@ -166,7 +172,8 @@ pub fn load_valid(paths: &[PathBuf], opts: &LoadOptions) -> Result<Vec<Variant>>
 }
 
 /// The variants named by `only` (all when empty): a name selects that variant, a spec's
-/// stem all the points of its grid. An unknown name is an error.
+/// stem all the points of its grid, and with them the variants they name as `baseline` (so
+/// that their comparisons are still made). An unknown name is an error.
 pub fn select(mut variants: Vec<Variant>, only: &[String]) -> Result<Vec<Variant>> {
     let named = |v: &Variant, n: &String| &v.spec.name == n || &v.spec.stem == n;
     if let Some(missing) = only.iter().find(|n| !variants.iter().any(|v| named(v, n))) {
@@ -177,9 +184,52 @@ pub fn select(mut variants: Vec<Variant>, only: &[String]) -> Result<Vec<Variant
         )));
     }
     if !only.is_empty() {
-        variants.retain(|v| only.iter().any(|n| named(v, n)));
+        let chosen: Vec<bool> = variants
+            .iter()
+            .map(|v| only.iter().any(|n| named(v, n)))
+            .collect();
+        let baselines: Vec<String> = variants
+            .iter()
+            .zip(&chosen)
+            .filter_map(|(v, &c)| v.spec.baseline.clone().filter(|_| c))
+            .collect();
+        let mut keep = chosen
+            .into_iter()
+            .zip(&variants)
+            .map(|(c, v)| c || baselines.contains(&v.spec.name))
+            .collect::<Vec<bool>>()
+            .into_iter();
+        variants.retain(|_| keep.next().unwrap_or(false));
     }
     Ok(variants)
+}
+
+/// Refuses a variant whose rounds cannot be run with `pairs` pairs: a validation share
+/// needs two training pairs at least, one to train on and one to hold out.
+pub fn check_pairs(v: &Variant, pairs: usize) -> Result<()> {
+    if v.spec.train.validation > 0.0 && pairs < 2 {
+        return Err(Error::spec(
+            &v.spec.path,
+            "train.validation",
+            format!(
+                "spec {}: holding pairs out for validation needs 2 training pairs at least, \
+                 --pairs is {pairs}",
+                v.spec.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks `--max-memory`: a positive number of GiB.
+pub fn check_max_memory(max_gib: f64) -> Result<()> {
+    if max_gib > 0.0 && max_gib.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "--max-memory {max_gib}: must be a positive number of GiB"
+        )))
+    }
 }
 
 /// Refuses a variant whose round would need more than `max_gib` GiB (see
@@ -189,12 +239,23 @@ pub fn check_memory(v: &Variant, max_gib: f64) -> Result<()> {
     let gib = need as f64 / f64::from(1u32 << 30);
     if gib > max_gib {
         return Err(Error::Resources(format!(
-            "{}: spec {}: a round needs about {gib:.1} GiB (batch_size {}), above the limit of \
+            "{}: spec {}: a round needs about {} (batch_size {}), above the limit of \
              {max_gib} GiB; shrink the network or the batch, or raise --max-memory",
             v.spec.path.display(),
             v.spec.name,
+            size(need),
             v.spec.train.batch_size
         )));
     }
     Ok(())
+}
+
+/// `bytes` for a person: GiB with one decimal, or MiB below a tenth of a GiB.
+fn size(bytes: u128) -> String {
+    let gib = bytes as f64 / f64::from(1u32 << 30);
+    if gib >= 0.1 {
+        format!("{gib:.1} GiB")
+    } else {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+    }
 }

@@ -282,3 +282,23 @@ fn images_of_the_wrong_size_blame_the_image_file() {
         "{e}"
     );
 }
+
+/// Only the bytes the header promises are decompressed: a gzip file whose payload is
+/// followed by a long run of zeros and then cut short loads, where decompressing it whole
+/// would meet the cut (or, uncut, inflate gigabytes).
+#[test]
+fn a_gzip_file_is_read_only_as_far_as_its_header_promises() {
+    let d = temp_dir("trailing");
+    let pixels: Vec<u8> = (0..3 * 784).map(|i| (i % 256) as u8).collect();
+    write_dir(&d, &pixels, 3, &[1, 2, 3]);
+    let plain = Mnist::load(&d).unwrap();
+    let mut raw = std::fs::read(d.join("train-images-idx3-ubyte")).unwrap();
+    std::fs::remove_file(d.join("train-images-idx3-ubyte")).unwrap();
+    raw.extend(vec![0u8; 64 << 20]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&raw).unwrap();
+    let mut bytes = gz.finish().unwrap();
+    bytes.truncate(bytes.len() - 64);
+    std::fs::write(d.join("train-images-idx3-ubyte.gz"), bytes).unwrap();
+    assert_eq!(Mnist::load(&d).unwrap().train.images, plain.train.images);
+}

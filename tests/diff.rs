@@ -179,6 +179,16 @@ fn a_git_revision_is_read_from_history() {
         t.contains("better") && t.contains("old: HEAD:reports/results.csv"),
         "{t}"
     );
+    // A directory named like a branch is refused, not silently read in its place.
+    git(&["branch", "old"]);
+    std::fs::create_dir_all(d.join("old")).unwrap();
+    std::fs::write(d.join("old/results.csv"), results(&OLD, "h")).unwrap();
+    let t = text(&lesser(&d, &["old"]));
+    assert!(
+        t.contains("old is both a path here and a git revision"),
+        "{t}"
+    );
+    assert!(text(&lesser(&d, &["./old"])).contains("better"));
 }
 
 #[test]
@@ -212,6 +222,33 @@ fn bad_sides_get_one_clear_line() {
     let t = text(&lesser(&d, &["vals.csv", "vals.csv"]));
     assert!(
         t.contains("vals.csv: row 2: test_error `zero` is not an error rate in [0, 1]"),
+        "{t}"
+    );
+}
+
+/// A round listed twice is refused with its row, not pooled as two rounds; names and
+/// descriptions reach Markdown escaped.
+#[test]
+fn duplicate_rounds_are_refused_and_markdown_is_escaped() {
+    let d = temp("dup");
+    let mut text = results(&OLD, "h");
+    let second = text.lines().nth(2).unwrap().to_string();
+    text.push_str(&(second + "\n"));
+    std::fs::write(d.join("dup.csv"), text).unwrap();
+    std::fs::write(d.join("old.csv"), results(&OLD, "h")).unwrap();
+    let out = lesser(&d, &["old.csv", "dup.csv"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        self::text(&out).contains("dup.csv: row 5: round 1 of v appears twice"),
+        "{}",
+        self::text(&out)
+    );
+    let evil = results(&[("<img src=x onerror=1>![i](http://e/x)", 1, 0.2)], "h");
+    std::fs::write(d.join("evil.csv"), evil).unwrap();
+    let out = lesser(&d, &["evil.csv", "evil.csv", "--format", "markdown"]);
+    let t = self::text(&out);
+    assert!(
+        t.contains("| &lt;img src=x onerror=1&gt;\\![i\\](http://e/x) |") && !t.contains("<img"),
         "{t}"
     );
 }

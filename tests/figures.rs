@@ -82,8 +82,39 @@ fn figures_get_the_right_series() {
     assert!(svg.contains(&text("epoch")) && svg.contains(&text("error (%)")));
     assert!(svg.contains(&text("training loss (summed cross-entropies)")));
     assert_eq!(svg.matches("<polygon").count(), 3, "a band per curve");
-    assert_eq!(figures::file_name("g[lr=0.1,aux=1]"), "g_lr=0.1_aux=1.svg");
-    assert_eq!(figures::file_name("summary"), "summary_curves.svg");
+    assert_eq!(figures::file_name("bn_cnn"), "bn_cnn.svg");
+    // Names that are no plain file name: made one, kept apart by a hash of the whole name.
+    let names = [
+        "g[lr=0.1,aux=1]",
+        "g_lr=0.1_aux=1_",
+        "x",
+        "x_",
+        "summary",
+        "summary_curves",
+        "col[epochs=1]",
+        "col_epochs=1",
+        "v[a=a/b]",
+        "v[a=a\\b]",
+        "ÄÖÜ",
+        ".hidden",
+        &"d".repeat(250),
+        &format!("{}x", "d".repeat(250)),
+    ];
+    let files: Vec<String> = names.iter().map(|n| figures::file_name(n)).collect();
+    let distinct: std::collections::BTreeSet<&String> = files.iter().collect();
+    assert_eq!(distinct.len(), names.len(), "{files:?}");
+    for f in &files {
+        assert!(
+            f.len() <= 110 && !f.starts_with('.') && f != "summary.svg",
+            "{f}"
+        );
+        assert!(
+            f.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-=".contains(c)),
+            "{f}"
+        );
+    }
+    assert!(files[0].starts_with("g_lr=0.1_aux=1-"), "{}", files[0]);
 }
 
 /// Every file under `dir` (recursively), by relative path, but the store.

@@ -263,3 +263,52 @@ fn a_grid_sweep_equals_its_points_written_as_specs() {
         stderr(&out)
     );
 }
+
+/// Axes over whole layers and whole tables: points named by the layer's or the table's kind
+/// (by position where two share a kind), each point the spec with that value; `--set` on an
+/// axis is refused, naming it.
+#[test]
+fn axes_over_layers_and_tables_have_readable_points() {
+    let d = temp("grid", "tables");
+    let grid = "[grid]\n\"model.digit[1]\" = [{ layer = \"relu\" }, { layer = \"tanh\" }]\n\
+                \"train.schedule\" = [{ kind = \"cosine\" }, { kind = \"step\", every = 1 }, \
+                { kind = \"step\", every = 2 }]\n";
+    write(&d, "t.toml", &(TINY.to_string() + grid));
+    let names: Vec<String> = names_and_hashes(&d.join("specs/t.toml"), &[])
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "t[digit[1]=relu,schedule=cosine]",
+            "t[digit[1]=relu,schedule=#1]",
+            "t[digit[1]=relu,schedule=#2]",
+            "t[digit[1]=tanh,schedule=cosine]",
+            "t[digit[1]=tanh,schedule=#1]",
+            "t[digit[1]=tanh,schedule=#2]",
+        ]
+    );
+    let specs = spec::load_all(&d.join("specs/t.toml"), &[], 256)
+        .unwrap()
+        .unwrap();
+    assert_eq!(specs[3].model.digit.layers[1].spec, spec::LayerSpec::Tanh);
+    assert_eq!(
+        specs[2].train.schedule,
+        spec::Schedule::Step {
+            every: 2,
+            gamma: 0.1,
+            warmup: 0
+        }
+    );
+    let out = command(&d).args(["check", "specs"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let set = Override::parse("train.schedule.every=3").unwrap();
+    let e = spec::load_all(&d.join("specs/t.toml"), &[set], 256)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("--set train.schedule.every=3: train.schedule is an axis of the grid"),
+        "{e}"
+    );
+}

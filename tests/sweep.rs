@@ -363,3 +363,22 @@ fn report_rebuilds_the_run_bytes_at_any_pair_count() {
         assert_eq!(&read(d.join("reports").join(f)), before, "{f}");
     }
 }
+
+/// `lesser report` with options that match no stored round leaves the reports as they are
+/// and says which options the store holds.
+#[test]
+fn report_with_other_options_leaves_the_reports() {
+    let d = setup("otheroptions");
+    assert!(lesser(&d, &["--epochs", "2"]).status.success());
+    let before = read(d.join("reports/REPORT.md"));
+    let out = common::command(&d)
+        .args(["report", "--data", &common::data(), "--pairs", "100"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let e = common::stderr(&out);
+    assert!(e.contains("no stored round matches these options"), "{e}");
+    assert!(e.contains("--pairs 100 with 2 epochs"), "{e}");
+    assert_eq!(read(d.join("reports/REPORT.md")), before);
+    assert!(read(d.join("reports/results.csv")).lines().count() == 5);
+}

@@ -10,6 +10,9 @@ use crate::seeds::{data_seed, init_seed};
 use crate::train::{RoundConfig, train_round};
 use crate::variants;
 
+/// The most rounds `--rounds` times per variant.
+const MAX_ROUNDS: usize = 1000;
+
 /// Trains `rounds` rounds per variant on the calling thread and prints the median time.
 pub fn run(args: &BenchArgs) -> Result<()> {
     let s = &args.sweep;
@@ -18,10 +21,18 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "--rounds, --pairs and --epochs must be at least 1".into(),
         ));
     }
+    if args.rounds > MAX_ROUNDS {
+        return Err(Error::Usage(format!(
+            "--rounds {}: at most {MAX_ROUNDS}",
+            args.rounds
+        )));
+    }
+    variants::check_max_memory(s.max_memory)?;
     let load = variants::LoadOptions::parse(&s.spec.set, s.spec.max_grid, s.epochs, None)?;
     let selected = variants::select(variants::load_valid(&s.specs, &load)?, &s.only)?;
     for v in &selected {
         variants::check_memory(v, s.max_memory)?;
+        variants::check_pairs(v, s.pairs)?;
     }
     let data = load_data(&s.data, s.pairs)?;
     print("variant,epochs,pairs,seconds_per_round,test_error\n")?;

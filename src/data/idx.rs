@@ -21,28 +21,46 @@ pub struct IdxImages {
     pub pixels: Vec<u8>,
 }
 
-/// Reads the whole file, un-gzipping it when it is gzip.
-fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+/// Reads an IDX file's header (checking its magic number) and the payload it promises,
+/// un-gzipping it when it is gzip; whatever follows the payload is not read (nor
+/// decompressed).
+fn read_idx(path: &Path, magic: u32, dims: usize) -> Result<(Vec<usize>, Vec<u8>)> {
     let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
+    let mut reader: Box<dyn Read> = if raw.starts_with(&[0x1f, 0x8b]) {
         // Multi-member: gzip allows several members in one file (e.g. `cat a.gz b.gz`).
-        flate2::read::MultiGzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| Error::data(path, format!("corrupt or truncated gzip data: {e}")))?;
-        Ok(out)
+        Box::new(flate2::read::MultiGzDecoder::new(raw.as_slice()))
     } else {
-        Ok(raw)
+        Box::new(raw.as_slice())
+    };
+    let corrupt =
+        |e: std::io::Error| Error::data(path, format!("corrupt or truncated gzip data: {e}"));
+    let header_len = 4 + 4 * dims;
+    let mut header = Vec::with_capacity(header_len);
+    (&mut reader)
+        .take(header_len as u64)
+        .read_to_end(&mut header)
+        .map_err(corrupt)?;
+    let (shape, expected) = parse_header(path, &header, magic, dims)?;
+    let mut payload = Vec::new();
+    reader
+        .take(expected as u64)
+        .read_to_end(&mut payload)
+        .map_err(corrupt)?;
+    if payload.len() < expected {
+        return Err(Error::data(
+            path,
+            format!(
+                "truncated data: header promises {expected} bytes, file holds {}",
+                payload.len()
+            ),
+        ));
     }
+    Ok((shape, payload))
 }
 
-/// Parses the header: checks the magic number and returns the dimensions and the payload.
-fn parse_header<'a>(
-    path: &Path,
-    bytes: &'a [u8],
-    magic: u32,
-    dims: usize,
-) -> Result<(Vec<usize>, &'a [u8])> {
+/// Parses a header: checks the magic number and returns the dimensions and the payload's
+/// size.
+fn parse_header(path: &Path, bytes: &[u8], magic: u32, dims: usize) -> Result<(Vec<usize>, usize)> {
     let header_len = 4 + 4 * dims;
     if bytes.len() < header_len {
         return Err(Error::data(
@@ -73,40 +91,28 @@ fn parse_header<'a>(
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(d))
         .ok_or_else(|| Error::data(path, format!("header dimensions {shape:?} overflow")))?;
-    let payload = &bytes[header_len..];
-    if payload.len() < expected {
-        return Err(Error::data(
-            path,
-            format!(
-                "truncated data: header promises {expected} bytes, file holds {}",
-                payload.len()
-            ),
-        ));
-    }
-    Ok((shape, &payload[..expected]))
+    Ok((shape, expected))
 }
 
 /// Reads an IDX3 image file.
 pub fn read_images(path: &Path) -> Result<IdxImages> {
-    let bytes = read_bytes(path)?;
-    let (shape, payload) = parse_header(path, &bytes, IMAGES_MAGIC, 3)?;
+    let (shape, pixels) = read_idx(path, IMAGES_MAGIC, 3)?;
     Ok(IdxImages {
         count: shape[0],
         rows: shape[1],
         cols: shape[2],
-        pixels: payload.to_vec(),
+        pixels,
     })
 }
 
 /// Reads an IDX1 label file; every label must be a digit 0..=9.
 pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
-    let bytes = read_bytes(path)?;
-    let (_, payload) = parse_header(path, &bytes, LABELS_MAGIC, 1)?;
+    let (_, payload) = read_idx(path, LABELS_MAGIC, 1)?;
     if let Some(i) = payload.iter().position(|&l| l > 9) {
         return Err(Error::data(
             path,
             format!("label {} at index {i} is above 9", payload[i]),
         ));
     }
-    Ok(payload.to_vec())
+    Ok(payload)
 }

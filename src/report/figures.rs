@@ -129,25 +129,33 @@ pub fn curves(variant: &str, records: &[&RoundRecord]) -> Option<Curves> {
     })
 }
 
-/// A variant's name as a file name: letters, digits and `.-_=` kept, anything else `_`.
+/// A variant's figure file: its name where that is a plain file name (ASCII letters, digits
+/// and `.-_=`, not starting with `.`, at most 100 characters, not the summary's), else the
+/// name with anything else made `_`, shortened, and a hash of the whole name appended, so
+/// two variants never share a file and every name makes a valid one.
 pub fn file_name(variant: &str) -> String {
+    const MOST: usize = 100;
+    let plain = |c: char| c.is_ascii_alphanumeric() || "._-=".contains(c);
+    let summary = SUMMARY.trim_end_matches(".svg");
+    if variant.chars().all(plain)
+        && !variant.is_empty()
+        && !variant.starts_with('.')
+        && variant.len() <= MOST
+        && variant != summary
+    {
+        return format!("{variant}.svg");
+    }
     let safe: String = variant
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-=".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if plain(c) { c } else { '_' })
+        .take(MOST - 17)
         .collect();
-    let name = format!("{}.svg", safe.trim_end_matches('_'));
-    // Not the summary's name.
-    if name == SUMMARY {
-        "summary_curves.svg".to_string()
-    } else {
-        name
-    }
+    let safe = safe.trim_start_matches('.').trim_matches('_');
+    let hash = &crate::hash::short_of(variant.as_bytes())[..8];
+    format!(
+        "{}-{hash}.svg",
+        if safe.is_empty() { "variant" } else { safe }
+    )
 }
 
 /// An upper axis bound: `max` rounded up to a round number, with room to spare.

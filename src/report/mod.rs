@@ -90,7 +90,11 @@ pub fn write_reports(
         &out.join("REPORT.md"),
         report_md(summaries, protocol).as_bytes(),
     )?;
-    write_atomic(&out.join("timing.csv"), timing_csv(records).as_bytes())
+    write_atomic(&out.join("timing.csv"), timing_csv(records).as_bytes())?;
+    for dir in [out, &out.join("figures")] {
+        crate::fs::remove_abandoned(dir);
+    }
+    Ok(())
 }
 
 /// `figures/summary.svg` and one `figures/<variant>.svg` per variant with curves.

@@ -12,6 +12,9 @@ use crate::error::{Error, Result};
 /// Default of `--max-grid`: the most points one spec's grid may expand into.
 pub const DEFAULT_MAX_POINTS: usize = 256;
 
+/// The most `--max-grid` may allow: every point is a variant held in memory and planned.
+pub const MAX_POINTS_LIMIT: usize = 100_000;
+
 /// A key set from the command line for one run: `--set KEY=VALUE`, or `--epochs N` and
 /// `--repeats N`, which set `train.epochs` and `train.repeats`.
 #[derive(Debug, Clone, PartialEq)]

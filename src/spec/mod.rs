@@ -10,7 +10,7 @@ mod layer;
 mod resolve;
 mod tree;
 
-pub use grid::{DEFAULT_MAX_POINTS, GridPoint, Override};
+pub use grid::{DEFAULT_MAX_POINTS, GridPoint, MAX_POINTS_LIMIT, Override};
 pub use layer::LayerSpec;
 pub use resolve::{MAX_ENSEMBLE, MAX_EPOCHS, MAX_REPEATS};
 
