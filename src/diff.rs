@@ -249,15 +249,45 @@ pub fn paired(pairs: &[(f64, f64)], alpha: f64) -> (f64, Option<f64>, Option<(f6
 
 /// Welch's t-test of `new` against `old`.
 pub fn welch(old: &[f64], new: &[f64], alpha: f64) -> (f64, Option<f64>, Option<(f64, f64)>) {
-    let (a, b) = (var(old) / old.len() as f64, var(new) / new.len() as f64);
-    let change = mean(new) - mean(old);
+    let stats = |v: &[f64]| Sample {
+        mean: mean(v),
+        var: var(v),
+        n: v.len(),
+    };
+    welch_summary(stats(old), stats(new), alpha)
+}
+
+/// A sample as its mean, (n - 1) variance and size: all a published table gives.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub mean: f64,
+    pub var: f64,
+    pub n: usize,
+}
+
+/// Welch's t-test of `new` against `old` from their summary statistics.
+pub fn welch_summary(
+    old: Sample,
+    new: Sample,
+    alpha: f64,
+) -> (f64, Option<f64>, Option<(f64, f64)>) {
+    let (a, b) = (old.var / old.n as f64, new.var / new.n as f64);
+    let change = new.mean - old.mean;
     let se = (a + b).sqrt();
     let df = if a + b == 0.0 {
-        (old.len() + new.len() - 2) as f64
+        (old.n + new.n - 2) as f64
     } else {
-        (a + b).powi(2) / (a * a / (old.len() as f64 - 1.0) + b * b / (new.len() as f64 - 1.0))
+        (a + b).powi(2) / (a * a / (old.n as f64 - 1.0) + b * b / (new.n as f64 - 1.0))
     };
     let (p, ci) = t_test(change, se, df, alpha);
+    (change, p, ci)
+}
+
+/// One-sample t-test of `new` against a fixed `mean`: the change `new.mean - mean`.
+pub fn one_sample(mean: f64, new: Sample, alpha: f64) -> (f64, Option<f64>, Option<(f64, f64)>) {
+    let change = new.mean - mean;
+    let se = (new.var / new.n as f64).sqrt();
+    let (p, ci) = t_test(change, se, new.n as f64 - 1.0, alpha);
     (change, p, ci)
 }
 

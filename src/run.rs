@@ -318,7 +318,8 @@ pub fn summaries(selected: &[Variant], records: &[RoundRecord]) -> Vec<Summary> 
                 // From the plan: a variant with no round yet still has its parameters.
                 params: v.plan.params * v.spec.train.ensemble,
                 grid: v.spec.grid.clone(),
-                reference: v.spec.reference.map(f64::from),
+                reference: v.spec.reference.clone(),
+                weights: v.plan.weights * v.spec.train.ensemble,
                 against,
                 ..report::summarize(&v.spec.name, &v.spec.description, &rounds)
             }

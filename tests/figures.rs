@@ -220,7 +220,7 @@ fn reports_and_figures_are_reproducible_and_rebuilt_from_the_store() {
         e.contains("missing: gamma round 0\nmissing: gamma round 1\n"),
         "{e}"
     );
-    assert!(read(d.join("reports/REPORT.md")).contains("| gamma | 792 | 0 |"));
+    assert!(read(d.join("reports/REPORT.md")).contains("| gamma | 792 | 778 | 0 |"));
     // Without a store there is nothing to report.
     let out = command(&d)
         .args(["report", "--data", &common::data(), "--out", "nowhere"])

@@ -692,3 +692,69 @@ fn shipped_specs_hash_as_their_committed_reports() {
         }
     }
 }
+
+/// Weights, as the seed report counts them: convolution, transposed-convolution and linear
+/// weights, no biases and no batch-norm parameters; shared ones once.
+#[test]
+fn weights_are_counted_as_the_seed_counts_them() {
+    let weights = |layer: LayerSpec, input: Shape3| infer_layer(&layer, input).unwrap().weights();
+    let conv = LayerSpec::Conv2d {
+        input: None,
+        out: 6,
+        kernel: 3,
+        stride: 1,
+        padding: 0,
+    };
+    assert_eq!(weights(conv, (1, 14, 14)), 6 * 3 * 3);
+    let transposed = LayerSpec::ConvTranspose2d {
+        out: 3,
+        kernel: 2,
+        stride: 2,
+        padding: 0,
+    };
+    assert_eq!(weights(transposed, (2, 14, 14)), 2 * 3 * 2 * 2);
+    let linear = LayerSpec::Linear {
+        input: None,
+        out: 12,
+    };
+    assert_eq!(weights(linear, (20, 1, 1)), 20 * 12);
+    let norm = LayerSpec::BatchNorm {
+        momentum: 0.1,
+        eps: 1e-5,
+    };
+    assert_eq!(weights(norm, (8, 14, 14)), 0);
+    // A batch-normalized stack, shared: conv 1->8 k3, norm, conv 8->8 k3, norm, linear.
+    let dir = temp("weights");
+    let spec = r#"
+[model]
+weight_sharing = true
+compare = "argmax"
+aux_loss = 1.0
+digit = [
+  { layer = "conv2d", out = 8, kernel = 3, padding = 1 },
+  { layer = "batch_norm" },
+  { layer = "relu" },
+  { layer = "conv2d", out = 8, kernel = 3 },
+  { layer = "batch_norm" },
+  { layer = "flatten" },
+  { layer = "linear", out = 10 },
+]
+"#;
+    let s = spec::load(&write(&dir, "bn.toml", spec)).unwrap().unwrap();
+    let plan = plan(&s).unwrap();
+    assert_eq!(plan.weights, 8 * 9 + 8 * 8 * 9 + 8 * 12 * 12 * 10);
+    assert_eq!(
+        plan.params,
+        plan.weights + 8 + 2 * 8 + 8 + 2 * 8 + 10,
+        "params add the biases and the norms' scales and shifts"
+    );
+    // The seed report's figures for the networks it counts without a typo.
+    assert_eq!(
+        lesser::compile::plan(&load("directAL")).unwrap().weights,
+        85_468
+    );
+    assert_eq!(
+        lesser::compile::plan(&load("directWS")).unwrap().weights,
+        42_910
+    );
+}

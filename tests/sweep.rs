@@ -45,8 +45,8 @@ fn tiny_sweep_writes_all_three_files() {
         (2 * 9 + 2 + 72 * 10 + 10 + 20 * 2 + 2).to_string()
     );
     let report = read(d.join("reports/REPORT.md"));
-    assert!(report.contains("| alpha | 792 | 2 |"), "{report}");
-    assert!(report.contains("| beta | 792 | 2 |"), "{report}");
+    assert!(report.contains("| alpha | 792 | 778 | 2 |"), "{report}");
+    assert!(report.contains("| beta | 792 | 778 | 2 |"), "{report}");
     assert!(report.contains("100 training pairs and 100 test pairs"));
     let timing = read(d.join("reports/timing.csv"));
     assert_eq!(timing.lines().count(), 5);
@@ -115,7 +115,7 @@ fn a_diverged_round_is_recorded_and_the_sweep_goes_on() {
     assert_eq!(results.lines().filter(|l| l.contains(",ok,")).count(), 4);
     let report = read(d.join("reports/REPORT.md"));
     assert!(
-        report.contains("| wild | 792 | 2 (2 diverged) | — |"),
+        report.contains("| wild | 792 | 778 | 2 (2 diverged) | — |"),
         "{report}"
     );
 }
@@ -381,4 +381,90 @@ fn report_with_other_options_leaves_the_reports() {
     assert!(e.contains("--pairs 100 with 2 epochs"), "{e}");
     assert_eq!(read(d.join("reports/REPORT.md")), before);
     assert!(read(d.join("reports/results.csv")).lines().count() == 5);
+}
+
+/// REPORT.md puts a variant beside its published figures only where its spec gives some:
+/// ours and theirs, the weights (with the difference where they differ) and the test.
+#[test]
+fn published_figures_are_shown_where_a_spec_gives_them() {
+    let d = setup("published");
+    assert!(lesser(&d, &[]).status.success());
+    let report = read(d.join("reports/REPORT.md"));
+    assert!(
+        !report.contains("## Against the published figures"),
+        "{report}"
+    );
+    assert!(
+        report.contains("| variant | params | weights | rounds |"),
+        "{report}"
+    );
+    let alpha = read(d.join("specs/alpha.toml"));
+    let full = "reference = { mean = 0.5, std = 0.05, best = 0.4, worst = 0.6, rounds = 10, \
+                weights = 700 }\n";
+    std::fs::write(d.join("specs/alpha.toml"), format!("{full}{alpha}")).unwrap();
+    std::fs::write(
+        d.join("specs/beta.toml"),
+        format!("reference = 0.5\n{}", read(d.join("specs/beta.toml"))),
+    )
+    .unwrap();
+    assert!(lesser(&d, &[]).status.success());
+    let report = read(d.join("reports/REPORT.md"));
+    let section = report
+        .split("## Against the published figures")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{report}"));
+    // alpha: 18 + 720 + 40 weights (a shared digit network and the head; 792 params).
+    let rows: Vec<&str> = section
+        .lines()
+        .filter(|l| l.starts_with("| alpha") || l.starts_with("| beta"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{section}");
+    assert!(
+        rows[0].contains("| 50.0% | 5.0% | 40.0% | 60.0% | 778 | 700 (ours +78) |"),
+        "{}",
+        rows[0]
+    );
+    assert!(rows[0].ends_with("| Welch t |"), "{}", rows[0]);
+    assert!(
+        rows[1].contains("| 50.0% | — | — | — | 778 | — |"),
+        "{}",
+        rows[1]
+    );
+    assert!(rows[1].ends_with("| one-sample t |"), "{}", rows[1]);
+    // A reference out of range is refused with its key.
+    std::fs::write(
+        d.join("specs/beta.toml"),
+        format!("reference = {{ mean = 2.0 }}\n{alpha}"),
+    )
+    .unwrap();
+    let out = lesser(&d, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        common::stderr(&out).contains("beta.toml:1:15: reference.mean: a published test error"),
+        "{}",
+        common::stderr(&out)
+    );
+}
+
+/// Text from a spec reaches REPORT.md as text: no HTML, image or link, and a name with
+/// Markdown's brackets still links to its own figure.
+#[test]
+fn spec_text_reaches_the_report_escaped() {
+    let d = common::temp("sweep", "escaped");
+    let evil = "<script>alert(1)</script> ![i](http://evil/x.png)";
+    let spec = common::TINY.replace("tiny DESC", evil);
+    std::fs::write(d.join("specs/x[1].toml"), spec).unwrap();
+    let out = lesser(&d, &[]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let report = read(d.join("reports/REPORT.md"));
+    assert!(
+        !report.contains("<script") && report.contains("&lt;/script> \\![i\\](http\\://evil"),
+        "{report}"
+    );
+    let link = report
+        .lines()
+        .find(|l| l.starts_with("![x[1]](figures/"))
+        .unwrap_or_else(|| panic!("{report}"));
+    let file = link.trim_start_matches("![x[1]](").trim_end_matches(')');
+    assert!(d.join("reports").join(file).is_file(), "{link}");
 }

@@ -35,7 +35,11 @@ fn describe(out: &mut String, v: &Variant) {
             );
         }
     }
-    let _ = writeln!(out, "  total trainable parameters: {}\n", v.plan.params);
+    let _ = writeln!(
+        out,
+        "  total trainable parameters: {}, weights (multiplied by, no biases): {}\n",
+        v.plan.params, v.plan.weights
+    );
 }
 
 /// Prints a table per valid variant (in report order) and one line per bad spec; fails if any

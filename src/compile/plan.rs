@@ -77,6 +77,18 @@ pub struct LayerPlan {
     pub params: usize,
 }
 
+impl LayerPlan {
+    /// The layer's weights: the parameters a value is multiplied by.
+    pub fn weights(&self) -> usize {
+        match self.op {
+            LayerOp::Conv2d(g) => g.weight_len(),
+            LayerOp::ConvTranspose2d(g) => g.weight_len(),
+            LayerOp::Linear { input, out } => input * out,
+            LayerOp::BatchNorm { .. } | LayerOp::Plain(_) => 0,
+        }
+    }
+}
+
 /// Which stack of a spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StackKind {
@@ -113,6 +125,10 @@ pub struct Plan {
     pub stacks: Vec<(StackKind, Vec<LayerPlan>)>,
     /// Trainable parameters, shared weights counted once.
     pub params: usize,
+    /// Weights: the parameters a value is multiplied by (convolution and linear weights; no
+    /// biases or batch-norm parameters), shared ones counted once. The seed report counts
+    /// its networks so.
+    pub weights: usize,
 }
 
 impl Plan {
@@ -407,10 +423,11 @@ fn plan_stack(
 pub fn plan(spec: &Spec) -> Result<Plan> {
     let m = &spec.model;
     let mut stacks = Vec::new();
-    let mut params = 0;
+    let (mut params, mut weights) = (0, 0);
     let mut add = |kind, stack, input, out, copies| -> Result<()> {
         let layers = plan_stack(spec, kind, stack, input, out)?;
         params += copies * layers.iter().map(|l| l.params).sum::<usize>();
+        weights += copies * layers.iter().map(LayerPlan::weights).sum::<usize>();
         stacks.push((kind, layers));
         Ok(())
     };
@@ -430,5 +447,9 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
             }
         }
     }
-    Ok(Plan { stacks, params })
+    Ok(Plan {
+        stacks,
+        params,
+        weights,
+    })
 }

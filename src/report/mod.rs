@@ -12,11 +12,11 @@ mod table;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::diff::{Comparison, Test, Verdict};
+use crate::diff::{Comparison, Sample, Test, Verdict, one_sample, welch_summary};
 use crate::error::Result;
 use crate::fs::write_atomic;
 use crate::record::{RESULTS_HEADER, RoundRecord, Status, csv_line};
-use crate::spec::GridPoint;
+use crate::spec::{GridPoint, Reference};
 use Align::{Left, Right};
 pub use table::{Align, Table, markdown};
 
@@ -101,7 +101,12 @@ pub fn write_reports(
 fn write_figures(dir: &Path, records: &[RoundRecord], summaries: &[Summary]) -> Result<()> {
     let variants: Vec<(String, Option<f64>)> = summaries
         .iter()
-        .map(|m| (m.variant.clone(), m.reference))
+        .map(|m| {
+            (
+                m.variant.clone(),
+                m.reference.as_ref().map(|r| f64::from(r.mean)),
+            )
+        })
         .collect();
     let rows = figures::rows(&variants, records);
     let mut written = vec![figures::SUMMARY.to_string()];
@@ -172,6 +177,106 @@ fn baseline_table(s: &mut String, summaries: &[Summary]) {
         t.row(cells);
     }
     s.push_str(&t.markdown());
+}
+
+/// Each variant with published figures (its spec's `reference`) beside ours.
+fn published_table(s: &mut String, summaries: &[Summary]) {
+    let rows: Vec<(&Summary, &Reference)> = summaries
+        .iter()
+        .filter_map(|m| m.reference.as_ref().map(|r| (m, r)))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n## Against the published figures\n\nOur rounds beside the published statistics \
+         of the same variant (its spec's `reference`). Weights count the parameters a value is \
+         multiplied by (no biases), as the publication does; where its count differs from ours \
+         the row says by how much. change = our mean - the published one: Welch's t-test from \
+         the published mean, std and rounds where it gives all three, else a one-sample \
+         t-test against its mean (95% interval, in points). Published figures are often \
+         rounded, and their rounds drew other pairs, so the test is a guide, not a verdict.\n"
+    );
+    let mut t = Table::new(&[
+        ("variant", Left),
+        ("mean", Right),
+        ("std", Right),
+        ("best", Right),
+        ("worst", Right),
+        ("published mean", Right),
+        ("std", Right),
+        ("best", Right),
+        ("worst", Right),
+        ("weights", Right),
+        ("published weights", Right),
+        ("change (pts)", Right),
+        ("95% CI (pts)", Left),
+        ("p", Right),
+        ("test", Left),
+    ]);
+    for (m, r) in rows {
+        let f = |v: Option<f32>| pct(v.map(f64::from));
+        let published = match r.weights {
+            None => "—".to_string(),
+            Some(w) if w == m.weights => w.to_string(),
+            Some(w) => format!("{w} (ours {:+})", m.weights as i64 - w as i64),
+        };
+        let mut cells = vec![m.variant.clone(), pct(m.mean), pct(m.std), pct(m.best)];
+        cells.extend([
+            pct(m.worst),
+            f(Some(r.mean)),
+            f(r.std),
+            f(r.best),
+            f(r.worst),
+        ]);
+        cells.extend([m.weights.to_string(), published]);
+        cells.extend(against_published(m, r));
+        t.row(cells);
+    }
+    s.push_str(&t.markdown());
+}
+
+/// Change, interval, p and test of a variant's rounds against its published figures.
+fn against_published(m: &Summary, r: &Reference) -> [String; 4] {
+    let n = m.rounds - m.diverged;
+    let (Some(mean), Some(std)) = (m.mean, m.std) else {
+        return ["—".into(), "—".into(), "—".into(), "—".into()];
+    };
+    let ours = Sample {
+        mean,
+        var: std * std,
+        n,
+    };
+    let (change, p, ci, test) = match (r.std, r.rounds) {
+        (Some(sd), Some(rounds)) if rounds > 1 => {
+            let theirs = Sample {
+                mean: f64::from(r.mean),
+                var: f64::from(sd).powi(2),
+                n: rounds,
+            };
+            let (c, p, ci) = welch_summary(theirs, ours, 0.05);
+            (c, p, ci, "Welch t")
+        }
+        _ => {
+            let (c, p, ci) = one_sample(f64::from(r.mean), ours, 0.05);
+            (c, p, ci, "one-sample t")
+        }
+    };
+    let ci = ci.map_or_else(
+        || "—".into(),
+        |(a, b)| format!("[{}, {}]", points(Some(a)), points(Some(b))),
+    );
+    [points(Some(change)), ci, p_value(p), test.into()]
+}
+
+/// A p-value as the reports show it.
+fn p_value(p: Option<f64>) -> String {
+    match p {
+        Some(p) if p < 0.001 => "<0.001".into(),
+        Some(p) => format!("{p:.3}"),
+        None => "—".into(),
+    }
 }
 
 /// One table per grid: a column per axis, then the test-error statistics of each point.
@@ -249,8 +354,10 @@ pub struct Summary {
     pub digit_mean: Option<f64>,
     /// The grid point the variant is, if any (see [`report_md`]'s grid tables).
     pub grid: Option<GridPoint>,
-    /// A published mean test error to compare with (the spec's `reference`), a fraction.
-    pub reference: Option<f64>,
+    /// Published figures to compare with (the spec's `reference`).
+    pub reference: Option<Reference>,
+    /// Weights (the parameters a value is multiplied by; an ensemble's members all counted).
+    pub weights: usize,
     /// The spec's `baseline` and this variant's rounds against its rounds (`old` the
     /// baseline), when both have rounds.
     pub against: Option<(String, Comparison)>,
@@ -296,6 +403,7 @@ pub fn summarize(variant: &str, description: &str, rounds: &[&RoundRecord]) -> S
         digit_mean: mean_std(&digits).0,
         grid: None,
         reference: None,
+        weights: 0,
         against: None,
         has_curves: rounds.iter().any(|r| !r.result.curve.is_empty()),
         validation_mean: mean_std(
@@ -330,11 +438,7 @@ pub fn comparison_cells(c: &Comparison) -> Vec<String> {
     if c.spec_changed {
         verdict.push_str(" (spec changed)");
     }
-    let p = match c.p {
-        Some(p) if p < 0.001 => "<0.001".into(),
-        Some(p) => format!("{p:.3}"),
-        None => "—".into(),
-    };
+    let p = p_value(c.p);
     let test = match c.test {
         Test::Paired => "paired t",
         Test::Welch => "Welch t",
@@ -388,6 +492,7 @@ pub fn report_md(summaries: &[Summary], p: &Protocol) -> String {
         figures::SUMMARY
     );
     baseline_table(&mut s, summaries);
+    published_table(&mut s, summaries);
     grid_tables(&mut s, summaries);
     if summaries.iter().any(|m| m.has_curves) {
         let _ = writeln!(
@@ -417,6 +522,7 @@ fn summary_table(summaries: &[Summary]) -> Table {
     let mut columns = vec![
         ("variant", Left),
         ("params", Right),
+        ("weights", Right),
         ("rounds", Right),
         ("mean", Right),
         ("std", Right),
@@ -438,6 +544,7 @@ fn summary_table(summaries: &[Summary]) -> Table {
         let mut cells = vec![
             m.variant.clone(),
             m.params.to_string(),
+            m.weights.to_string(),
             rounds,
             pct(m.mean),
             pct(m.std),

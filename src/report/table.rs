@@ -116,31 +116,30 @@ fn one_line(text: &str) -> String {
 }
 
 /// `text` as literal Markdown inline text, safe in a table cell, a heading or an image's
-/// alt text: on one line, with whatever could start markup escaped: a cell's end, HTML and
-/// autolinks (`<`), entities, code, emphasis, and the `](` and `![` that make a link or an
-/// image (a bracket alone stays as written: grid points and intervals have them).
+/// alt text: on one line, with whatever could start markup escaped: a cell's end, code,
+/// emphasis, HTML and autolinks (a `<` before a letter, `/`, `!` or `?`), entities (a `&`
+/// before a letter or `#`), the `](` and `![` that make a link or an image, and the `://`
+/// and `www.` that GitHub turns into links. A bracket alone stays as written (grid points and
+/// intervals have them), and so does `<0.001`.
 pub fn markdown(text: &str) -> String {
     let text = one_line(text);
     let mut s = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     while let Some(ch) = chars.next() {
-        let next = chars.peek().copied();
+        let next = chars.peek().copied().unwrap_or(' ');
         match ch {
-            '<' => s.push_str("&lt;"),
-            '>' => s.push_str("&gt;"),
-            '&' => s.push_str("&amp;"),
+            '<' if next.is_ascii_alphabetic() || "/!?".contains(next) => s.push_str("&lt;"),
+            '&' if next.is_ascii_alphabetic() || next == '#' => s.push_str("&amp;"),
             '\\' | '|' | '`' | '*' => {
                 s.push('\\');
                 s.push(ch);
             }
-            '!' | ']' if next == Some('[') || (ch == ']' && next == Some('(')) => {
-                s.push('\\');
-                s.push(ch);
-            }
+            '!' if next == '[' => s.push_str("\\!"),
+            ']' if next == '(' || next == '[' => s.push_str("\\]"),
             c => s.push(c),
         }
     }
-    s
+    s.replace("://", "\\://").replace("www.", "www\\.")
 }
 
 #[cfg(test)]
@@ -163,7 +162,7 @@ mod tests {
         assert_eq!(
             table().markdown(),
             "| name | error |\n|---|---:|\n| a\\|b c | 1.0% |\n\
-             | &lt;img src=x&gt;\\![i\\](http://e/x.png) | **2.0%** |\n"
+             | &lt;img src=x>\\![i\\](http\\://e/x.png) | **2.0%** |\n"
         );
     }
 
@@ -171,6 +170,12 @@ mod tests {
     fn brackets_stay_unless_they_make_a_link() {
         assert_eq!(markdown("g[lr=0.1] [-0.5, +0.2]"), "g[lr=0.1] [-0.5, +0.2]");
         assert_eq!(markdown("[a](b) [c][d]"), "[a\\](b) [c\\][d]");
+        assert_eq!(markdown("<0.001 & 1 < 2"), "<0.001 & 1 < 2");
+        assert_eq!(markdown("http://e.x www.e.x"), "http\\://e.x www\\.e.x");
+        assert_eq!(
+            markdown("</a> <!-- &amp; &#60;"),
+            "&lt;/a> &lt;!-- &amp;amp; &amp;#60;"
+        );
     }
 
     #[test]

@@ -395,6 +395,68 @@ impl Schedule {
     }
 }
 
+/// A variant's published figures: `reference = 0.19` (a mean test error alone) or
+/// `reference = { mean = 0.19, std = 0.02, best = 0.17, worst = 0.22, weights = 42910,
+/// rounds = 10 }`. Errors are fractions; `weights` counts what the publication counts (the
+/// parameters a value is multiplied by).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reference {
+    pub mean: f32,
+    pub std: Option<f32>,
+    pub best: Option<f32>,
+    pub worst: Option<f32>,
+    pub weights: Option<usize>,
+    /// Rounds the published statistics are over.
+    pub rounds: Option<usize>,
+}
+
+impl<'de> Deserialize<'de> for Reference {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            #[serde(deserialize_with = "layer::real")]
+            mean: f32,
+            #[serde(default, deserialize_with = "layer::real_opt")]
+            std: Option<f32>,
+            #[serde(default, deserialize_with = "layer::real_opt")]
+            best: Option<f32>,
+            #[serde(default, deserialize_with = "layer::real_opt")]
+            worst: Option<f32>,
+            weights: Option<usize>,
+            rounds: Option<usize>,
+        }
+        let bad = |e: toml::de::Error| serde::de::Error::custom(e.message().to_string());
+        let full = match toml::Value::deserialize(d)? {
+            table @ toml::Value::Table(_) => Full::deserialize(table).map_err(bad)?,
+            mean => Full {
+                mean: layer::real(mean).map_err(bad)?,
+                std: None,
+                best: None,
+                worst: None,
+                weights: None,
+                rounds: None,
+            },
+        };
+        let Full {
+            mean,
+            std,
+            best,
+            worst,
+            weights,
+            rounds,
+        } = full;
+        Ok(Reference {
+            mean,
+            std,
+            best,
+            worst,
+            weights,
+            rounds,
+        })
+    }
+}
+
 /// A complete variant, ready to compile.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spec {
@@ -411,9 +473,9 @@ pub struct Spec {
     pub description: String,
     /// Where the variant stands in reports (lower first); `None` after every ordered one.
     pub order: Option<i64>,
-    /// A published mean test error of this variant (a fraction), drawn in the summary
-    /// figure; not part of the hash.
-    pub reference: Option<f32>,
+    /// Published figures of this variant (the seed report's), shown beside ours; not part of
+    /// the hash.
+    pub reference: Option<Reference>,
     /// The variant REPORT.md compares this one against, round by round (an ablation's
     /// full variant); not part of the hash.
     pub baseline: Option<String>,

@@ -23,8 +23,7 @@ pub const MAX_ENSEMBLE: usize = 16;
 struct Document {
     description: String,
     order: Option<i64>,
-    #[serde(default, deserialize_with = "super::layer::real_opt")]
-    reference: Option<f32>,
+    reference: Option<super::Reference>,
     baseline: Option<String>,
     model: Model,
     train: Train,
@@ -127,15 +126,28 @@ fn ignored_keys(m: &Model, tree: &Tree) -> Rule {
     }
 }
 
-/// A published error is a fraction.
+/// Published errors are fractions, over at least one round.
 fn reference(s: &Spec) -> Rule {
-    match s.reference {
-        Some(r) if !(0.0..=1.0).contains(&r) => Err((
-            "reference",
-            format!("a published test error, a fraction in [0, 1], got {r}"),
-        )),
-        _ => Ok(()),
+    let Some(r) = &s.reference else {
+        return Ok(());
+    };
+    for (key, v) in [
+        ("reference.mean", Some(r.mean)),
+        ("reference.std", r.std),
+        ("reference.best", r.best),
+        ("reference.worst", r.worst),
+    ] {
+        if let Some(v) = v.filter(|v| !(0.0..=1.0).contains(v)) {
+            return Err((
+                key,
+                format!("a published test error, a fraction in [0, 1], got {v}"),
+            ));
+        }
     }
+    if r.rounds == Some(0) {
+        return Err(("reference.rounds", "must be at least 1".into()));
+    }
+    Ok(())
 }
 
 /// Loss weights are finite and not negative.
