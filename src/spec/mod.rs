@@ -399,61 +399,33 @@ impl Schedule {
 /// `reference = { mean = 0.19, std = 0.02, best = 0.17, worst = 0.22, weights = 42910,
 /// rounds = 10 }`. Errors are fractions; `weights` counts what the publication counts (the
 /// parameters a value is multiplied by).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Reference {
+    #[serde(deserialize_with = "layer::real")]
     pub mean: f32,
+    #[serde(default, deserialize_with = "layer::real_opt")]
     pub std: Option<f32>,
+    #[serde(default, deserialize_with = "layer::real_opt")]
     pub best: Option<f32>,
+    #[serde(default, deserialize_with = "layer::real_opt")]
     pub worst: Option<f32>,
     pub weights: Option<usize>,
     /// Rounds the published statistics are over.
     pub rounds: Option<usize>,
 }
 
-impl<'de> Deserialize<'de> for Reference {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Full {
-            #[serde(deserialize_with = "layer::real")]
-            mean: f32,
-            #[serde(default, deserialize_with = "layer::real_opt")]
-            std: Option<f32>,
-            #[serde(default, deserialize_with = "layer::real_opt")]
-            best: Option<f32>,
-            #[serde(default, deserialize_with = "layer::real_opt")]
-            worst: Option<f32>,
-            weights: Option<usize>,
-            rounds: Option<usize>,
-        }
+impl Reference {
+    /// `reference` as written: a table, or a bare number for the mean alone.
+    pub(crate) fn written<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> std::result::Result<Option<Reference>, D::Error> {
         let bad = |e: toml::de::Error| serde::de::Error::custom(e.message().to_string());
-        let full = match toml::Value::deserialize(d)? {
-            table @ toml::Value::Table(_) => Full::deserialize(table).map_err(bad)?,
-            mean => Full {
-                mean: layer::real(mean).map_err(bad)?,
-                std: None,
-                best: None,
-                worst: None,
-                weights: None,
-                rounds: None,
-            },
+        let table = match toml::Value::deserialize(d)? {
+            table @ toml::Value::Table(_) => table,
+            mean => toml::Value::Table([("mean".to_string(), mean)].into_iter().collect()),
         };
-        let Full {
-            mean,
-            std,
-            best,
-            worst,
-            weights,
-            rounds,
-        } = full;
-        Ok(Reference {
-            mean,
-            std,
-            best,
-            worst,
-            weights,
-            rounds,
-        })
+        Reference::deserialize(table).map(Some).map_err(bad)
     }
 }
 

@@ -23,6 +23,7 @@ pub const MAX_ENSEMBLE: usize = 16;
 struct Document {
     description: String,
     order: Option<i64>,
+    #[serde(default, deserialize_with = "super::Reference::written")]
     reference: Option<super::Reference>,
     baseline: Option<String>,
     model: Model,

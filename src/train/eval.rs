@@ -98,12 +98,7 @@ pub fn evaluate(nets: &[&Network], set: &PairSet, views: Option<&Views>) -> Resu
             many => predict_averaged(many, chunk.len(), compare),
         };
         let b = &batches[0];
-        wrong += p
-            .target
-            .iter()
-            .zip(&b.target)
-            .filter(|(p, t)| p != t)
-            .count();
+        wrong += p.wrong(&b.target);
         if let Some(d) = p.digits {
             has_digits = true;
             let classes = b.classes.iter().map(|&c| usize::from(c));

@@ -15,6 +15,17 @@ pub(super) struct Predicted {
     pub digits: Option<Vec<usize>>,
 }
 
+impl Predicted {
+    /// How many predicted targets differ from `target`.
+    pub fn wrong(&self, target: &[u8]) -> usize {
+        self.target
+            .iter()
+            .zip(target)
+            .filter(|(p, t)| p != t)
+            .count()
+    }
+}
+
 /// One network's outputs: the comparison's argmax, or `compare`'s rule on the digits.
 pub(super) fn predict<T>(out: &Outputs<T>, compare: Compare) -> Predicted {
     let digits = out.digits.as_ref().map(|d| match d {

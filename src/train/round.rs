@@ -200,12 +200,7 @@ impl<'a> Trainer<'a> {
             };
             let out = self.net.forward(input, true)?;
             let p = predict(&out, spec.model.compare);
-            wrong += p
-                .target
-                .iter()
-                .zip(&b.target)
-                .filter(|(p, t)| p != t)
-                .count();
+            wrong += p.wrong(&b.target);
             let loss = batch_loss(spec, out, &b);
             let value = f64::from(loss.array());
             if !value.is_finite() {
