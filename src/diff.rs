@@ -200,6 +200,8 @@ pub struct Comparison {
     /// 95% confidence interval of the change (at `1 - alpha` in general).
     pub ci: Option<(f64, f64)>,
     pub p: Option<f64>,
+    /// `p` adjusted for the comparisons made alongside it ([`correct`]); `p` until then.
+    pub p_adjusted: Option<f64>,
     pub test: Test,
     /// Rounds compared (pairs for the paired test).
     pub n: usize,
@@ -321,6 +323,7 @@ pub fn compare(variant: &str, old: &[RoundRecord], new: &[RoundRecord], alpha: f
         change: None,
         ci: None,
         p: None,
+        p_adjusted: None,
         test: Test::None,
         n: 0,
         old_ok: eo.len(),
@@ -356,14 +359,71 @@ pub fn compare(variant: &str, old: &[RoundRecord], new: &[RoundRecord], alpha: f
     };
     c.change = Some(change);
     c.p = p;
+    c.p_adjusted = p;
     c.ci = ci;
-    c.verdict = match p {
-        _ if en.len() < eo.len() => Verdict::LostRounds,
+    c.verdict = if en.len() < eo.len() {
+        Verdict::LostRounds
+    } else {
+        tested(p, change, alpha)
+    };
+    c
+}
+
+/// The verdict of a change whose test gave `p`.
+fn tested(p: Option<f64>, change: f64, alpha: f64) -> Verdict {
+    match p {
         Some(p) if p < alpha && change < 0.0 => Verdict::Better,
         Some(p) if p < alpha && change > 0.0 => Verdict::Worse,
         _ => Verdict::NoClearChange,
+    }
+}
+
+/// How p-values are adjusted for the many comparisons a report makes at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Correction {
+    /// Holm's step-down method: the chance of any false "better" or "worse" among them all
+    /// stays below alpha.
+    Holm,
+    /// Each comparison on its own.
+    None,
+}
+
+/// Holm's adjusted p-values of `p` (`None` stays `None` and is not counted): the `i`-th
+/// smallest of `m` is multiplied by `m - i`, capped at 1, and never below an earlier one.
+pub fn holm(p: &[Option<f64>]) -> Vec<Option<f64>> {
+    let mut order: Vec<usize> = (0..p.len()).filter(|&i| p[i].is_some()).collect();
+    order.sort_by(|&a, &b| p[a].unwrap_or(1.0).total_cmp(&p[b].unwrap_or(1.0)));
+    let m = order.len();
+    let mut out = vec![None; p.len()];
+    let mut floor = 0.0f64;
+    for (rank, &i) in order.iter().enumerate() {
+        let adjusted = (p[i].unwrap_or(1.0) * (m - rank) as f64)
+            .min(1.0)
+            .max(floor);
+        floor = adjusted;
+        out[i] = Some(adjusted);
+    }
+    out
+}
+
+/// Adjusts the p-values of `comparisons` as `correction` says, and redraws the verdicts of
+/// those a test decided.
+pub fn correct(comparisons: &mut [Comparison], correction: Correction, alpha: f64) {
+    let raw: Vec<Option<f64>> = comparisons.iter().map(|c| c.p).collect();
+    let adjusted = match correction {
+        Correction::Holm => holm(&raw),
+        Correction::None => raw,
     };
-    c
+    for (c, p) in comparisons.iter_mut().zip(adjusted) {
+        c.p_adjusted = p;
+        let decided = matches!(
+            c.verdict,
+            Verdict::Better | Verdict::Worse | Verdict::NoClearChange
+        );
+        if let (true, Some(change)) = (decided, c.change) {
+            c.verdict = tested(p, change, alpha);
+        }
+    }
 }
 
 /// A variant on one side only.
@@ -385,6 +445,7 @@ fn one_sided(
         change: None,
         ci: None,
         p: None,
+        p_adjusted: None,
         test: Test::None,
         n: 0,
         old_ok: ok(old),

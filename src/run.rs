@@ -288,8 +288,26 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Test-error statistics per variant, in report order.
+/// Test-error statistics per variant, in report order; the comparisons with baselines
+/// adjusted together by Holm's method.
 pub fn summaries(selected: &[Variant], records: &[RoundRecord]) -> Vec<Summary> {
+    let mut out = summaries_alone(selected, records);
+    let mut against: Vec<diff::Comparison> = out
+        .iter()
+        .filter_map(|m| m.against.as_ref().map(|(_, c)| c.clone()))
+        .collect();
+    diff::correct(&mut against, diff::Correction::Holm, 0.05);
+    let mut adjusted = against.into_iter();
+    for (_, c) in out.iter_mut().filter_map(|m| m.against.as_mut()) {
+        if let Some(a) = adjusted.next() {
+            *c = a;
+        }
+    }
+    out
+}
+
+/// Each variant's statistics, its baseline comparison made on its own.
+fn summaries_alone(selected: &[Variant], records: &[RoundRecord]) -> Vec<Summary> {
     let rounds_of = |name: &str| -> Vec<RoundRecord> {
         records
             .iter()

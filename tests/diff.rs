@@ -92,7 +92,7 @@ fn a_constructed_improvement_is_better_with_the_hand_computed_p() {
     let out = lesser(&d, &["old.csv", "new.csv", "--format", "markdown"]);
     let t = text(&out);
     assert!(
-        t.contains("| v | 20.0% | 16.0% | -4.0 | [-6.5, -1.5] | 0.020 | paired t | 3 | better (spec changed) |"),
+        t.contains("| v | 20.0% | 16.0% | -4.0 | [-6.5, -1.5] | 0.020 | 0.020 | paired t | 3 | better (spec changed) |"),
         "{t}"
     );
 }
@@ -251,4 +251,85 @@ fn duplicate_rounds_are_refused_and_markdown_is_escaped() {
         t.contains("| &lt;img src=x onerror=1>\\![i\\](http\\://e/x) |") && !t.contains("<img"),
         "{t}"
     );
+}
+
+/// Holm's adjusted p-values against a hand computation: the i-th smallest of m multiplied by
+/// m - i, never below an earlier one, capped at 1; undefined ones left out.
+#[test]
+fn holm_adjusts_as_computed_by_hand() {
+    let p = [
+        Some(0.01),
+        Some(0.04),
+        None,
+        Some(0.03),
+        Some(0.005),
+        Some(0.9),
+    ];
+    // Sorted: 0.005 x5 = 0.025, 0.01 x4 = 0.04, 0.03 x3 = 0.09, 0.04 x2 = 0.08 -> 0.09,
+    // 0.9 x1 = 0.9.
+    let want = [
+        Some(0.04),
+        Some(0.09),
+        None,
+        Some(0.09),
+        Some(0.025),
+        Some(0.9),
+    ];
+    for (got, want) in lesser::diff::holm(&p).iter().zip(want) {
+        match (got, want) {
+            (Some(g), Some(w)) => assert!((g - w).abs() < 1e-12, "{g} {w}"),
+            (g, w) => assert_eq!(*g, w),
+        }
+    }
+    assert_eq!(
+        lesser::diff::holm(&[Some(0.6), Some(0.7)]),
+        [Some(1.0), Some(1.0)]
+    );
+}
+
+/// Two variants that each improve at p of about 0.04: better on their own, no clear change
+/// once corrected for each other (the default); the output says which.
+#[test]
+fn many_variants_are_corrected_together() {
+    let d = temp("holm");
+    let rows = |errs: [f64; 5]| -> Vec<(&'static str, u64, f64)> {
+        let mut r = Vec::new();
+        for v in ["v", "w"] {
+            r.extend(errs.iter().enumerate().map(|(i, &e)| (v, i as u64, e)));
+        }
+        r
+    };
+    let old = rows([0.20; 5]);
+    let new = rows([0.19, 0.18, 0.20, 0.17, 0.185]);
+    std::fs::write(d.join("old.csv"), results(&old, "h")).unwrap();
+    std::fs::write(d.join("new.csv"), results(&new, "h")).unwrap();
+    let single = paired(
+        &[
+            (0.2, 0.19),
+            (0.2, 0.18),
+            (0.2, 0.20),
+            (0.2, 0.17),
+            (0.2, 0.185),
+        ],
+        0.05,
+    )
+    .1
+    .unwrap();
+    assert!((0.025..0.05).contains(&single), "{single}");
+    let corrected = text(&lesser(&d, &["old.csv", "new.csv"]));
+    let verdicts = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| l.starts_with("v ") || l.starts_with("w "))
+            .map(|l| l.split("  ").last().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(verdicts(&corrected), ["no clear change"; 2], "{corrected}");
+    assert!(
+        corrected.contains(&format!("{:.3}", 2.0 * single)),
+        "{corrected}"
+    );
+    assert!(corrected.contains("Holm's method"), "{corrected}");
+    let alone = text(&lesser(&d, &["old.csv", "new.csv", "--correction", "none"]));
+    assert_eq!(verdicts(&alone), ["better"; 2], "{alone}");
+    assert!(alone.contains("No correction"), "{alone}");
 }

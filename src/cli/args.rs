@@ -48,6 +48,10 @@ pub struct DiffArgs {
     /// Significance level of the tests (and 1 - confidence of the intervals).
     #[arg(long, default_value_t = 0.05)]
     pub alpha: f64,
+    /// How p-values are adjusted for comparing many variants at once; verdicts use the
+    /// adjusted p.
+    #[arg(long, value_enum, default_value_t = crate::diff::Correction::Holm)]
+    pub correction: crate::diff::Correction,
     /// Exit with status 1 when any variant got worse, diverged in every round or lost
     /// rounds, at level --alpha.
     #[arg(long)]

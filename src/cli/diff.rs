@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use super::args::{DiffArgs, Format};
 use super::print;
-use crate::diff::{Side, diff, load_side};
+use crate::diff::{Correction, Side, correct, diff, load_side};
 use crate::error::{Error, Result};
 use crate::fs::write_atomic;
 use crate::record::RoundRecord;
@@ -27,7 +27,8 @@ pub fn run(args: &DiffArgs) -> Result<u8> {
         // The working tree's reports.
         None => load_side("reports")?,
     };
-    let comparisons = diff(&old, &new, args.alpha);
+    let mut comparisons = diff(&old, &new, args.alpha);
+    correct(&mut comparisons, args.correction, args.alpha);
     let level = format!("{:.0}% CI (pts)", 100.0 * (1.0 - args.alpha));
     let mut table = Table::new(&[
         ("variant", Left),
@@ -36,6 +37,7 @@ pub fn run(args: &DiffArgs) -> Result<u8> {
         ("change (pts)", Right),
         (&level, Left),
         ("p", Right),
+        ("adjusted p", Right),
         ("test", Left),
         ("n", Right),
         ("verdict", Left),
@@ -52,8 +54,18 @@ pub fn run(args: &DiffArgs) -> Result<u8> {
         let _ = writeln!(
             out,
             "\nold: {}\nnew: {}\nchange = new - old test error; lower is better. Paired t-test on \
-             rounds with the same data seed, Welch's t-test when rounds do not pair; level {}.",
-            old.label, new.label, args.alpha
+             rounds with the same data seed, Welch's t-test when rounds do not pair; level {}. \
+             {}",
+            old.label,
+            new.label,
+            args.alpha,
+            match args.correction {
+                Correction::Holm => {
+                    "The adjusted p corrects for the variants compared together (Holm's \
+                     method; --correction none for none); verdicts use it."
+                }
+                Correction::None => "No correction for the variants compared together.",
+            }
         );
     }
     print(&out)?;

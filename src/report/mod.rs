@@ -157,7 +157,9 @@ fn baseline_table(s: &mut String, summaries: &[Summary]) {
         s,
         "\n## Against baselines\n\nEach variant against the variant its spec names as \
          `baseline`, on the same rounds' pairs: change = variant - baseline test error, with \
-         a paired t-test as `lesser diff` computes it (95% interval, in points).\n"
+         a paired t-test as `lesser diff` computes it (95% interval, in points). The adjusted \
+         p corrects for the table's comparisons together (Holm's method); the verdict uses \
+         it.\n"
     );
     let mut t = Table::new(&[
         ("variant", Left),
@@ -167,6 +169,7 @@ fn baseline_table(s: &mut String, summaries: &[Summary]) {
         ("change (pts)", Right),
         ("95% CI (pts)", Left),
         ("p", Right),
+        ("adjusted p", Right),
         ("test", Left),
         ("n", Right),
         ("verdict", Left),
@@ -451,6 +454,7 @@ pub fn comparison_cells(c: &Comparison) -> Vec<String> {
         points(c.change),
         ci,
         p,
+        p_value(c.p_adjusted),
         test.into(),
         c.n.to_string(),
         verdict,
