@@ -346,3 +346,37 @@ fn curve_every_thins_the_curves_and_nothing_else() {
         stderr(&out)
     );
 }
+
+/// The error axis fits the epochs after the first tenth: a curve that falls from 50% to 1%
+/// is drawn on an axis that shows 1% clearly, its first epochs cut at the top and said so;
+/// one that does not fall far keeps its whole range.
+#[test]
+fn the_error_axis_fits_the_settled_epochs() {
+    let falling: Vec<(f64, f64, f64)> = (0..20)
+        .map(|e| {
+            let err = if e < 2 {
+                0.5
+            } else {
+                0.01 + 0.001 * f64::from(20 - e)
+            };
+            (1.0, err, err)
+        })
+        .collect();
+    let r = record("a", 0, 0.011, &falling);
+    let c = figures::curves("a", &[&r]).unwrap();
+    let svg = figures::curves_svg(&c);
+    let text = |t: &str| format!(">\n{t}\n</text>");
+    assert!(
+        svg.contains(&text("error (%; the first epochs cut at the top)")),
+        "{svg}"
+    );
+    // The top label is a few percent, not 50.
+    assert!(
+        svg.contains(&text("3.0")) && !svg.contains(&text("50.0")),
+        "{svg}"
+    );
+    let flat: Vec<(f64, f64, f64)> = (0..20).map(|_| (1.0, 0.2, 0.2)).collect();
+    let r = record("b", 0, 0.2, &flat);
+    let svg = figures::curves_svg(&figures::curves("b", &[&r]).unwrap());
+    assert!(svg.contains(&text("error (%)")), "{svg}");
+}

@@ -75,6 +75,19 @@ pub struct Band {
     pub max: Vec<f64>,
 }
 
+impl Band {
+    /// The band with every value above `top` drawn at `top`.
+    fn clipped(&self, top: f64) -> Band {
+        let cut = |v: &[f64]| v.iter().map(|x| x.min(top)).collect();
+        Band {
+            epoch: self.epoch.clone(),
+            mean: cut(&self.mean),
+            min: cut(&self.min),
+            max: cut(&self.max),
+        }
+    }
+}
+
 /// A variant's learning curves: epochs `1..=epochs`, each band over the rounds that reached
 /// (and measured) that epoch. Errors in percent.
 #[derive(Debug, Clone, PartialEq)]
@@ -359,14 +372,27 @@ fn draw_curves<DB: DrawingBackend>(
     if let Some(v) = &c.validation_error {
         errors.push((v, GREEN));
     }
-    let err_max = headroom(
-        errors
-            .iter()
-            .flat_map(|(b, _)| b.max.iter())
-            .copied()
-            .fold(0.0, f64::max),
-    );
-    panel(&right, &errors, "error (%)", err_max)
+    // The axis fits the epochs after the first tenth, so that a curve ending near 1% reads
+    // as clearly as one near 20%; what the first epochs reach above it is drawn at the top.
+    let settled = |b: &Band| {
+        let skip = c.train_loss.mean.len().div_ceil(10);
+        let late = b.epoch.iter().zip(&b.max).filter(|(e, _)| **e > skip);
+        late.map(|(_, &m)| m).fold(0.0, f64::max)
+    };
+    let err_max = headroom(errors.iter().map(|(b, _)| settled(b)).fold(0.0, f64::max));
+    let clipped: Vec<Band> = errors.iter().map(|(b, _)| b.clipped(err_max)).collect();
+    let any_clipped = errors.iter().zip(&clipped).any(|((b, _), c)| c != *b);
+    let errors: Vec<(&Band, RGBColor)> = clipped
+        .iter()
+        .zip(&errors)
+        .map(|(b, (_, c))| (b, *c))
+        .collect();
+    let desc = if any_clipped {
+        "error (%; the first epochs cut at the top)"
+    } else {
+        "error (%)"
+    };
+    panel(&right, &errors, desc, err_max)
 }
 
 /// One panel of a curves figure: each band's mean as a line over its min-max band.
