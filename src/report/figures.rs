@@ -375,7 +375,7 @@ fn draw_curves<DB: DrawingBackend>(
     // The axis fits the epochs after the first tenth, so that a curve ending near 1% reads
     // as clearly as one near 20%; what the first epochs reach above it is drawn at the top.
     let settled = |b: &Band| {
-        let skip = c.train_loss.mean.len().div_ceil(10);
+        let skip = c.train_loss.mean.len() / 10;
         let late = b.epoch.iter().zip(&b.max).filter(|(e, _)| **e > skip);
         late.map(|(_, &m)| m).fold(0.0, f64::max)
     };
