@@ -7,7 +7,10 @@ use crate::compile::{Plan, plan};
 use crate::error::{Error, Result};
 use crate::record::check_variant_name;
 use crate::spec::{self, Override, Spec};
-use crate::train::EVAL_CHUNK;
+
+/// Rows of a batch the evaluation runs at once (see `train::evaluate`); the memory estimate
+/// counts them.
+pub const EVAL_CHUNK: usize = 500;
 
 /// Default of `--max-memory`, in GiB: a round estimated above it is refused before training.
 pub const DEFAULT_MAX_MEMORY_GIB: f64 = 8.0;

@@ -11,9 +11,7 @@ use crate::compile::{DigitLogits, Input, Network, Outputs};
 use crate::data::{PIXELS, PairSet};
 use crate::error::Result;
 use crate::ops::Act;
-
-/// Rows of a batch the evaluation runs at once.
-pub const EVAL_CHUNK: usize = 500;
+use crate::variants::EVAL_CHUNK;
 
 /// The errors of one evaluation, as fractions.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -12,7 +12,7 @@ mod predict;
 mod round;
 
 pub use augment::{Affine, augment};
-pub use eval::{EVAL_CHUNK, Errors, Views, evaluate};
+pub use eval::{Errors, Views, evaluate};
 pub use norm::Normalization;
 pub use optim::Optim;
 pub use predict::lesser_or_equal;
