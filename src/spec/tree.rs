@@ -361,9 +361,12 @@ mod tests {
     use super::*;
 
     fn tree(text: &str) -> Tree {
+        // A file per call: tests run at once.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("lesser-tree-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join(format!("t{}.toml", text.len()));
+        let p = dir.join(format!("t{n}.toml"));
         std::fs::write(&p, text).unwrap();
         Tree::parse(&p).unwrap()
     }
