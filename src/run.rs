@@ -64,14 +64,17 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// that a typo does not ask the system for a hundred thousand threads.
 pub const MAX_JOBS: usize = 1024;
 
-/// SHA-256 of each data file, and one hash over all of them.
-fn hash_data(files: &[PathBuf]) -> Result<(Vec<(String, String)>, String)> {
+/// SHA-256 of each data file (what `sha256sum` shows), and the data hash: one hash over the
+/// files' contents, so that the same data gzipped or not is the same data.
+fn hash_data(data: &Mnist) -> Result<(Vec<(String, String)>, String)> {
     let mut all = Sha256::new();
+    for content in &data.contents {
+        all.update(content.as_bytes());
+    }
     let mut each = Vec::new();
-    for f in files {
+    for f in &data.files {
         let bytes = std::fs::read(f).map_err(|e| Error::io(f, e))?;
         let sum = hash::hex(&Sha256::digest(&bytes));
-        all.update(sum.as_bytes());
         let name = f
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
@@ -356,7 +359,7 @@ struct Setup {
 fn setup(opts: &SweepOptions) -> Result<Setup> {
     let selected = select_variants(opts)?;
     let data = load_data(&opts.data, opts.pairs)?;
-    let (data_files, data_hash) = hash_data(&data.files)?;
+    let (data_files, data_hash) = hash_data(&data)?;
     Ok(Setup {
         selected,
         data,

@@ -1,6 +1,6 @@
 //! The shipped data, the IDX loader's errors, and the pair-set protocol.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use lesser::data::{Mnist, PIXELS, generate_pair_sets, idx};
@@ -301,4 +301,43 @@ fn a_gzip_file_is_read_only_as_far_as_its_header_promises() {
     bytes.truncate(bytes.len() - 64);
     std::fs::write(d.join("train-images-idx3-ubyte.gz"), bytes).unwrap();
     assert_eq!(Mnist::load(&d).unwrap().train.images, plain.train.images);
+}
+
+/// The data hash is the data's, not its files': the same digits gzipped or not train the
+/// same rounds, which the second run finds in the store.
+#[test]
+fn the_same_data_gzipped_or_not_has_one_hash() {
+    let d = temp_dir("samehash");
+    std::fs::create_dir_all(d.join("plain")).unwrap();
+    std::fs::create_dir_all(d.join("specs")).unwrap();
+    for e in std::fs::read_dir(shipped()).unwrap() {
+        let p = e.unwrap().path();
+        let mut raw = Vec::new();
+        flate2::read::MultiGzDecoder::new(std::fs::File::open(&p).unwrap())
+            .read_to_end(&mut raw)
+            .unwrap();
+        let name = p.file_stem().unwrap();
+        std::fs::write(d.join("plain").join(name), raw).unwrap();
+    }
+    let spec = "[model]\naux_loss = 1.0\ncompare = \"argmax\"\n\
+                digit = [{ layer = \"flatten\" }, { layer = \"linear\", out = 10 }]\n\
+                [train]\nepochs = 1\nrepeats = 1\n";
+    std::fs::write(d.join("specs/s.toml"), spec).unwrap();
+    let run = |data: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_lesser"))
+            .current_dir(&d)
+            .args(["run", "--pairs", "50", "--data"])
+            .arg(data)
+            .output()
+            .unwrap()
+    };
+    assert!(run(&shipped()).status.success());
+    let zipped = std::fs::read_to_string(d.join("reports/results.csv")).unwrap();
+    let out = run(&d.join("plain"));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("1 rounds (0 trained, 1 reused"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(d.join("reports/results.csv")).unwrap(),
+        zipped
+    );
 }

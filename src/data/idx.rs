@@ -19,12 +19,22 @@ pub struct IdxImages {
     pub rows: usize,
     pub cols: usize,
     pub pixels: Vec<u8>,
+    /// See [`Idx::content`].
+    pub content: String,
+}
+
+/// What an IDX file holds, and the SHA-256 (hex) of its content: the header and the payload
+/// it promises, as read after any gzip, so the same data hashes alike zipped or not.
+struct Idx {
+    shape: Vec<usize>,
+    payload: Vec<u8>,
+    content: String,
 }
 
 /// Reads an IDX file's header (checking its magic number) and the payload it promises,
 /// un-gzipping it when it is gzip; whatever follows the payload is not read (nor
 /// decompressed).
-fn read_idx(path: &Path, magic: u32, dims: usize) -> Result<(Vec<usize>, Vec<u8>)> {
+fn read_idx(path: &Path, magic: u32, dims: usize) -> Result<Idx> {
     let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let mut reader: Box<dyn Read> = if raw.starts_with(&[0x1f, 0x8b]) {
         // Multi-member: gzip allows several members in one file (e.g. `cat a.gz b.gz`).
@@ -55,7 +65,18 @@ fn read_idx(path: &Path, magic: u32, dims: usize) -> Result<(Vec<usize>, Vec<u8>
             ),
         ));
     }
-    Ok((shape, payload))
+    use sha2::{Digest, Sha256};
+    let content = crate::hash::hex(
+        &Sha256::new()
+            .chain_update(&header)
+            .chain_update(&payload)
+            .finalize(),
+    );
+    Ok(Idx {
+        shape,
+        payload,
+        content,
+    })
 }
 
 /// Parses a header: checks the magic number and returns the dimensions and the payload's
@@ -96,23 +117,27 @@ fn parse_header(path: &Path, bytes: &[u8], magic: u32, dims: usize) -> Result<(V
 
 /// Reads an IDX3 image file.
 pub fn read_images(path: &Path) -> Result<IdxImages> {
-    let (shape, pixels) = read_idx(path, IMAGES_MAGIC, 3)?;
+    let idx = read_idx(path, IMAGES_MAGIC, 3)?;
     Ok(IdxImages {
-        count: shape[0],
-        rows: shape[1],
-        cols: shape[2],
-        pixels,
+        count: idx.shape[0],
+        rows: idx.shape[1],
+        cols: idx.shape[2],
+        pixels: idx.payload,
+        content: idx.content,
     })
 }
 
-/// Reads an IDX1 label file; every label must be a digit 0..=9.
-pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
-    let (_, payload) = read_idx(path, LABELS_MAGIC, 1)?;
+/// Reads an IDX1 label file (every label must be a digit 0..=9), with the SHA-256 of its
+/// content (see [`IdxImages::content`]).
+pub fn read_labels(path: &Path) -> Result<(Vec<u8>, String)> {
+    let Idx {
+        payload, content, ..
+    } = read_idx(path, LABELS_MAGIC, 1)?;
     if let Some(i) = payload.iter().position(|&l| l > 9) {
         return Err(Error::data(
             path,
             format!("label {} at index {i} is above 9", payload[i]),
         ));
     }
-    Ok(payload)
+    Ok((payload, content))
 }
