@@ -312,3 +312,41 @@ fn axes_over_layers_and_tables_have_readable_points() {
         "{e}"
     );
 }
+
+/// A grid's numeric axes get a figure each, test error against the axis, one line per
+/// combination of the other axes, on a log axis when the values span a factor of 10;
+/// REPORT.md embeds them under the grid's table. A non-numeric axis gets none.
+#[test]
+fn numeric_axes_get_a_figure_under_the_grid_table() {
+    let d = temp("grid", "figures");
+    let grid = "[grid]\n\"train.optimizer.lr\" = [0.001, 0.003, 0.01]\n\
+                \"model.aux_loss\" = [0.5, 1.0]\n\"description\" = [\"a\", \"b\"]\n";
+    write(&d, "g.toml", &(TINY.to_string() + grid));
+    let out = lesser(&d, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = read(d.join("reports/REPORT.md"));
+    let links: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with("![g: test error against "))
+        .collect();
+    assert_eq!(links.len(), 2, "{report}");
+    let lr = links.iter().find(|l| l.contains("against lr]")).unwrap();
+    let file = lr.split("](").nth(1).unwrap().trim_end_matches(')');
+    let svg = read(d.join("reports").join(file));
+    assert!(
+        svg.starts_with("<svg") && svg.contains("lr (log scale)"),
+        "{svg}"
+    );
+    // One line per combination of the other axes: 2 aux_loss x 2 descriptions.
+    for label in ["description=a,aux_loss=0.5", "description=b,aux_loss=1.0"] {
+        assert!(svg.contains(label), "{label}");
+    }
+    let aux = links
+        .iter()
+        .find(|l| l.contains("against aux_loss]"))
+        .unwrap();
+    let file = aux.split("](").nth(1).unwrap().trim_end_matches(')');
+    assert!(!read(d.join("reports").join(file)).contains("(log scale)"));
+    // The table comes first, then its figures.
+    assert!(report.find("## Grid: g").unwrap() < report.find(lr).unwrap());
+}

@@ -6,6 +6,7 @@
 //! Formatting is deterministic, so the same sweep writes byte-identical files and `git diff`
 //! shows only real changes.
 
+pub mod axis_figure;
 pub mod figures;
 mod table;
 
@@ -97,7 +98,8 @@ pub fn write_reports(
     Ok(())
 }
 
-/// `figures/summary.svg` and one `figures/<variant>.svg` per variant with curves.
+/// `figures/summary.svg`, one `figures/<variant>.svg` per variant with curves, and one
+/// figure per numeric axis of each grid.
 fn write_figures(dir: &Path, records: &[RoundRecord], summaries: &[Summary]) -> Result<()> {
     let variants: Vec<(String, Option<f64>)> = summaries
         .iter()
@@ -114,6 +116,11 @@ fn write_figures(dir: &Path, records: &[RoundRecord], summaries: &[Summary]) -> 
         &dir.join(figures::SUMMARY),
         figures::dots_svg(&rows, &["round"], "test error (%)").as_bytes(),
     )?;
+    for f in axis_figure::axis_figures(summaries) {
+        let name = f.file_name();
+        write_atomic(&dir.join(&name), axis_figure::axis_svg(&f).as_bytes())?;
+        written.push(name);
+    }
     for m in summaries {
         let rounds: Vec<&RoundRecord> = records.iter().filter(|r| r.variant == m.variant).collect();
         if let Some(c) = figures::curves(&m.variant, &rounds) {
@@ -336,6 +343,18 @@ fn grid_tables(s: &mut String, summaries: &[Summary]) {
                 s,
                 "\nBest point on the validation error (in bold): `{}`.",
                 markdown(&b)
+            );
+        }
+        for f in axis_figure::axis_figures(summaries)
+            .iter()
+            .filter(|f| f.stem == stem)
+        {
+            let _ = writeln!(
+                s,
+                "\n![{}: test error against {}](figures/{})",
+                markdown(stem),
+                markdown(&f.axis),
+                f.file_name()
             );
         }
     }

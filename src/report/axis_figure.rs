@@ -1,0 +1,198 @@
+//! A grid's figure per numeric axis: the test error (mean with its standard deviation over
+//! rounds) against the axis's values, one line per combination of the other axes' values,
+//! on a log axis when the values span a factor of 10 or more.
+
+use plotters::prelude::*;
+
+use super::Summary;
+
+/// One line: the points of a grid that share every other axis's value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    /// The other axes' values (`aux_loss=0.3`), or the stem when there are none.
+    pub label: String,
+    /// `(axis value, mean %, std %)`, by axis value.
+    pub points: Vec<(f64, f64, f64)>,
+}
+
+/// The figure of one numeric axis of one grid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AxisFigure {
+    pub stem: String,
+    /// The axis's short name, as the grid's table heads it.
+    pub axis: String,
+    pub lines: Vec<Line>,
+    /// Values spanning a factor of 10 or more, all positive: a log axis.
+    pub log: bool,
+}
+
+impl AxisFigure {
+    /// The figure's file name (never a variant's: those have no spaces to make `_`).
+    pub fn file_name(&self) -> String {
+        super::figures::file_name(&format!("grid {} {}", self.stem, self.axis))
+    }
+}
+
+/// A figure for every axis of every grid in `summaries` whose values are all numbers (at
+/// least two of them), from the points with a mean test error.
+pub fn axis_figures(summaries: &[Summary]) -> Vec<AxisFigure> {
+    let mut stems: Vec<&str> = Vec::new();
+    for g in summaries.iter().filter_map(|m| m.grid.as_ref()) {
+        if !stems.contains(&g.stem.as_str()) {
+            stems.push(&g.stem);
+        }
+    }
+    let mut out = Vec::new();
+    for stem in stems {
+        let points: Vec<&Summary> = summaries
+            .iter()
+            .filter(|m| m.grid.as_ref().is_some_and(|g| g.stem == stem))
+            .collect();
+        let axes = points[0].grid.as_ref().map_or(0, |g| g.axes.len());
+        out.extend((0..axes).filter_map(|a| axis_figure(stem, &points, a)));
+    }
+    out
+}
+
+/// The figure of axis `a` of the grid `stem`, if its values are numbers.
+fn axis_figure(stem: &str, points: &[&Summary], a: usize) -> Option<AxisFigure> {
+    let mut lines: Vec<Line> = Vec::new();
+    let mut xs: Vec<f64> = Vec::new();
+    for m in points {
+        let g = m.grid.as_ref()?;
+        let x: f64 = g
+            .axes
+            .get(a)?
+            .2
+            .parse()
+            .ok()
+            .filter(|x: &f64| x.is_finite())?;
+        xs.push(x);
+        let others: Vec<String> = (g.axes.iter().enumerate())
+            .filter(|(i, _)| *i != a)
+            .map(|(_, (short, _, value))| format!("{short}={value}"))
+            .collect();
+        let label = if others.is_empty() {
+            stem.to_string()
+        } else {
+            others.join(",")
+        };
+        let Some(mean) = m.mean else { continue };
+        let point = (x, 100.0 * mean, 100.0 * m.std.unwrap_or(0.0));
+        match lines.iter_mut().find(|l| l.label == label) {
+            Some(l) => l.points.push(point),
+            None => lines.push(Line {
+                label,
+                points: vec![point],
+            }),
+        }
+    }
+    let (lo, hi) = xs
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &x| {
+            (l.min(x), h.max(x))
+        });
+    if hi <= lo || lines.is_empty() {
+        return None;
+    }
+    for l in &mut lines {
+        l.points.sort_by(|p, q| p.0.total_cmp(&q.0));
+    }
+    let axis = points[0].grid.as_ref()?.axes[a].0.clone();
+    Some(AxisFigure {
+        stem: stem.to_string(),
+        axis,
+        lines,
+        log: lo > 0.0 && hi / lo >= 10.0,
+    })
+}
+
+/// The figure as SVG.
+pub fn axis_svg(f: &AxisFigure) -> String {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (760, 420)).into_drawing_area();
+        let _ = draw(&root, f);
+        let _ = root.present();
+    }
+    svg
+}
+
+const COLORS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(120, 120, 120),
+];
+
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    f: &AxisFigure,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    root.fill(&WHITE)?;
+    // A log axis is drawn as log10 of the values, labelled with the values themselves.
+    let at = |x: f64| if f.log { x.log10() } else { x };
+    let all = f.lines.iter().flat_map(|l| l.points.iter());
+    let (lo, hi) = all
+        .clone()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| {
+            (l.min(at(p.0)), h.max(at(p.0)))
+        });
+    let pad = (hi - lo) * 0.05;
+    let top = all.map(|p| p.1 + p.2).fold(0.0, f64::max) * 1.1 + 0.1;
+    let x_label = if f.log {
+        format!("{} (log scale)", f.axis)
+    } else {
+        f.axis.clone()
+    };
+    let mut chart = ChartBuilder::on(root)
+        .caption(
+            format!("{}: test error against {}", f.stem, f.axis),
+            ("sans-serif", 15),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d((lo - pad)..(hi + pad), 0.0..top)?;
+    let shown = |v: &f64| {
+        let x = if f.log { 10f64.powf(*v) } else { *v };
+        format!("{}", (x * 1e4).round() / 1e4)
+    };
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc("test error (%), mean and std over rounds")
+        .x_label_formatter(&shown)
+        .y_label_formatter(&|y| format!("{y:.1}"))
+        .light_line_style(RGBColor(238, 238, 238))
+        .label_style(("sans-serif", 13))
+        .draw()?;
+    for (i, l) in f.lines.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let mean: Vec<(f64, f64)> = l.points.iter().map(|p| (at(p.0), p.1)).collect();
+        chart
+            .draw_series(LineSeries::new(mean.clone(), color.stroke_width(2)))?
+            .label(l.label.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3))
+            });
+        chart.draw_series(mean.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+        chart.draw_series(l.points.iter().map(|p| {
+            let x = at(p.0);
+            PathElement::new(
+                vec![(x, (p.1 - p.2).max(0.0)), (x, p.1 + p.2)],
+                color.stroke_width(1),
+            )
+        }))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(RGBColor(200, 200, 200))
+        .label_font(("sans-serif", 13))
+        .draw()?;
+    Ok(())
+}
