@@ -408,7 +408,7 @@ pub fn holm(p: &[Option<f64>]) -> Vec<Option<f64>> {
 
 /// Adjusts the p-values of `comparisons` as `correction` says, and redraws the verdicts of
 /// those a test decided.
-pub fn correct(comparisons: &mut [Comparison], correction: Correction, alpha: f64) {
+pub fn correct(mut comparisons: Vec<&mut Comparison>, correction: Correction, alpha: f64) {
     let raw: Vec<Option<f64>> = comparisons.iter().map(|c| c.p).collect();
     let adjusted = match correction {
         Correction::Holm => holm(&raw),

@@ -66,21 +66,17 @@ pub const MAX_JOBS: usize = 1024;
 
 /// SHA-256 of each data file (what `sha256sum` shows), and the data hash: one hash over the
 /// files' contents, so that the same data gzipped or not is the same data.
-fn hash_data(data: &Mnist) -> Result<(Vec<(String, String)>, String)> {
+fn hash_data(data: &Mnist) -> (Vec<(String, String)>, String) {
     let mut all = Sha256::new();
-    for content in &data.contents {
-        all.update(content.as_bytes());
-    }
     let mut each = Vec::new();
-    for f in &data.files {
-        let bytes = std::fs::read(f).map_err(|e| Error::io(f, e))?;
-        let sum = hash::hex(&Sha256::digest(&bytes));
+    for (f, d) in data.files.iter().zip(&data.digests) {
+        all.update(d.content.as_bytes());
         let name = f
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        each.push((name, sum));
+        each.push((name, d.file.clone()));
     }
-    Ok((each, hash::short(all)))
+    (each, hash::short(all))
 }
 
 /// Told of a sweep's rounds as they train (from any thread): the display is the caller's.
@@ -295,17 +291,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// adjusted together by Holm's method.
 pub fn summaries(selected: &[Variant], records: &[RoundRecord]) -> Vec<Summary> {
     let mut out = summaries_alone(selected, records);
-    let mut against: Vec<diff::Comparison> = out
-        .iter()
-        .filter_map(|m| m.against.as_ref().map(|(_, c)| c.clone()))
-        .collect();
-    diff::correct(&mut against, diff::Correction::Holm, 0.05);
-    let mut adjusted = against.into_iter();
-    for (_, c) in out.iter_mut().filter_map(|m| m.against.as_mut()) {
-        if let Some(a) = adjusted.next() {
-            *c = a;
-        }
-    }
+    let against = out
+        .iter_mut()
+        .filter_map(|m| m.against.as_mut().map(|(_, c)| c));
+    diff::correct(against.collect(), diff::Correction::Holm, 0.05);
     out
 }
 
@@ -359,7 +348,7 @@ struct Setup {
 fn setup(opts: &SweepOptions) -> Result<Setup> {
     let selected = select_variants(opts)?;
     let data = load_data(&opts.data, opts.pairs)?;
-    let (data_files, data_hash) = hash_data(&data)?;
+    let (data_files, data_hash) = hash_data(&data);
     Ok(Setup {
         selected,
         data,

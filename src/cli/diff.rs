@@ -28,7 +28,11 @@ pub fn run(args: &DiffArgs) -> Result<u8> {
         None => load_side("reports")?,
     };
     let mut comparisons = diff(&old, &new, args.alpha);
-    correct(&mut comparisons, args.correction, args.alpha);
+    correct(
+        comparisons.iter_mut().collect(),
+        args.correction,
+        args.alpha,
+    );
     let level = format!("{:.0}% CI (pts)", 100.0 * (1.0 - args.alpha));
     let mut table = Table::new(&[
         ("variant", Left),

@@ -19,16 +19,23 @@ pub struct IdxImages {
     pub rows: usize,
     pub cols: usize,
     pub pixels: Vec<u8>,
-    /// See [`Idx::content`].
+    pub digests: Digests,
+}
+
+/// The SHA-256 (hex) of an IDX file as stored (what `sha256sum` shows), and of its content:
+/// the header and the payload it promises, as read after any gzip, so that the same data
+/// hashes alike zipped or not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Digests {
+    pub file: String,
     pub content: String,
 }
 
-/// What an IDX file holds, and the SHA-256 (hex) of its content: the header and the payload
-/// it promises, as read after any gzip, so the same data hashes alike zipped or not.
+/// What an IDX file holds.
 struct Idx {
     shape: Vec<usize>,
     payload: Vec<u8>,
-    content: String,
+    digests: Digests,
 }
 
 /// Reads an IDX file's header (checking its magic number) and the payload it promises,
@@ -66,16 +73,16 @@ fn read_idx(path: &Path, magic: u32, dims: usize) -> Result<Idx> {
         ));
     }
     use sha2::{Digest, Sha256};
-    let content = crate::hash::hex(
-        &Sha256::new()
-            .chain_update(&header)
-            .chain_update(&payload)
-            .finalize(),
-    );
+    let hex = |d: &[u8]| crate::hash::hex(d);
+    let content = Sha256::new().chain_update(&header).chain_update(&payload);
+    let digests = Digests {
+        file: hex(&Sha256::digest(&raw)),
+        content: hex(&content.finalize()),
+    };
     Ok(Idx {
         shape,
         payload,
-        content,
+        digests,
     })
 }
 
@@ -123,15 +130,15 @@ pub fn read_images(path: &Path) -> Result<IdxImages> {
         rows: idx.shape[1],
         cols: idx.shape[2],
         pixels: idx.payload,
-        content: idx.content,
+        digests: idx.digests,
     })
 }
 
 /// Reads an IDX1 label file (every label must be a digit 0..=9), with the SHA-256 of its
-/// content (see [`IdxImages::content`]).
-pub fn read_labels(path: &Path) -> Result<(Vec<u8>, String)> {
+/// content (see [`Digests`]).
+pub fn read_labels(path: &Path) -> Result<(Vec<u8>, Digests)> {
     let Idx {
-        payload, content, ..
+        payload, digests, ..
     } = read_idx(path, LABELS_MAGIC, 1)?;
     if let Some(i) = payload.iter().position(|&l| l > 9) {
         return Err(Error::data(
@@ -139,5 +146,5 @@ pub fn read_labels(path: &Path) -> Result<(Vec<u8>, String)> {
             format!("label {} at index {i} is above 9", payload[i]),
         ));
     }
-    Ok((payload, content))
+    Ok((payload, digests))
 }

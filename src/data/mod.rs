@@ -97,9 +97,9 @@ pub struct Mnist {
     pub test: Pool,
     /// The four files read, in order train images, train labels, test images, test labels.
     pub files: Vec<PathBuf>,
-    /// The SHA-256 of each file's content as read (after any gzip), in the same order: what
-    /// identifies the data, however it is stored.
-    pub contents: Vec<String>,
+    /// Each file's digests, in the same order: its content's identifies the data, however
+    /// it is stored.
+    pub digests: Vec<idx::Digests>,
 }
 
 impl Mnist {
@@ -110,16 +110,16 @@ impl Mnist {
             return Err(Error::data(dir, "data directory not found"));
         }
         let mut files = Vec::new();
-        let mut contents = Vec::new();
+        let mut digests = Vec::new();
         let mut pools = Vec::new();
         for split in ["train", "t10k"] {
             let images_path = find(dir, &format!("{split}-images-idx3-ubyte"))?;
             let labels_path = find(dir, &format!("{split}-labels-idx1-ubyte"))?;
             let images = idx::read_images(&images_path)?;
-            let (labels, labels_content) = idx::read_labels(&labels_path)?;
+            let (labels, labels_digests) = idx::read_labels(&labels_path)?;
             pools.push(Pool::from_idx(&images, labels, &images_path, &labels_path)?);
             files.extend([images_path, labels_path]);
-            contents.extend([images.content.clone(), labels_content]);
+            digests.extend([images.digests.clone(), labels_digests]);
         }
         let [train, test]: [Pool; 2] = pools
             .try_into()
@@ -128,7 +128,7 @@ impl Mnist {
             train,
             test,
             files,
-            contents,
+            digests,
         })
     }
 }

@@ -36,14 +36,8 @@ impl AxisFigure {
 /// A figure for every axis of every grid in `summaries` whose values are all numbers (at
 /// least two of them), from the points with a mean test error.
 pub fn axis_figures(summaries: &[Summary]) -> Vec<AxisFigure> {
-    let mut stems: Vec<&str> = Vec::new();
-    for g in summaries.iter().filter_map(|m| m.grid.as_ref()) {
-        if !stems.contains(&g.stem.as_str()) {
-            stems.push(&g.stem);
-        }
-    }
     let mut out = Vec::new();
-    for stem in stems {
+    for stem in super::grid_stems(summaries) {
         let points: Vec<&Summary> = summaries
             .iter()
             .filter(|m| m.grid.as_ref().is_some_and(|g| g.stem == stem))

@@ -289,15 +289,20 @@ fn p_value(p: Option<f64>) -> String {
     }
 }
 
-/// One table per grid: a column per axis, then the test-error statistics of each point.
-fn grid_tables(s: &mut String, summaries: &[Summary]) {
+/// The stems of the grids in `summaries`, in report order.
+pub(crate) fn grid_stems(summaries: &[Summary]) -> Vec<&str> {
     let mut stems: Vec<&str> = Vec::new();
     for g in summaries.iter().filter_map(|m| m.grid.as_ref()) {
         if !stems.contains(&g.stem.as_str()) {
             stems.push(&g.stem);
         }
     }
-    for stem in stems {
+    stems
+}
+
+/// One table per grid: a column per axis, then the test-error statistics of each point.
+fn grid_tables(s: &mut String, summaries: &[Summary]) {
+    for stem in grid_stems(summaries) {
         let points: Vec<(&Summary, &GridPoint)> = summaries
             .iter()
             .filter_map(|m| m.grid.as_ref().filter(|g| g.stem == stem).map(|g| (m, g)))
