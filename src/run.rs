@@ -7,14 +7,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
-
-use crate::data::Mnist;
 use crate::diff;
 use crate::error::{Error, Result};
-use crate::hash;
 use crate::record::{RoundKey, RoundRecord};
-use crate::report::{self, Protocol, Summary};
+use crate::report::{self, Protocol, Study, Summary};
 use crate::seeds;
 pub use crate::shard::Shard;
 use crate::store::RoundStore;
@@ -25,18 +21,17 @@ use crate::variants::{self, Variant};
 #[derive(Debug, Clone)]
 pub struct SweepOptions {
     pub specs: Vec<PathBuf>,
-    pub data: PathBuf,
     pub out: PathBuf,
     pub repeats: Option<usize>,
     pub epochs: Option<usize>,
     pub only: Vec<String>,
-    pub pairs: usize,
     pub jobs: usize,
     /// Ignore stored rounds (they are still written).
     pub fresh: bool,
     /// Refuse a variant whose round is estimated to need more GiB than this.
     pub max_memory: f64,
-    /// `--set` overrides and the grid size limit.
+    /// `--set` overrides (with `--data`, `--pairs`, `--epochs`, `--repeats`) and the grid
+    /// size limit.
     pub load: variants::LoadOptions,
     /// Train only this share of the rounds, and write no reports (`lesser report` merges).
     pub shard: Option<Shard>,
@@ -64,21 +59,6 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// that a typo does not ask the system for a hundred thousand threads.
 pub const MAX_JOBS: usize = 1024;
 
-/// SHA-256 of each data file (what `sha256sum` shows), and the data hash: one hash over the
-/// files' contents, so that the same data gzipped or not is the same data.
-fn hash_data(data: &Mnist) -> (Vec<(String, String)>, String) {
-    let mut all = Sha256::new();
-    let mut each = Vec::new();
-    for (f, d) in data.files.iter().zip(&data.digests) {
-        all.update(d.content.as_bytes());
-        let name = f
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        each.push((name, d.file.clone()));
-    }
-    (each, hash::short(all))
-}
-
 /// Told of a sweep's rounds as they train (from any thread): the display is the caller's.
 pub trait Progress: Sync {
     /// `rounds` are about to train.
@@ -101,9 +81,9 @@ pub fn store_path(out: &Path) -> PathBuf {
 
 /// Checks the options that do not depend on the specs.
 fn check_options(opts: &SweepOptions) -> Result<()> {
-    if opts.repeats == Some(0) || opts.epochs == Some(0) || opts.pairs == 0 {
+    if opts.repeats == Some(0) || opts.epochs == Some(0) {
         return Err(Error::Usage(
-            "--repeats, --epochs and --pairs must be at least 1".into(),
+            "--repeats and --epochs must be at least 1".into(),
         ));
     }
     for (flag, value, most) in [
@@ -136,25 +116,8 @@ fn select_variants(opts: &SweepOptions) -> Result<Vec<Variant>> {
     }
     for v in &selected {
         variants::check_memory(v, opts.max_memory)?;
-        variants::check_pairs(v, opts.pairs)?;
     }
     Ok(selected)
-}
-
-/// Loads the data and checks that both pools hold enough images for `pairs` pairs.
-pub fn load_data(dir: &Path, pairs: usize) -> Result<Mnist> {
-    let data = Mnist::load(dir)?;
-    for (pool, what) in [(&data.train, "train"), (&data.test, "test")] {
-        if pairs.checked_mul(2).is_none_or(|n| n > pool.len()) {
-            return Err(Error::Protocol(format!(
-                "--pairs {pairs}: {pairs} {what} pairs need twice as many images, the {what} \
-                 pool of {} holds {}",
-                dir.display(),
-                pool.len()
-            )));
-        }
-    }
-    Ok(data)
 }
 
 /// One round to run: its variant, its index and the key its result is stored under.
@@ -181,7 +144,7 @@ impl Task<'_> {
 }
 
 /// Every round of every variant, in report order.
-fn task_list<'a>(selected: &'a [Variant], data_hash: &str, pairs: usize) -> Vec<Task<'a>> {
+fn task_list(selected: &[Variant]) -> Vec<Task<'_>> {
     let mut tasks = Vec::new();
     for v in selected {
         let s = &v.spec;
@@ -194,8 +157,8 @@ fn task_list<'a>(selected: &'a [Variant], data_hash: &str, pairs: usize) -> Vec<
                     spec_hash: spec_hash.clone(),
                     data_seed: seeds::data_seed(round),
                     init_seed: seeds::init_seed(&s.name, s.train.seed, round),
-                    data_hash: data_hash.to_string(),
-                    pairs,
+                    data_hash: v.data.hash.clone(),
+                    pairs: s.data.train_pairs,
                     epochs: s.train.epochs,
                     version: VERSION.to_string(),
                 },
@@ -237,7 +200,6 @@ fn lookup(
 fn train_all(
     tasks: &[Task],
     mut todo: Vec<usize>,
-    data: &Mnist,
     opts: &SweepOptions,
     store: &Mutex<RoundStore>,
     progress: &dyn Progress,
@@ -255,12 +217,11 @@ fn train_all(
     let run_one = |t: &Task| -> Result<RoundRecord> {
         let clock = Instant::now();
         let cfg = RoundConfig {
-            pairs: t.key.pairs,
             epochs: t.key.epochs,
             data_seed: t.key.data_seed,
             init_seed: t.key.init_seed,
         };
-        let result = train_round(t.variant, data, cfg)?;
+        let result = train_round(t.variant, &t.variant.data, cfg)?;
         let r = t.record(result, clock.elapsed().as_secs_f64());
         lock(store).put(&r)?;
         progress.round(&r);
@@ -337,35 +298,49 @@ fn summaries_alone(selected: &[Variant], records: &[RoundRecord]) -> Vec<Summary
         .collect()
 }
 
-/// What a sweep or a rebuild starts from: the selected variants, the data and its hashes.
-struct Setup {
-    selected: Vec<Variant>,
-    data: Mnist,
-    data_files: Vec<(String, String)>,
-    data_hash: String,
-}
-
-fn setup(opts: &SweepOptions) -> Result<Setup> {
-    let selected = select_variants(opts)?;
-    let data = load_data(&opts.data, opts.pairs)?;
-    let (data_files, data_hash) = hash_data(&data);
-    Ok(Setup {
-        selected,
-        data,
-        data_files,
-        data_hash,
-    })
+/// The studies of `selected`: each task on each dataset with its sample counts, and the
+/// variants that run it, in report order.
+fn studies(selected: &[Variant]) -> Vec<Study> {
+    let mut out: Vec<Study> = Vec::new();
+    for v in selected {
+        let (s, d) = (&v.spec, &v.data);
+        let study = Study {
+            task: s.task,
+            train: s.data.train_pairs,
+            test: s.data.test_pairs,
+            name: s.data.name.clone(),
+            items: s.data.items.clone(),
+            dir: d.dir.display().to_string(),
+            sizes: d.sizes(),
+            side: d.side,
+            classes: d.classes,
+            train_pool: d.train.len(),
+            test_pool: d.test.len(),
+            files: d.files.clone(),
+            hash: d.hash.clone(),
+            variants: Vec::new(),
+        };
+        let at = match out.iter().position(|o| o.same(&study)) {
+            Some(i) => i,
+            None => {
+                out.push(study);
+                out.len() - 1
+            }
+        };
+        out[at].variants.push(s.name.clone());
+    }
+    out
 }
 
 /// Writes every report of `records` (in task order) into `opts.out`; their summaries.
-fn write_all(opts: &SweepOptions, s: Setup, records: &[RoundRecord]) -> Result<Vec<Summary>> {
-    let summaries = summaries(&s.selected, records);
+fn write_all(
+    opts: &SweepOptions,
+    selected: &[Variant],
+    records: &[RoundRecord],
+) -> Result<Vec<Summary>> {
+    let summaries = summaries(selected, records);
     let protocol = Protocol {
-        pairs: opts.pairs,
-        train_pool: s.data.train.len(),
-        test_pool: s.data.test.len(),
-        data_files: s.data_files,
-        data_hash: s.data_hash,
+        studies: studies(selected),
         version: VERSION.to_string(),
         overrides: opts
             .load
@@ -382,8 +357,8 @@ fn write_all(opts: &SweepOptions, s: Setup, records: &[RoundRecord]) -> Result<V
 /// Runs the sweep and writes its reports into `opts.out`, telling `progress` of each round.
 pub fn sweep(opts: &SweepOptions, progress: &dyn Progress) -> Result<SweepOutcome> {
     let start = Instant::now();
-    let s = setup(opts)?;
-    let tasks = task_list(&s.selected, &s.data_hash, opts.pairs);
+    let selected = select_variants(opts)?;
+    let tasks = task_list(&selected);
 
     // Opening the store creates the output directory: an unusable one fails now, not after
     // the first round has trained.
@@ -395,7 +370,7 @@ pub fn sweep(opts: &SweepOptions, progress: &dyn Progress) -> Result<SweepOutcom
         todo.retain(|&i| mine[i]);
     }
     let store = Mutex::new(store);
-    let trained = train_all(&tasks, todo, &s.data, opts, &store, progress)?;
+    let trained = train_all(&tasks, todo, opts, &store, progress)?;
     let count = trained.len();
     for (i, r) in trained {
         found[i] = Some(r);
@@ -417,7 +392,7 @@ pub fn sweep(opts: &SweepOptions, progress: &dyn Progress) -> Result<SweepOutcom
     }
     let records: Vec<RoundRecord> = found.into_iter().flatten().collect();
     drop(tasks);
-    let summaries = write_all(opts, s, &records)?;
+    let summaries = write_all(opts, &selected, &records)?;
     Ok(SweepOutcome {
         rounds: records.len(),
         summaries,
@@ -458,8 +433,8 @@ pub fn rebuild(opts: &SweepOptions) -> Result<Rebuilt> {
             opts.out.display()
         )));
     }
-    let s = setup(opts)?;
-    let tasks = task_list(&s.selected, &s.data_hash, opts.pairs);
+    let selected = select_variants(opts)?;
+    let tasks = task_list(&selected);
     let store = RoundStore::open(&path)?;
     let (found, todo) = lookup(&tasks, &store, false);
     let missing = todo
@@ -472,7 +447,7 @@ pub fn rebuild(opts: &SweepOptions) -> Result<Rebuilt> {
         return Err(nothing_stored(opts, &store));
     }
     drop(tasks);
-    let summaries = write_all(opts, s, &records)?;
+    let summaries = write_all(opts, &selected, &records)?;
     Ok(Rebuilt {
         summaries,
         found: records.len(),

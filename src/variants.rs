@@ -1,9 +1,12 @@
 //! The variants of a sweep: spec files loaded, planned once, checked against each other, put
 //! in report order and selected. `check`, `run` and `bench` all start here.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::compile::{Plan, plan};
+use crate::compile::{DataShape, Plan, plan};
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::record::check_variant_name;
 use crate::spec::{self, Override, Spec};
@@ -15,11 +18,36 @@ pub const EVAL_CHUNK: usize = 500;
 /// Default of `--max-memory`, in GiB: a round estimated above it is refused before training.
 pub const DEFAULT_MAX_MEMORY_GIB: f64 = 8.0;
 
-/// A spec with its checked plan.
+/// A spec with its dataset and its plan, checked against each other.
 #[derive(Debug, Clone)]
 pub struct Variant {
     pub spec: Spec,
     pub plan: Plan,
+    pub data: Arc<Dataset>,
+}
+
+/// Datasets read once per directory and pooling factor, shared by every variant that reads
+/// them; a dataset that failed to load keeps its error, for each variant that names it.
+#[derive(Default)]
+struct Datasets(HashMap<(PathBuf, usize), std::result::Result<Arc<Dataset>, String>>);
+
+impl Datasets {
+    fn get(&mut self, spec: &Spec) -> Result<Arc<Dataset>> {
+        let d = &spec.data;
+        let key = (
+            d.dir.canonicalize().unwrap_or_else(|_| d.dir.clone()),
+            d.pool,
+        );
+        self.0
+            .entry(key)
+            .or_insert_with(|| {
+                Dataset::load(&d.dir, d.pool)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(|why| spec.data_error("data.dir", why))
+    }
 }
 
 /// What the spec files named on a command line hold.
@@ -35,7 +63,8 @@ pub struct Loaded {
     pub files: usize,
 }
 
-/// How spec files become variants: `--set` overrides and the grid size limit.
+/// How spec files become variants: `--set` overrides (and the flags that set keys) and the
+/// grid size limit.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub overrides: Vec<Override>,
@@ -52,31 +81,46 @@ impl Default for LoadOptions {
 }
 
 impl LoadOptions {
-    /// From the command line: `--set KEY=VALUE` texts, `--max-grid`, and `--epochs` and
-    /// `--repeats`, which set every spec's `train.epochs` and `train.repeats` after the
-    /// `--set`s (so that every rule sees them).
-    pub fn parse(
-        sets: &[String],
-        max_points: usize,
-        epochs: Option<usize>,
-        repeats: Option<usize>,
-    ) -> Result<LoadOptions> {
+    /// From the command line: `--set KEY=VALUE` texts and `--max-grid`.
+    pub fn parse(sets: &[String], max_points: usize) -> Result<LoadOptions> {
         if max_points > spec::MAX_POINTS_LIMIT {
             return Err(Error::Usage(format!(
                 "--max-grid {max_points}: at most {}",
                 spec::MAX_POINTS_LIMIT
             )));
         }
-        let mut overrides: Vec<Override> = sets
+        let overrides: Vec<Override> = sets
             .iter()
             .map(|s| Override::parse(s).map_err(Error::Usage))
             .collect::<Result<_>>()?;
-        overrides.extend(epochs.map(|n| Override::count("--epochs", "train.epochs", n)));
-        overrides.extend(repeats.map(|n| Override::count("--repeats", "train.repeats", n)));
         Ok(LoadOptions {
             overrides,
             max_points,
         })
+    }
+
+    /// `--epochs` and `--repeats`: every spec's `train.epochs` and `train.repeats`, set after
+    /// the `--set`s (so that every rule sees them).
+    pub fn counts(mut self, epochs: Option<usize>, repeats: Option<usize>) -> Self {
+        let o = &mut self.overrides;
+        o.extend(epochs.map(|n| Override::count("--epochs", "train.epochs", n)));
+        o.extend(repeats.map(|n| Override::count("--repeats", "train.repeats", n)));
+        self
+    }
+
+    /// `--data DIR` and `--pairs N`: every spec's `data.dir` (relative to the working
+    /// directory), and its `data.train_pairs` and `data.test_pairs`.
+    pub fn data(mut self, dir: Option<&Path>, pairs: Option<usize>) -> Result<Self> {
+        if let Some(n) = pairs.filter(|&n| n > spec::MAX_SAMPLES) {
+            let most = spec::MAX_SAMPLES;
+            return Err(Error::Usage(format!("--pairs {n}: at most {most}")));
+        }
+        let o = &mut self.overrides;
+        o.extend(dir.map(Override::data_dir));
+        for key in ["data.train_pairs", "data.test_pairs"] {
+            o.extend(pairs.map(|n| Override::count("--pairs", key, n)));
+        }
+        Ok(self)
     }
 }
 
@@ -90,11 +134,12 @@ pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Result<Loaded> {
         files: files.len(),
         ..Loaded::default()
     };
+    let mut datasets = Datasets::default();
     for f in &files {
         match spec::load_all(f, &opts.overrides, opts.max_points) {
             Ok(Some(specs)) => {
                 for s in specs {
-                    match Variant::new(s) {
+                    match datasets.get(&s).and_then(|d| Variant::new(s, d)) {
                         Ok(v) => loaded.variants.push(v),
                         Err(e) => loaded.errors.push(e),
                     }
@@ -117,12 +162,46 @@ pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Result<Loaded> {
 }
 
 impl Variant {
-    /// `spec` with its plan: its name and every shape checked.
-    pub fn new(spec: Spec) -> Result<Variant> {
+    /// `spec` on `data`, with its plan: its name, its sample counts and every shape checked.
+    pub fn new(spec: Spec, data: Arc<Dataset>) -> Result<Variant> {
         check_variant_name(&spec.name).map_err(|why| Error::spec(&spec.path, "", why))?;
-        let plan = plan(&spec)?;
-        Ok(Variant { spec, plan })
+        check_counts(&spec, &data)?;
+        let shape = DataShape {
+            task: spec.task,
+            side: data.side,
+            classes: data.classes,
+        };
+        let plan = plan(&spec, shape)?;
+        Ok(Variant { spec, plan, data })
     }
+}
+
+/// The splits hold enough images for the samples a round draws.
+fn check_counts(spec: &Spec, data: &Dataset) -> Result<()> {
+    let images = spec.task.images();
+    let what = if images == 2 { "pairs" } else { "images" };
+    for (key, n, split, pool) in [
+        (
+            "data.train_pairs",
+            spec.data.train_pairs,
+            "train",
+            &data.train,
+        ),
+        ("data.test_pairs", spec.data.test_pairs, "test", &data.test),
+    ] {
+        if n.saturating_mul(images) > pool.len() {
+            return Err(spec.data_error(
+                key,
+                format!(
+                    "{n} {what} need {} images, the {split} split of {} holds {}",
+                    n.saturating_mul(images),
+                    data.dir.display(),
+                    pool.len()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Variants whose `baseline` names no variant of the sweep.
@@ -205,23 +284,6 @@ pub fn select(mut variants: Vec<Variant>, only: &[String]) -> Result<Vec<Variant
         variants.retain(|_| keep.next().unwrap_or(false));
     }
     Ok(variants)
-}
-
-/// Refuses a variant whose rounds cannot be run with `pairs` pairs: a validation share
-/// needs two training pairs at least, one to train on and one to hold out.
-pub fn check_pairs(v: &Variant, pairs: usize) -> Result<()> {
-    if v.spec.train.validation > 0.0 && pairs < 2 {
-        return Err(Error::spec(
-            &v.spec.path,
-            "train.validation",
-            format!(
-                "spec {}: holding pairs out for validation needs 2 training pairs at least, \
-                 --pairs is {pairs}",
-                v.spec.name
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// Checks `--max-memory`: a positive number of GiB.

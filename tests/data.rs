@@ -3,8 +3,26 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use lesser::data::{Mnist, PIXELS, generate_pair_sets, idx};
+use lesser::data::{Dataset, Pool, Samples, idx};
+use lesser::spec::Task;
 use sha2::{Digest, Sha256};
+
+const PIXELS: usize = 196;
+
+/// The seed study's train and test pairs of `seed`, `n` in each.
+fn generate_pair_sets(
+    train: &Pool,
+    test: &Pool,
+    n: usize,
+    seed: u64,
+) -> lesser::error::Result<(Samples, Samples)> {
+    lesser::data::draw(train, test, Task::SEED, (n, n), seed)
+}
+
+/// The pairs' classes, two to a pair.
+fn pairs_of(s: &Samples) -> Vec<[u8; 2]> {
+    s.classes.chunks_exact(2).map(|c| [c[0], c[1]]).collect()
+}
 
 fn shipped() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist")
@@ -33,7 +51,7 @@ fn shipped_files_match_the_sums_in_data_readme() {
 
 #[test]
 fn shipped_data_loads_with_the_split_sizes() {
-    let m = Mnist::load(&shipped()).unwrap();
+    let m = Dataset::load(&shipped(), 2).unwrap();
     assert_eq!((m.train.len(), m.test.len()), (6006, 3994));
     assert_eq!(m.train.images.len(), 6006 * PIXELS);
     // Pooled values stay raw bytes' means: 0..255 in steps of 0.25, and digits have ink.
@@ -86,21 +104,21 @@ fn plain_and_gzipped_files_load_alike() {
     let d = temp_dir("plain");
     let pixels: Vec<u8> = (0..3 * 784).map(|i| (i % 256) as u8).collect();
     write_dir(&d, &pixels, 3, &[1, 2, 3]);
-    let plain = Mnist::load(&d).unwrap();
+    let plain = Dataset::load(&d, 2).unwrap();
     // Gzip the train images under the .gz name.
     let raw = std::fs::read(d.join("train-images-idx3-ubyte")).unwrap();
     std::fs::remove_file(d.join("train-images-idx3-ubyte")).unwrap();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&raw).unwrap();
     std::fs::write(d.join("train-images-idx3-ubyte.gz"), gz.finish().unwrap()).unwrap();
-    let zipped = Mnist::load(&d).unwrap();
+    let zipped = Dataset::load(&d, 2).unwrap();
     assert_eq!(plain.train.images, zipped.train.images);
     // First pooled pixel: mean of bytes 0, 1, 28, 29.
     assert_eq!(plain.train.images[0], (0.0 + 1.0 + 28.0 + 29.0) / 4.0);
 }
 
 fn load_err(d: &Path) -> String {
-    Mnist::load(d).unwrap_err().to_string()
+    Dataset::load(d, 2).unwrap_err().to_string()
 }
 
 #[test]
@@ -152,12 +170,28 @@ fn bad_files_give_clear_errors() {
     let d = temp_dir("count");
     write_dir(&d, &pixels, 2, &[1, 2, 3]);
     let e = load_err(&d);
-    assert!(e.contains("2 images, 3 labels"), "{e}");
-    // A label above 9.
+    assert!(e.contains("3 labels for the 2 images"), "{e}");
+    // A test label beyond the training labels' classes.
     let d = temp_dir("label");
-    write_dir(&d, &pixels, 2, &[1, 12]);
+    write_dir(&d, &pixels, 2, &[1, 2]);
+    std::fs::write(
+        d.join("t10k-labels-idx1-ubyte"),
+        idx_bytes(0x801, &[2], &[1, 12]),
+    )
+    .unwrap();
     let e = load_err(&d);
-    assert!(e.contains("label 12 at index 1 is above 9"), "{e}");
+    assert!(
+        e.contains("t10k-labels-idx1-ubyte: label 12 at index 1 is beyond the 3 classes"),
+        "{e}"
+    );
+    // One class only.
+    let d = temp_dir("oneclass");
+    write_dir(&d, &pixels, 2, &[4, 4]);
+    let e = load_err(&d);
+    assert!(
+        e.contains("train-labels-idx1-ubyte: every label is 4: a study needs 2 classes"),
+        "{e}"
+    );
     // Missing file and missing directory.
     let d = temp_dir("missing");
     write_dir(&d, &pixels, 2, &[1, 2]);
@@ -176,13 +210,13 @@ fn bad_files_give_clear_errors() {
 
 #[test]
 fn pair_sets_follow_the_protocol() {
-    let m = Mnist::load(&shipped()).unwrap();
+    let m = Dataset::load(&shipped(), 2).unwrap();
     let (train, test) = generate_pair_sets(&m.train, &m.test, 1000, 7).unwrap();
     for set in [&train, &test] {
         assert_eq!(set.len(), 1000);
         assert_eq!(set.input.len(), 1000 * 2 * PIXELS);
-        for (i, (&t, c)) in set.target.iter().zip(&set.classes).enumerate() {
-            assert_eq!(t, u8::from(c[0] <= c[1]), "pair {i}");
+        for (i, (&t, c)) in set.target.iter().zip(pairs_of(set)).enumerate() {
+            assert_eq!(t, u16::from(c[0] <= c[1]), "pair {i}");
         }
     }
     // No image twice within a set: every 196-value image is distinct (the pools hold no
@@ -202,19 +236,19 @@ fn pair_sets_follow_the_protocol() {
     let at = (0..m.train.len())
         .find(|&i| m.train.image(i) == first)
         .unwrap();
-    assert_eq!(m.train.labels[at], train.classes[0][0]);
+    assert_eq!(m.train.labels[at], train.classes[0]);
 }
 
 #[test]
 fn pair_sets_are_deterministic_and_seed_dependent() {
-    let m = Mnist::load(&shipped()).unwrap();
+    let m = Dataset::load(&shipped(), 2).unwrap();
     let a = generate_pair_sets(&m.train, &m.test, 300, 11).unwrap();
     let b = generate_pair_sets(&m.train, &m.test, 300, 11).unwrap();
     let c = generate_pair_sets(&m.train, &m.test, 300, 12).unwrap();
     assert_eq!(a, b);
     assert_ne!(a.0, c.0);
     // Pinned values: the same seed gives these classes on every machine.
-    let classes: Vec<[u8; 2]> = a.0.classes[..3].to_vec();
+    let classes: Vec<[u8; 2]> = pairs_of(&a.0)[..3].to_vec();
     assert_eq!(classes, PINNED_SEED_11);
 }
 
@@ -223,7 +257,7 @@ const PINNED_SEED_11: [[u8; 2]; 3] = [[7, 5], [8, 2], [0, 9]];
 #[test]
 fn target_rate_is_near_055() {
     // P(c0 <= c1) for uniform classes is 55/100.
-    let m = Mnist::load(&shipped()).unwrap();
+    let m = Dataset::load(&shipped(), 2).unwrap();
     let (mut ones, mut total) = (0usize, 0usize);
     for seed in 0..40 {
         let (train, test) = generate_pair_sets(&m.train, &m.test, 1000, seed).unwrap();
@@ -238,11 +272,11 @@ fn target_rate_is_near_055() {
 
 #[test]
 fn too_many_pairs_is_an_error() {
-    let m = Mnist::load(&shipped()).unwrap();
+    let m = Dataset::load(&shipped(), 2).unwrap();
     let e = generate_pair_sets(&m.train, &m.test, 2000, 0)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("2000 test pairs need 4000 images"), "{e}");
+    assert!(e.contains("2000 test samples need 4000 images"), "{e}");
 }
 
 #[test]
@@ -250,7 +284,7 @@ fn a_multi_member_gzip_file_loads_whole() {
     let d = temp_dir("members");
     let pixels: Vec<u8> = (0..4 * 784).map(|i| (i % 251) as u8).collect();
     write_dir(&d, &pixels, 4, &[1, 2, 3, 4]);
-    let plain = Mnist::load(&d).unwrap();
+    let plain = Dataset::load(&d, 2).unwrap();
     // Two gzip members back to back (as `cat a.gz b.gz` makes): valid gzip, one stream.
     let raw = std::fs::read(d.join("train-images-idx3-ubyte")).unwrap();
     std::fs::remove_file(d.join("train-images-idx3-ubyte")).unwrap();
@@ -263,11 +297,16 @@ fn a_multi_member_gzip_file_loads_whole() {
     let mut two = member(a);
     two.extend(member(b));
     std::fs::write(d.join("train-images-idx3-ubyte.gz"), two).unwrap();
-    assert_eq!(Mnist::load(&d).unwrap().train.images, plain.train.images);
+    assert_eq!(
+        Dataset::load(&d, 2).unwrap().train.images,
+        plain.train.images
+    );
 }
 
+/// Any size loads; test images of another size than the training images blame the test file,
+/// and a pooling factor larger than the images is refused.
 #[test]
-fn images_of_the_wrong_size_blame_the_image_file() {
+fn image_sizes_come_from_the_header() {
     let d = temp_dir("size");
     let mut v = 0x803u32.to_be_bytes().to_vec();
     for x in [2u32, 20, 20] {
@@ -275,10 +314,20 @@ fn images_of_the_wrong_size_blame_the_image_file() {
     }
     v.extend(vec![0u8; 2 * 400]);
     write_dir(&d, &vec![0u8; 2 * 784], 2, &[1, 2]);
-    std::fs::write(d.join("train-images-idx3-ubyte"), v).unwrap();
+    std::fs::write(d.join("t10k-images-idx3-ubyte"), &v).unwrap();
     let e = load_err(&d);
     assert!(
-        e.contains("train-images-idx3-ubyte: images are 20x20, the protocol needs 28x28"),
+        e.contains("t10k-images-idx3-ubyte: images are 20x20, the training images are 28x28"),
+        "{e}"
+    );
+    std::fs::write(d.join("train-images-idx3-ubyte"), &v).unwrap();
+    let m = Dataset::load(&d, 3).unwrap();
+    assert_eq!((m.stored, m.side, m.classes), ((20, 20), (6, 6), 3));
+    assert_eq!(m.sizes(), "20x20 -> 6x6");
+    assert_eq!(Dataset::load(&d, 1).unwrap().sizes(), "20x20");
+    let e = Dataset::load(&d, 21).unwrap_err().to_string();
+    assert!(
+        e.contains("images are 20x20: data.pool = 21 leaves no pixel"),
         "{e}"
     );
 }
@@ -291,7 +340,7 @@ fn a_gzip_file_is_read_only_as_far_as_its_header_promises() {
     let d = temp_dir("trailing");
     let pixels: Vec<u8> = (0..3 * 784).map(|i| (i % 256) as u8).collect();
     write_dir(&d, &pixels, 3, &[1, 2, 3]);
-    let plain = Mnist::load(&d).unwrap();
+    let plain = Dataset::load(&d, 2).unwrap();
     let mut raw = std::fs::read(d.join("train-images-idx3-ubyte")).unwrap();
     std::fs::remove_file(d.join("train-images-idx3-ubyte")).unwrap();
     raw.extend(vec![0u8; 64 << 20]);
@@ -300,7 +349,10 @@ fn a_gzip_file_is_read_only_as_far_as_its_header_promises() {
     let mut bytes = gz.finish().unwrap();
     bytes.truncate(bytes.len() - 64);
     std::fs::write(d.join("train-images-idx3-ubyte.gz"), bytes).unwrap();
-    assert_eq!(Mnist::load(&d).unwrap().train.images, plain.train.images);
+    assert_eq!(
+        Dataset::load(&d, 2).unwrap().train.images,
+        plain.train.images
+    );
 }
 
 /// The data hash is the data's, not its files': the same digits gzipped or not train the

@@ -162,7 +162,10 @@ fn bad_axes_overrides_and_sizes_get_one_clear_line() {
     ];
     for (grid, says) in cases {
         write(&d, "bad.toml", &(TINY.to_string() + grid));
-        let out = command(&d).args(["check", "specs"]).output().unwrap();
+        let out = command(&d)
+            .args(["check", "--data", common::DATA, "specs"])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(1), "{grid}");
         let e = stderr(&out);
         assert!(e.contains(says), "{grid}: {e}");
@@ -180,7 +183,10 @@ fn bad_axes_overrides_and_sizes_get_one_clear_line() {
             .join(", ")
     );
     write(&d, "bad.toml", &(TINY.to_string() + &grid));
-    let out = command(&d).args(["check", "specs"]).output().unwrap();
+    let out = command(&d)
+        .args(["check", "--data", common::DATA, "specs"])
+        .output()
+        .unwrap();
     assert!(
         stderr(&out).contains(
             "the grid has 272 points, above the limit of 256; pass --max-grid 272 to allow it"
@@ -189,7 +195,14 @@ fn bad_axes_overrides_and_sizes_get_one_clear_line() {
         stderr(&out)
     );
     let out = command(&d)
-        .args(["check", "specs", "--max-grid", "272"])
+        .args([
+            "check",
+            "--data",
+            common::DATA,
+            "specs",
+            "--max-grid",
+            "272",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -301,7 +314,10 @@ fn axes_over_layers_and_tables_have_readable_points() {
             warmup: 0
         }
     );
-    let out = command(&d).args(["check", "specs"]).output().unwrap();
+    let out = command(&d)
+        .args(["check", "--data", common::DATA, "specs"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let set = Override::parse("train.schedule.every=3").unwrap();
     let e = spec::load_all(&d.join("specs/t.toml"), &[set], 256)

@@ -138,7 +138,7 @@ fn every_kernel_writes_the_same_reports() {
     // An unknown kernel is refused before anything runs.
     let out = command(&d)
         .env("LESSER_KERNEL", "sse9")
-        .args(["check", "specs"])
+        .args(["check", "--data", common::DATA, "specs"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -93,7 +93,8 @@ fn a_rule_sees_every_override() {
     refused(
         &out,
         2,
-        "beta.toml:train.validation: spec beta: holding pairs out for validation needs 2 training pairs",
+        "--set train.validation=0.5: train.validation: holding pairs out needs 2 training \
+         pairs at least, data.train_pairs is 1",
     );
     let out = command(&d)
         .args([

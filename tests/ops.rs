@@ -778,7 +778,7 @@ fn pair_ops_and_concat() {
 fn cross_entropy_value_and_gradient() {
     // Row 0: logits [0, ln 3] target 1: p = 3/4, loss ln(4/3). Row 1: [2, 2] target 0: ln 2.
     let logits = act(vec![0.0, 3f32.ln(), 2.0, 2.0], (2, 2, 1, 1));
-    let loss = cross_entropy(logits.leaky_trace(), &[1, 0]);
+    let loss = cross_entropy(logits.leaky_trace(), &[1u8, 0]);
     let expected = ((4.0f64 / 3.0).ln() + 2f64.ln()) / 2.0;
     assert!((f64::from(loss.array()) - expected).abs() < 1e-6);
     let g = loss.backward().get(&logits).as_vec();

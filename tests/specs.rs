@@ -168,12 +168,16 @@ fn seed_variant_parameter_counts() {
     ];
     for (name, count) in expected {
         let s = load(name);
-        assert_eq!(plan(&s).unwrap().params, count, "{name}");
+        assert_eq!(plan(&s, common::SEED).unwrap().params, count, "{name}");
         // The built network holds exactly that many values.
-        assert_eq!(Network::new(&s, 1).unwrap().param_count(), count, "{name}");
+        assert_eq!(
+            Network::new(&s, common::SEED, 1).unwrap().param_count(),
+            count,
+            "{name}"
+        );
     }
     assert_eq!(load("directWS").train.repeats, 10);
-    let joint = plan(&load("joint_baseline")).unwrap().params;
+    let joint = plan(&load("joint_baseline"), common::SEED).unwrap().params;
     assert!((65_000..75_000).contains(&joint), "{joint}");
 }
 
@@ -185,10 +189,14 @@ fn work_per_pair_counts_multiply_adds() {
     // plus the head's 252 + 104 + 18.
     let direct = 2 * (60 * 144 + 880 * 16 + 30_840 + 10_164 + 850) + 374;
     assert_eq!(
-        plan(&load("directALWSASYM")).unwrap().work_per_pair(),
+        plan(&load("directALWSASYM"), common::SEED)
+            .unwrap()
+            .work_per_pair(),
         direct
     );
-    let shres = plan(&load("SHresALWSASYM")).unwrap().work_per_pair();
+    let shres = plan(&load("SHresALWSASYM"), common::SEED)
+        .unwrap()
+        .work_per_pair();
     assert!(shres > 3 * direct, "{shres} vs {direct}");
 }
 
@@ -200,14 +208,14 @@ fn every_shipped_spec_runs_forward() {
         let Some(s) = spec::load(&f).unwrap() else {
             continue;
         };
-        let net = Network::new(&s, 3).unwrap();
+        let net = Network::new(&s, common::SEED, 3).unwrap();
         let pairs: Vec<f32> = (0..5 * 2 * 196)
             .map(|i| ((i * 37) % 11) as f32 - 5.0)
             .collect();
         let out = net
             .forward::<NoneTape>(
                 Input {
-                    pairs: &pairs,
+                    samples: &pairs,
                     batch: 5,
                 },
                 false,
@@ -258,7 +266,7 @@ fn digit_grad(net: &Network, x0: &[f32], x1: &[f32]) -> Vec<f32> {
     let out = net
         .forward::<OwnedTape<f32, Cpu>>(
             Input {
-                pairs: &pairs,
+                samples: &pairs,
                 batch: 1,
             },
             true,
@@ -281,8 +289,8 @@ fn weight_sharing_shares_parameters_and_gradients() {
         .unwrap()
         .unwrap();
     let (ns, nt) = (
-        Network::new(&shared, 5).unwrap(),
-        Network::new(&twin, 5).unwrap(),
+        Network::new(&shared, common::SEED, 5).unwrap(),
+        Network::new(&twin, common::SEED, 5).unwrap(),
     );
     // One parameter set versus two.
     assert_eq!(ns.params.len(), 4);
@@ -304,7 +312,7 @@ fn weight_sharing_shares_parameters_and_gradients() {
 
 fn err_of(path: &Path) -> String {
     match spec::load(path) {
-        Ok(Some(s)) => plan(&s).unwrap_err().to_string(),
+        Ok(Some(s)) => plan(&s, common::SEED).unwrap_err().to_string(),
         Ok(None) => panic!("abstract"),
         Err(e) => e.to_string(),
     }
@@ -440,7 +448,7 @@ fn extends_overrides_keys_and_replaces_stacks() {
 fn check_command_accepts_shipped_specs_and_rejects_bad_ones() {
     let bin = env!("CARGO_BIN_EXE_lesser");
     let ok = std::process::Command::new(bin)
-        .args(["check"])
+        .args(["check", "--data", common::DATA])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
@@ -454,7 +462,13 @@ fn check_command_accepts_shipped_specs_and_rejects_bad_ones() {
     );
     // The ablation, which extends specs/best.toml and names it as baseline.
     let ablation = std::process::Command::new(bin)
-        .args(["check", "specs/best.toml", "specs/ablation"])
+        .args([
+            "check",
+            "--data",
+            common::DATA,
+            "specs/best.toml",
+            "specs/ablation",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
@@ -470,7 +484,7 @@ fn check_command_accepts_shipped_specs_and_rejects_bad_ones() {
     write(&dir, "bad1.toml", "[model]\nfoo = 1\n");
     write(&dir, "bad2.toml", "[train]\nepochs = 0\n");
     let bad = std::process::Command::new(bin)
-        .args(["check", dir.to_str().unwrap()])
+        .args(["check", "--data", common::DATA, dir.to_str().unwrap()])
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(1));
@@ -484,7 +498,7 @@ fn check_command_accepts_shipped_specs_and_rejects_bad_ones() {
     assert!(err.contains("2 of 3 spec files are invalid"), "{err}");
     assert!(String::from_utf8_lossy(&bad.stdout).contains("good ("));
     let missing = std::process::Command::new(bin)
-        .args(["check", "/nonexistent/specs"])
+        .args(["check", "--data", common::DATA, "/nonexistent/specs"])
         .output()
         .unwrap();
     // Bad input exits 2; a check that finds invalid specs exits 1.
@@ -493,7 +507,7 @@ fn check_command_accepts_shipped_specs_and_rejects_bad_ones() {
     let empty = temp("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let out = std::process::Command::new(bin)
-        .args(["check", empty.to_str().unwrap()])
+        .args(["check", "--data", common::DATA, empty.to_str().unwrap()])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -538,15 +552,13 @@ batch_size = 25
 optimizer = { kind = "sgd", lr = 0.05, momentum = 0.9, weight_decay = 0.0001 }
 "#,
     );
-    let s = spec::load(&p).unwrap().unwrap();
-    let data = lesser::data::Mnist::load(&specs_dir().join("../data/mnist")).unwrap();
     let cfg = lesser::train::RoundConfig {
-        pairs: 100,
         epochs: 2,
         data_seed: 1,
         init_seed: 2,
     };
-    let v = lesser::variants::Variant::new(s).unwrap();
+    let v = common::variant(&p, 100);
+    let data = v.data.clone();
     let r = lesser::train::train_round(&v, &data, cfg).unwrap();
     assert_eq!(r.status, lesser::train::Status::Ok);
     assert!(r.final_train_loss.is_finite());
@@ -741,7 +753,7 @@ digit = [
 ]
 "#;
     let s = spec::load(&write(&dir, "bn.toml", spec)).unwrap().unwrap();
-    let plan = plan(&s).unwrap();
+    let plan = plan(&s, common::SEED).unwrap();
     assert_eq!(plan.weights, 8 * 9 + 8 * 8 * 9 + 8 * 12 * 12 * 10);
     assert_eq!(
         plan.params,
@@ -750,11 +762,15 @@ digit = [
     );
     // The seed report's figures for the networks it counts without a typo.
     assert_eq!(
-        lesser::compile::plan(&load("directAL")).unwrap().weights,
+        lesser::compile::plan(&load("directAL"), common::SEED)
+            .unwrap()
+            .weights,
         85_468
     );
     assert_eq!(
-        lesser::compile::plan(&load("directWS")).unwrap().weights,
+        lesser::compile::plan(&load("directWS"), common::SEED)
+            .unwrap()
+            .weights,
         42_910
     );
 }

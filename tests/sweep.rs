@@ -95,7 +95,7 @@ fn a_diverged_round_is_recorded_and_the_sweep_goes_on() {
         d.join("specs/wild.toml"),
         TINY.replace(
             "repeats = 2",
-            "repeats = 2\nnormalize = \"none\"\noptimizer = { kind = \"sgd\", lr = 1e30 }",
+            "repeats = 2\noptimizer = { kind = \"sgd\", lr = 1e30 }\n[data]\nnormalize = \"none\"",
         ),
     )
     .unwrap();

@@ -3,8 +3,9 @@
 
 use dfdx::prelude::*;
 use lesser::ops::{Act, cross_entropy_smoothed};
+use lesser::spec::Relation;
 use lesser::spec::Schedule;
-use lesser::train::lesser_or_equal;
+use lesser::train::{pair_probability, sum_distribution};
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-9
@@ -97,26 +98,48 @@ fn label_smoothing_matches_its_definition_and_gradient() {
     assert_eq!(cross_entropy_smoothed(x, &targets, 0.0).array(), plain);
 }
 
+/// Each relation's probability rule against a brute-force sum over every pair of classes,
+/// and the sum's distribution against its definition.
 #[test]
-fn the_probability_rule_equals_brute_force() {
-    let norm = |f: &dyn Fn(f64) -> f64| -> [f64; 10] {
-        let v: [f64; 10] = std::array::from_fn(|i| f(i as f64));
+fn the_probability_rules_equal_brute_force() {
+    let norm = |k: usize, f: &dyn Fn(f64) -> f64| -> Vec<f64> {
+        let v: Vec<f64> = (0..k).map(|i| f(i as f64)).collect();
         let s: f64 = v.iter().sum();
-        v.map(|x| x / s)
+        v.iter().map(|x| x / s).collect()
     };
-    let p0 = norm(&|i| (i * 0.7 + 1.0).sin().abs() + 0.1);
-    let p1 = norm(&|i| (i * 1.3 + 2.0).cos().abs() + 0.1);
-    // Every pair of classes with i <= j.
-    let brute: f64 = (0..10)
-        .flat_map(|i| (i..10).map(move |j| (i, j)))
-        .map(|(i, j)| p0[i] * p1[j])
-        .sum();
-    assert!((lesser_or_equal(&p0, &p1) - brute).abs() < 1e-12);
-    // Certain digits: 3 <= 7 is 1, 7 <= 3 is 0.
-    let one = |k: usize| std::array::from_fn(|i| f64::from(u8::from(i == k)));
-    assert_eq!(lesser_or_equal(&one(3), &one(7)), 1.0);
-    assert_eq!(lesser_or_equal(&one(7), &one(3)), 0.0);
-    assert_eq!(lesser_or_equal(&one(5), &one(5)), 1.0);
+    for k in [2, 5, 10, 26] {
+        let p0 = norm(k, &|i| (i * 0.7 + 1.0).sin().abs() + 0.1);
+        let p1 = norm(k, &|i| (i * 1.3 + 2.0).cos().abs() + 0.1);
+        let brute = |holds: &dyn Fn(usize, usize) -> bool| -> f64 {
+            (0..k)
+                .flat_map(|i| (0..k).map(move |j| (i, j)))
+                .filter(|&(i, j)| holds(i, j))
+                .map(|(i, j)| p0[i] * p1[j])
+                .sum()
+        };
+        type Holds<'a> = &'a dyn Fn(usize, usize) -> bool;
+        let rules: [(Relation, Holds); 3] = [
+            (Relation::Le, &|i, j| i <= j),
+            (Relation::Lt, &|i, j| i < j),
+            (Relation::Eq, &|i, j| i == j),
+        ];
+        for (r, holds) in rules {
+            let got = pair_probability(r, &p0, &p1);
+            assert!((got - brute(holds)).abs() < 1e-12, "{r:?} with {k} classes");
+        }
+        let sums = sum_distribution(&p0, &p1);
+        assert_eq!(sums.len(), 2 * k - 1);
+        for (s, &p) in sums.iter().enumerate() {
+            assert!((p - brute(&|i, j| i + j == s)).abs() < 1e-12, "sum {s}");
+        }
+    }
+    // Certain classes: 3 <= 7 is 1, 7 <= 3 is 0, 5 < 5 is 0, 5 == 5 is 1.
+    let one = |k: usize| -> Vec<f64> { (0..10).map(|i| f64::from(u8::from(i == k))).collect() };
+    assert_eq!(pair_probability(Relation::Le, &one(3), &one(7)), 1.0);
+    assert_eq!(pair_probability(Relation::Le, &one(7), &one(3)), 0.0);
+    assert_eq!(pair_probability(Relation::Le, &one(5), &one(5)), 1.0);
+    assert_eq!(pair_probability(Relation::Lt, &one(5), &one(5)), 0.0);
+    assert_eq!(pair_probability(Relation::Eq, &one(5), &one(5)), 1.0);
 }
 
 mod common;
@@ -174,7 +197,7 @@ tta = { shift = 1.0 }
     ] {
         std::fs::write(d.join("specs/opts.toml"), spec.replace(bad, says)).unwrap();
         let out = common::command(&d)
-            .args(["check", "specs"])
+            .args(["check", "--data", common::DATA, "specs"])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(1), "{says}");
@@ -252,7 +275,7 @@ fn early_stopping_keeps_the_best_epoch_on_validation() {
 
 #[test]
 fn evaluation_runs_in_evaluation_mode() {
-    use lesser::data::{Mnist, generate_pair_sets};
+    use lesser::data::{Dataset, draw};
     let d = common::temp("training", "eval");
     let spec = r#"
 [model]
@@ -272,9 +295,9 @@ digit = [
     let s = lesser::spec::load(&d.join("specs/m.toml"))
         .unwrap()
         .unwrap();
-    let net = lesser::compile::Network::new(&s, 3).unwrap();
-    let data = Mnist::load(std::path::Path::new(&common::data())).unwrap();
-    let (train, _) = generate_pair_sets(&data.train, &data.test, 40, 5).unwrap();
+    let net = lesser::compile::Network::new(&s, common::SEED, 3).unwrap();
+    let data = Dataset::load(std::path::Path::new(&common::data()), 2).unwrap();
+    let (train, _) = draw(&data.train, &data.test, s.task, (40, 40), 5).unwrap();
     let whole = lesser::train::evaluate(&[&net], &train, None)
         .unwrap()
         .unwrap();
@@ -287,10 +310,11 @@ digit = [
     );
     let mut wrong = 0.0;
     for i in 0..train.len() {
-        let one = lesser::data::PairSet {
-            input: train.input[i * 392..(i + 1) * 392].to_vec(),
+        let one = lesser::data::Samples {
+            input: train.sample(i).to_vec(),
             target: vec![train.target[i]],
-            classes: vec![train.classes[i]],
+            classes: train.sample_classes(i).to_vec(),
+            ..train.clone()
         };
         wrong += lesser::train::evaluate(&[&net], &one, None)
             .unwrap()

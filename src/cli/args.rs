@@ -80,6 +80,9 @@ pub struct CheckArgs {
     pub paths: Vec<PathBuf>,
     #[command(flatten)]
     pub spec: SpecArgs,
+    /// Read every spec's data from this IDX directory instead of its `data.dir`.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
 }
 
 /// Options shared by `run` and `bench`.
@@ -88,9 +91,10 @@ pub struct SweepArgs {
     /// Spec files or directories of them.
     #[arg(long = "specs", default_value = "specs", num_args = 1..)]
     pub specs: Vec<PathBuf>,
-    /// Directory with MNIST IDX files (gzipped or not).
-    #[arg(long, default_value = "data/mnist")]
-    pub data: PathBuf,
+    /// Read every spec's data from this IDX directory (gzipped or not) instead of its
+    /// `data.dir`.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
     /// Only these variants: names, or spec file stems (every point of a grid).
     #[arg(long, num_args = 1..)]
     pub only: Vec<String>,
@@ -99,9 +103,10 @@ pub struct SweepArgs {
     /// Override every spec's epochs (for quick looks).
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Training pairs and test pairs per round.
-    #[arg(long, default_value_t = 1000)]
-    pub pairs: usize,
+    /// Training and test samples per round for every spec, instead of its
+    /// `data.train_pairs` and `data.test_pairs`.
+    #[arg(long)]
+    pub pairs: Option<usize>,
     /// Refuse a variant whose round is estimated to need more than this many GiB of memory
     /// (`--jobs` rounds run at once).
     #[arg(long, default_value_t = crate::variants::DEFAULT_MAX_MEMORY_GIB)]

@@ -5,7 +5,6 @@ use std::time::Instant;
 use super::args::BenchArgs;
 use super::print;
 use crate::error::{Error, Result};
-use crate::run::load_data;
 use crate::seeds::{data_seed, init_seed};
 use crate::train::{RoundConfig, train_round};
 use crate::variants;
@@ -16,9 +15,9 @@ const MAX_ROUNDS: usize = 1000;
 /// Trains `rounds` rounds per variant on the calling thread and prints the median time.
 pub fn run(args: &BenchArgs) -> Result<()> {
     let s = &args.sweep;
-    if args.rounds == 0 || s.pairs == 0 || s.epochs == Some(0) {
+    if args.rounds == 0 || s.epochs == Some(0) {
         return Err(Error::Usage(
-            "--rounds, --pairs and --epochs must be at least 1".into(),
+            "--rounds and --epochs must be at least 1".into(),
         ));
     }
     if args.rounds > MAX_ROUNDS {
@@ -28,13 +27,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         )));
     }
     variants::check_max_memory(s.max_memory)?;
-    let load = variants::LoadOptions::parse(&s.spec.set, s.spec.max_grid, s.epochs, None)?;
+    let load = variants::LoadOptions::parse(&s.spec.set, s.spec.max_grid)?
+        .counts(s.epochs, None)
+        .data(s.data.as_deref(), s.pairs)?;
     let selected = variants::select(variants::load_valid(&s.specs, &load)?, &s.only)?;
     for v in &selected {
         variants::check_memory(v, s.max_memory)?;
-        variants::check_pairs(v, s.pairs)?;
     }
-    let data = load_data(&s.data, s.pairs)?;
     print("variant,epochs,pairs,seconds_per_round,test_error\n")?;
     for v in &selected {
         let spec = &v.spec;
@@ -45,9 +44,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             let t = Instant::now();
             let r = train_round(
                 v,
-                &data,
+                &v.data,
                 RoundConfig {
-                    pairs: s.pairs,
                     epochs,
                     data_seed: data_seed(round),
                     init_seed: init_seed(&spec.name, spec.train.seed, round),
@@ -60,7 +58,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         print(&format!(
             "{},{epochs},{},{:.3},{}\n",
             spec.name,
-            s.pairs,
+            spec.data.train_pairs,
             times[times.len() / 2],
             last.map_or_else(String::new, |e| format!("{e:.4}"))
         ))?;

@@ -17,6 +17,19 @@ fn describe(out: &mut String, v: &Variant) {
         &s.description
     };
     let _ = writeln!(out, "{} ({}): {description}", s.name, s.path.display());
+    let d = &v.data;
+    let _ = writeln!(
+        out,
+        "  {} on {} ({}, {}, {} classes), {} train and {} test samples; input {}",
+        s.task.describe(),
+        s.data.name,
+        d.dir.display(),
+        d.sizes(),
+        d.classes,
+        s.data.train_pairs,
+        s.data.test_pairs,
+        show(v.plan.input(v.plan.stacks[0].0))
+    );
     let _ = writeln!(
         out,
         "  weight_sharing = {}, aux_loss = {}, asymmetry = {}, {} epochs, {} rounds",
@@ -45,7 +58,8 @@ fn describe(out: &mut String, v: &Variant) {
 /// Prints a table per valid variant (in report order) and one line per bad spec; fails if any
 /// is bad.
 pub fn run(args: &CheckArgs) -> Result<()> {
-    let load = variants::LoadOptions::parse(&args.spec.set, args.spec.max_grid, None, None)?;
+    let load = variants::LoadOptions::parse(&args.spec.set, args.spec.max_grid)?
+        .data(args.data.as_deref(), None)?;
     let loaded = variants::load(&args.paths, &load)?;
     let mut out = String::new();
     for v in &loaded.variants {

@@ -13,21 +13,16 @@ use crate::run::{Shard, Silent, SweepOptions, sweep};
 pub(super) fn options(sweep: &SweepArgs, target: &OutArgs, jobs: usize) -> Result<SweepOptions> {
     Ok(SweepOptions {
         specs: sweep.specs.clone(),
-        data: sweep.data.clone(),
         out: target.out.clone(),
         repeats: target.repeats,
         epochs: sweep.epochs,
         only: sweep.only.clone(),
-        pairs: sweep.pairs,
         jobs,
         fresh: false,
         max_memory: sweep.max_memory,
-        load: crate::variants::LoadOptions::parse(
-            &sweep.spec.set,
-            sweep.spec.max_grid,
-            sweep.epochs,
-            target.repeats,
-        )?,
+        load: crate::variants::LoadOptions::parse(&sweep.spec.set, sweep.spec.max_grid)?
+            .counts(sweep.epochs, target.repeats)
+            .data(sweep.data.as_deref(), sweep.pairs)?,
         shard: None,
     })
 }

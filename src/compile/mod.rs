@@ -8,6 +8,6 @@ mod sequential;
 
 pub use network::{DigitLogits, Input, NetState, Network, Outputs};
 pub use plan::{
-    DIGIT_CLASSES, DIGIT_INPUT, HEAD_INPUT, LayerOp, LayerPlan, MAX_PARAMS, MAX_VALUES, PAIR_INPUT,
-    Plan, Shape3, StackKind, infer_layer, plan, show,
+    DataShape, LayerOp, LayerPlan, MAX_PARAMS, MAX_VALUES, Plan, Shape3, StackKind, infer_layer,
+    plan, show,
 };

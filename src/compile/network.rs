@@ -4,16 +4,17 @@
 use dfdx::prelude::*;
 use dfdx::tensor::PutTape;
 
-use super::plan::{DIGIT_INPUT, PAIR_INPUT, Plan, Shape3, StackKind, plan};
+use super::plan::{DataShape, Plan, Shape3, StackKind, plan};
 use super::sequential::Sequential;
-use crate::data::PIXELS;
 use crate::error::Result;
 use crate::ops::{Act, OpTape, Param, concat_features, pair_features};
-use crate::spec::{Compare, Spec, Topology};
+use crate::spec::{Compare, Spec, TaskKind, Topology};
 
 #[derive(Debug, Clone)]
 enum Body {
-    Joint(Sequential),
+    /// One stack over the whole sample: a pair's two images as channels (joint), or the one
+    /// image to classify.
+    Whole(StackKind, Sequential),
     Digits {
         first: Sequential,
         /// The second digit's own network; `None` when weights are shared.
@@ -37,27 +38,28 @@ pub struct Network {
     pub plan: Plan,
 }
 
-/// A batch of pairs as the network reads it.
+/// A batch of samples as the network reads it.
 #[derive(Debug, Clone, Copy)]
 pub struct Input<'a> {
-    /// `batch x 2 x 14 x 14` values, normalized.
-    pub pairs: &'a [f32],
+    /// `batch x images x height x width` values, normalized.
+    pub samples: &'a [f32],
     pub batch: usize,
 }
 
 /// Digit logits, laid out as the network produced them.
 pub enum DigitLogits<T> {
-    /// `(2B, 10)`: rows `2i` and `2i+1` are pair `i`'s digits (shared network).
+    /// `(2B, K)`: rows `2i` and `2i+1` are pair `i`'s digits (shared network).
     Interleaved(Act<T>),
-    /// `(B, 10)` each: first digits, second digits (two networks).
+    /// `(B, K)` each: first digits, second digits (two networks).
     Split(Act<T>, Act<T>),
 }
 
 /// What one forward pass yields.
 pub struct Outputs<T> {
-    /// `(B, 2)` comparison logits; `None` with the `argmax` rule.
+    /// `(B, N)` logits of the target's `N` values (a pair's relation, an image's class);
+    /// `None` with the `argmax` and `probability` rules.
     pub compare: Option<Act<T>>,
-    /// `(B, 2)` logits for the reversed pair, when the spec has an asymmetry loss.
+    /// `(B, N)` logits for the reversed pair, when the spec has an asymmetry loss.
     pub reversed: Option<Act<T>>,
     /// The digit logits, for digits topologies.
     pub digits: Option<DigitLogits<T>>,
@@ -77,9 +79,9 @@ fn dims(n: usize, s: Shape3) -> (usize, usize, usize, usize) {
 }
 
 impl Network {
-    /// Compiles `spec` (checking it first) with parameters drawn from `seed`.
-    pub fn new(spec: &Spec, seed: u64) -> Result<Self> {
-        Ok(Network::from_plan(spec, plan(spec)?, seed))
+    /// Compiles `spec` for `data` (checking it first) with parameters drawn from `seed`.
+    pub fn new(spec: &Spec, data: DataShape, seed: u64) -> Result<Self> {
+        Ok(Network::from_plan(spec, plan(spec, data)?, seed))
     }
 
     /// Builds the network `plan` (the plan of `spec`) describes, parameters drawn from `seed`.
@@ -89,9 +91,12 @@ impl Network {
         let mut params = Vec::new();
         let m = &spec.model;
         let mut build = |kind| Sequential::new(plan.stack(kind), &mut params, &dev, &mut rng);
-        let body = match m.topology {
-            Topology::Joint => Body::Joint(build(StackKind::Joint)),
-            Topology::Digits => {
+        let body = match (plan.data.task.kind, m.topology) {
+            (TaskKind::Classify, _) => Body::Whole(StackKind::Image, build(StackKind::Image)),
+            (TaskKind::Pairs, Topology::Joint) => {
+                Body::Whole(StackKind::Joint, build(StackKind::Joint))
+            }
+            (TaskKind::Pairs, Topology::Digits) => {
                 let first = build(StackKind::Digit);
                 let second = (!m.weight_sharing).then(|| build(StackKind::Digit));
                 let head = (m.compare == Compare::Learned).then(|| build(StackKind::Head));
@@ -114,7 +119,7 @@ impl Network {
 
     fn stacks(&self) -> Vec<&Sequential> {
         match &self.body {
-            Body::Joint(s) => vec![s],
+            Body::Whole(_, s) => vec![s],
             Body::Digits {
                 first,
                 second,
@@ -165,7 +170,7 @@ impl Network {
     /// when there is a head, so it is never lost when the auxiliary loss is off.
     pub fn forward<T: OpTape>(&self, input: Input, training: bool) -> Result<Outputs<T>> {
         match &self.body {
-            Body::Joint(stack) => self.forward_joint(stack, input, training),
+            Body::Whole(kind, stack) => self.forward_whole(*kind, stack, input, training),
             Body::Digits {
                 first,
                 second,
@@ -203,22 +208,25 @@ impl Network {
         }
     }
 
-    /// The joint topology: one stack over each whole pair (and over it reversed).
-    fn forward_joint<T: OpTape>(
+    /// One stack over each whole sample (and over a pair reversed).
+    fn forward_whole<T: OpTape>(
         &self,
+        kind: StackKind,
         stack: &Sequential,
         input: Input,
         training: bool,
     ) -> Result<Outputs<T>> {
         let (b, p) = (input.batch, &self.params);
-        let x = self.tensor::<T>(input.pairs.to_vec(), dims(b, PAIR_INPUT));
+        let shape = self.plan.input(kind);
+        let x = self.tensor::<T>(input.samples.to_vec(), dims(b, shape));
         let compare = stack.forward(x, p, training, true)?;
         let reversed = if self.reversed {
-            let mut swapped = input.pairs.to_vec();
-            for pair in swapped.chunks_exact_mut(2 * PIXELS) {
-                pair.rotate_left(PIXELS);
+            let pixels = self.plan.pixels();
+            let mut swapped = input.samples.to_vec();
+            for pair in swapped.chunks_exact_mut(2 * pixels) {
+                pair.rotate_left(pixels);
             }
-            let x = self.tensor::<T>(swapped, dims(b, PAIR_INPUT));
+            let x = self.tensor::<T>(swapped, dims(b, shape));
             Some(stack.forward(x, p, training, true)?)
         } else {
             None
@@ -241,9 +249,10 @@ impl Network {
         training: bool,
     ) -> Result<(Option<Act<T>>, DigitLogits<T>)> {
         let (b, p) = (input.batch, &self.params);
+        let (image, pixels) = (self.plan.image(), self.plan.pixels());
         let Some(second) = second else {
             // Both digits of every pair through one network, as a batch of 2B.
-            let x = self.tensor::<T>(input.pairs.to_vec(), dims(2 * b, DIGIT_INPUT));
+            let x = self.tensor::<T>(input.samples.to_vec(), dims(2 * b, image));
             let d = first.forward(x, p, training, true)?;
             return Ok(if head {
                 let digits = DigitLogits::Interleaved(d.with_empty_tape());
@@ -252,23 +261,13 @@ impl Network {
                 (None, DigitLogits::Interleaved(d))
             });
         };
-        let (mut x0, mut x1) = (Vec::with_capacity(b * PIXELS), Vec::new());
-        for pair in input.pairs.chunks_exact(2 * PIXELS) {
-            x0.extend_from_slice(&pair[..PIXELS]);
-            x1.extend_from_slice(&pair[PIXELS..]);
+        let (mut x0, mut x1) = (Vec::with_capacity(b * pixels), Vec::new());
+        for pair in input.samples.chunks_exact(2 * pixels) {
+            x0.extend_from_slice(&pair[..pixels]);
+            x1.extend_from_slice(&pair[pixels..]);
         }
-        let d0 = first.forward(
-            self.tensor::<T>(x0, dims(b, DIGIT_INPUT)),
-            p,
-            training,
-            true,
-        )?;
-        let d1 = second.forward(
-            self.tensor::<T>(x1, dims(b, DIGIT_INPUT)),
-            p,
-            training,
-            true,
-        )?;
+        let d0 = first.forward(self.tensor::<T>(x0, dims(b, image)), p, training, true)?;
+        let d1 = second.forward(self.tensor::<T>(x1, dims(b, image)), p, training, true)?;
         Ok(if head {
             let digits = DigitLogits::Split(d0.with_empty_tape(), d1.with_empty_tape());
             (Some(concat_features(d0, d1)), digits)

@@ -2,22 +2,21 @@
 //! shapes and parameter counts. It is the one description `check` prints, `run` schedules and
 //! the network is built from.
 
-use crate::data::SIDE;
 use crate::error::{Error, Result};
 use crate::ops::{Activation, Conv2dGeometry, ConvTranspose2dGeometry, PoolKind, pool_out_side};
-use crate::spec::{Compare, LayerSpec, Spec, Stack, Topology};
+use crate::spec::{Compare, LayerSpec, Spec, Stack, Task, TaskKind, Topology};
 
 /// The shape of one sample: `(channels, height, width)`; flat features are `(F, 1, 1)`.
 pub type Shape3 = (usize, usize, usize);
 
-/// Number of digit classes, and so of a digit network's outputs.
-pub const DIGIT_CLASSES: usize = 10;
-/// What a digit network reads: one digit.
-pub const DIGIT_INPUT: Shape3 = (1, SIDE, SIDE);
-/// What a joint network reads: both digits as two channels.
-pub const PAIR_INPUT: Shape3 = (2, SIDE, SIDE);
-/// What a comparison head reads: both digits' logits.
-pub const HEAD_INPUT: Shape3 = (2 * DIGIT_CLASSES, 1, 1);
+/// What a plan is made for: the task, and the size and classes of the dataset's images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataShape {
+    pub task: Task,
+    /// `(height, width)` of one image as the network sees it.
+    pub side: (usize, usize),
+    pub classes: usize,
+}
 
 /// Largest number of values one sample may have after any layer: far above what a study of
 /// small networks needs, and low enough that a typo cannot exhaust memory.
@@ -98,13 +97,15 @@ pub enum StackKind {
     Head,
     /// The whole pair at once.
     Joint,
+    /// The one image of a classification task (written as `model.digit`).
+    Image,
 }
 
 impl StackKind {
     /// The spec key, as errors and `check` name it.
     pub fn key(self) -> &'static str {
         match self {
-            StackKind::Digit => "model.digit",
+            StackKind::Digit | StackKind::Image => "model.digit",
             StackKind::Head => "model.head",
             StackKind::Joint => "model.joint",
         }
@@ -114,7 +115,7 @@ impl StackKind {
     pub fn runs_per_pair(self) -> usize {
         match self {
             StackKind::Digit => 2,
-            StackKind::Head | StackKind::Joint => 1,
+            StackKind::Head | StackKind::Joint | StackKind::Image => 1,
         }
     }
 }
@@ -129,6 +130,8 @@ pub struct Plan {
     /// biases or batch-norm parameters), shared ones counted once. The seed report counts
     /// its networks so.
     pub weights: usize,
+    /// What it was planned for.
+    pub data: DataShape,
 }
 
 impl Plan {
@@ -138,6 +141,26 @@ impl Plan {
             .iter()
             .find(|(k, _)| *k == kind)
             .map_or(&[], |(_, layers)| layers.as_slice())
+    }
+
+    /// One image: `(1, height, width)`.
+    pub fn image(&self) -> Shape3 {
+        (1, self.data.side.0, self.data.side.1)
+    }
+
+    /// Values in one image.
+    pub fn pixels(&self) -> usize {
+        self.data.side.0 * self.data.side.1
+    }
+
+    /// What stack `kind` reads.
+    pub fn input(&self, kind: StackKind) -> Shape3 {
+        let (h, w) = self.data.side;
+        match kind {
+            StackKind::Digit | StackKind::Image => (1, h, w),
+            StackKind::Joint => (2, h, w),
+            StackKind::Head => (2 * self.data.classes, 1, 1),
+        }
     }
 
     /// About how many multiply-adds one pair's forward pass takes (each weight times the
@@ -378,14 +401,13 @@ fn within_limits(output: Shape3, params: usize) -> std::result::Result<(), Strin
     Ok(())
 }
 
-/// Plans stack `kind` of `spec` on `input`, requiring it to end in `out` flat values. Errors
-/// name the spec, the stack, the layer's index, kind and place.
+/// Plans stack `kind` of `spec` on `input`, requiring it to end in `out` flat values (`why`
+/// says what they are). Errors name the spec, the stack, the layer's index, kind and place.
 fn plan_stack(
     spec: &Spec,
-    kind: StackKind,
-    stack: &Stack,
+    (kind, stack): (StackKind, &Stack),
     input: Shape3,
-    out: usize,
+    (out, why): (usize, &str),
 ) -> Result<Vec<LayerPlan>> {
     let key = kind.key();
     let mut shape = input;
@@ -410,7 +432,7 @@ fn plan_stack(
             &stack.file,
             stack.layers.last().map_or("", |l| l.place.as_str()),
             format!(
-                "spec {}: {key} ends in {}, it must end in {out} flat values",
+                "spec {}: {key} ends in {}, it must end in {out} flat values ({why})",
                 spec.name,
                 show(shape)
             ),
@@ -419,37 +441,40 @@ fn plan_stack(
     Ok(plans)
 }
 
-/// Checks `spec`'s shapes and counts its parameters.
-pub fn plan(spec: &Spec) -> Result<Plan> {
+/// Checks `spec`'s shapes on images of `data` and counts its parameters.
+pub fn plan(spec: &Spec, data: DataShape) -> Result<Plan> {
     let m = &spec.model;
-    let mut stacks = Vec::new();
-    let (mut params, mut weights) = (0, 0);
-    let mut add = |kind, stack, input, out, copies| -> Result<()> {
-        let layers = plan_stack(spec, kind, stack, input, out)?;
-        params += copies * layers.iter().map(|l| l.params).sum::<usize>();
-        weights += copies * layers.iter().map(LayerPlan::weights).sum::<usize>();
-        stacks.push((kind, layers));
+    let mut p = Plan {
+        stacks: Vec::new(),
+        params: 0,
+        weights: 0,
+        data,
+    };
+    let classes = format!("the {} classes of the data", data.classes);
+    let outputs = data.task.outputs(data.classes);
+    let target = format!(
+        "the {outputs} values of the target {}",
+        data.task.describe()
+    );
+    let mut add = |kind, stack, out: (usize, &str), copies| -> Result<()> {
+        let layers = plan_stack(spec, (kind, stack), p.input(kind), out)?;
+        p.params += copies * layers.iter().map(|l| l.params).sum::<usize>();
+        p.weights += copies * layers.iter().map(LayerPlan::weights).sum::<usize>();
+        p.stacks.push((kind, layers));
         Ok(())
     };
-    match m.topology {
-        Topology::Joint => add(StackKind::Joint, &m.joint, PAIR_INPUT, 2, 1)?,
-        Topology::Digits => {
+    match (data.task.kind, m.topology) {
+        (TaskKind::Classify, _) => add(StackKind::Image, &m.digit, (outputs, &classes), 1)?,
+        (TaskKind::Pairs, Topology::Joint) => {
+            add(StackKind::Joint, &m.joint, (outputs, &target), 1)?
+        }
+        (TaskKind::Pairs, Topology::Digits) => {
             let copies = if m.weight_sharing { 1 } else { 2 };
-            add(
-                StackKind::Digit,
-                &m.digit,
-                DIGIT_INPUT,
-                DIGIT_CLASSES,
-                copies,
-            )?;
+            add(StackKind::Digit, &m.digit, (data.classes, &classes), copies)?;
             if m.compare == Compare::Learned {
-                add(StackKind::Head, &m.head, HEAD_INPUT, 2, 1)?;
+                add(StackKind::Head, &m.head, (outputs, &target), 1)?;
             }
         }
     }
-    Ok(Plan {
-        stacks,
-        params,
-        weights,
-    })
+    Ok(p)
 }

@@ -134,17 +134,11 @@ pub fn read_images(path: &Path) -> Result<IdxImages> {
     })
 }
 
-/// Reads an IDX1 label file (every label must be a digit 0..=9), with the SHA-256 of its
-/// content (see [`Digests`]).
+/// Reads an IDX1 label file (one byte a label), with the SHA-256 of its content (see
+/// [`Digests`]).
 pub fn read_labels(path: &Path) -> Result<(Vec<u8>, Digests)> {
     let Idx {
         payload, digests, ..
     } = read_idx(path, LABELS_MAGIC, 1)?;
-    if let Some(i) = payload.iter().position(|&l| l > 9) {
-        return Err(Error::data(
-            path,
-            format!("label {} at index {i} is above 9", payload[i]),
-        ));
-    }
     Ok((payload, digests))
 }

@@ -1,28 +1,34 @@
-//! MNIST pools and the pair-set protocol of the study.
+//! IDX datasets and the sample sets of a round.
 //!
-//! [`Mnist::load`] reads a directory of IDX files into a train and a test [`Pool`] of 14x14
-//! images; [`generate_pair_sets`] draws the seeded train and test [`PairSet`]s of one round.
+//! [`Dataset::load`] reads a directory of IDX files into a train and a test [`Pool`] of
+//! average-pooled images, with the number of classes its labels show; [`draw`] takes the
+//! seeded train and test [`Samples`] of one round for a task.
 
 pub mod idx;
-mod pairs;
+mod samples;
 
-pub use pairs::{PairSet, generate_pair_sets, pair_set, repair};
+pub use samples::{Samples, draw, repair, sample_set};
 
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
+
 use crate::error::{Error, Result};
 
-/// Side of a pooled image.
-pub const SIDE: usize = 14;
-/// Pixels in a pooled image.
-pub const PIXELS: usize = SIDE * SIDE;
-
-/// Images average-pooled 2x2 to 14x14, as raw 0..255 floats, with their labels.
-#[derive(Debug, Clone)]
+/// Images of one split, average-pooled, as raw 0..255 floats, with their labels.
+#[derive(Clone)]
 pub struct Pool {
-    /// `len() x 196` values, image after image, row-major.
+    /// `len() x pixels` values, image after image, row-major.
     pub images: Vec<f32>,
     pub labels: Vec<u8>,
+    /// Values in one image.
+    pub pixels: usize,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pool({} images of {} pixels)", self.len(), self.pixels)
+    }
 }
 
 impl Pool {
@@ -36,101 +42,189 @@ impl Pool {
         self.labels.is_empty()
     }
 
-    /// Image `i` (196 values).
+    /// Image `i`.
     pub fn image(&self, i: usize) -> &[f32] {
-        &self.images[i * PIXELS..(i + 1) * PIXELS]
-    }
-
-    /// Builds a pool from 28x28 IDX images and labels; errors name the file at fault
-    /// (`images_path` for the image size, `labels_path` for a count that does not match).
-    pub fn from_idx(
-        images: &idx::IdxImages,
-        labels: Vec<u8>,
-        images_path: &Path,
-        labels_path: &Path,
-    ) -> Result<Self> {
-        if images.rows != 2 * SIDE || images.cols != 2 * SIDE {
-            return Err(Error::data(
-                images_path,
-                format!(
-                    "images are {}x{}, the protocol needs 28x28",
-                    images.rows, images.cols
-                ),
-            ));
-        }
-        if images.count != labels.len() {
-            return Err(Error::data(
-                labels_path,
-                format!(
-                    "image/label count mismatch: {} images, {} labels",
-                    images.count,
-                    labels.len()
-                ),
-            ));
-        }
-        Ok(Pool {
-            images: avg_pool_2x2(&images.pixels, images.count),
-            labels,
-        })
+        &self.images[i * self.pixels..(i + 1) * self.pixels]
     }
 }
 
-/// Average-pools 28x28 byte images 2x2 into 14x14 floats (the mean of four bytes, 0..255).
-fn avg_pool_2x2(pixels: &[u8], count: usize) -> Vec<f32> {
-    let full = 2 * SIDE;
-    let mut out = Vec::with_capacity(count * PIXELS);
-    for img in pixels.chunks_exact(full * full).take(count) {
-        for y in 0..SIDE {
-            for x in 0..SIDE {
-                let at = |dy: usize, dx: usize| img[(2 * y + dy) * full + 2 * x + dx] as f32;
-                out.push((at(0, 0) + at(0, 1) + at(1, 0) + at(1, 1)) / 4.0);
+/// Average-pools `count` byte images of `rows x cols` by `p x p` windows, as PyTorch's
+/// `avg_pool2d` does (rows and columns left over at the edge are dropped); each value is the
+/// mean of its window's bytes, summed row by row.
+fn avg_pool(pixels: &[u8], count: usize, rows: usize, cols: usize, p: usize) -> Vec<f32> {
+    let (h, w) = (rows / p, cols / p);
+    let scale = (p * p) as f32;
+    let mut out = Vec::with_capacity(count * h * w);
+    for img in pixels.chunks_exact(rows * cols).take(count) {
+        for y in 0..h {
+            for x in 0..w {
+                let mut sum = 0.0f32;
+                for dy in 0..p {
+                    for dx in 0..p {
+                        sum += f32::from(img[(p * y + dy) * cols + p * x + dx]);
+                    }
+                }
+                out.push(sum / scale);
             }
         }
     }
     out
 }
 
-/// The train and test pools of a data directory.
+/// A directory's train and test pools at one pooling factor.
 #[derive(Debug, Clone)]
-pub struct Mnist {
+pub struct Dataset {
+    pub dir: PathBuf,
+    pub pool: usize,
     pub train: Pool,
     pub test: Pool,
-    /// The four files read, in order train images, train labels, test images, test labels.
-    pub files: Vec<PathBuf>,
-    /// Each file's digests, in the same order: its content's identifies the data, however
-    /// it is stored.
-    pub digests: Vec<idx::Digests>,
+    /// The images' size as stored: `(rows, cols)`.
+    pub stored: (usize, usize),
+    /// The size the network sees, after pooling: `(height, width)`.
+    pub side: (usize, usize),
+    /// Largest training label + 1.
+    pub classes: usize,
+    /// Each file read (train images, train labels, test images, test labels) with the
+    /// SHA-256 of the file as stored (what `sha256sum` shows).
+    pub files: Vec<(String, String)>,
+    /// One hash over the files' contents, so that the same data gzipped or not is the same.
+    pub hash: String,
 }
 
-impl Mnist {
+/// One split as read: its images and labels, and both files' digests.
+struct Split {
+    images: idx::IdxImages,
+    labels: Vec<u8>,
+    paths: [PathBuf; 2],
+    digests: [idx::Digests; 2],
+}
+
+fn read_split(dir: &Path, split: &str) -> Result<Split> {
+    let images_path = find(dir, &format!("{split}-images-idx3-ubyte"))?;
+    let labels_path = find(dir, &format!("{split}-labels-idx1-ubyte"))?;
+    let images = idx::read_images(&images_path)?;
+    let (labels, labels_digests) = idx::read_labels(&labels_path)?;
+    if images.count != labels.len() {
+        return Err(Error::data(
+            &labels_path,
+            format!(
+                "{} labels for the {} images of {}",
+                labels.len(),
+                images.count,
+                images_path.display()
+            ),
+        ));
+    }
+    let digests = [images.digests.clone(), labels_digests];
+    Ok(Split {
+        images,
+        labels,
+        paths: [images_path, labels_path],
+        digests,
+    })
+}
+
+impl Dataset {
     /// Loads `dir`, which must hold `{train,t10k}-{images-idx3,labels-idx1}-ubyte`, each
-    /// optionally gzipped (`.gz`).
-    pub fn load(dir: &Path) -> Result<Self> {
+    /// optionally gzipped (`.gz`), and pools its images by `pool`. Errors name the file at
+    /// fault.
+    pub fn load(dir: &Path, pool: usize) -> Result<Self> {
         if !dir.is_dir() {
             return Err(Error::data(dir, "data directory not found"));
         }
+        let train = read_split(dir, "train")?;
+        let test = read_split(dir, "t10k")?;
+        let stored = (train.images.rows, train.images.cols);
+        check_sizes(&train, &test, pool)?;
+        let classes = check_classes(&train, &test)?;
+        let mut all = Sha256::new();
         let mut files = Vec::new();
-        let mut digests = Vec::new();
-        let mut pools = Vec::new();
-        for split in ["train", "t10k"] {
-            let images_path = find(dir, &format!("{split}-images-idx3-ubyte"))?;
-            let labels_path = find(dir, &format!("{split}-labels-idx1-ubyte"))?;
-            let images = idx::read_images(&images_path)?;
-            let (labels, labels_digests) = idx::read_labels(&labels_path)?;
-            pools.push(Pool::from_idx(&images, labels, &images_path, &labels_path)?);
-            files.extend([images_path, labels_path]);
-            digests.extend([images.digests.clone(), labels_digests]);
+        for s in [&train, &test] {
+            for (path, d) in s.paths.iter().zip(&s.digests) {
+                all.update(d.content.as_bytes());
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                files.push((name.unwrap_or_default(), d.file.clone()));
+            }
         }
-        let [train, test]: [Pool; 2] = pools
-            .try_into()
-            .map_err(|_| Error::data(dir, "expected a train and a test split"))?;
-        Ok(Mnist {
-            train,
-            test,
+        let pooled = |s: Split| Pool {
+            images: avg_pool(&s.images.pixels, s.images.count, stored.0, stored.1, pool),
+            labels: s.labels,
+            pixels: (stored.0 / pool) * (stored.1 / pool),
+        };
+        Ok(Dataset {
+            dir: dir.to_path_buf(),
+            pool,
+            train: pooled(train),
+            test: pooled(test),
+            stored,
+            side: (stored.0 / pool, stored.1 / pool),
+            classes,
             files,
-            digests,
+            hash: crate::hash::short(all),
         })
     }
+
+    /// `28x28 -> 14x14` (pooled) or `28x28`.
+    pub fn sizes(&self) -> String {
+        let (r, c) = self.stored;
+        let (h, w) = self.side;
+        if self.pool == 1 {
+            format!("{r}x{c}")
+        } else {
+            format!("{r}x{c} -> {h}x{w}")
+        }
+    }
+}
+
+/// Train and test images have one size, and pooling leaves at least a pixel of it.
+fn check_sizes(train: &Split, test: &Split, pool: usize) -> Result<()> {
+    let size = |s: &Split| (s.images.rows, s.images.cols);
+    let (rows, cols) = size(train);
+    if size(test) != (rows, cols) {
+        return Err(Error::data(
+            &test.paths[0],
+            format!(
+                "images are {}x{}, the training images are {rows}x{cols}",
+                test.images.rows, test.images.cols
+            ),
+        ));
+    }
+    if rows == 0 || cols == 0 || pool == 0 || rows < pool || cols < pool {
+        return Err(Error::data(
+            &train.paths[0],
+            format!("images are {rows}x{cols}: data.pool = {pool} leaves no pixel"),
+        ));
+    }
+    Ok(())
+}
+
+/// The number of classes (largest training label + 1): at least two, and every test label
+/// one of them.
+fn check_classes(train: &Split, test: &Split) -> Result<usize> {
+    let Some(&top) = train.labels.iter().max() else {
+        return Err(Error::data(
+            &train.paths[1],
+            "no labels: the split is empty",
+        ));
+    };
+    if train.labels.iter().all(|&l| l == top) {
+        return Err(Error::data(
+            &train.paths[1],
+            format!("every label is {top}: a study needs 2 classes at least"),
+        ));
+    }
+    let classes = usize::from(top) + 1;
+    if let Some(i) = test.labels.iter().position(|&l| usize::from(l) >= classes) {
+        return Err(Error::data(
+            &test.paths[1],
+            format!(
+                "label {} at index {i} is beyond the {classes} classes of the training labels \
+                 (0 to {top})",
+                test.labels[i]
+            ),
+        ));
+    }
+    Ok(classes)
 }
 
 /// Finds `name` or `name.gz` in `dir`.

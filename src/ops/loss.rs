@@ -8,15 +8,18 @@ use super::{Act, OpTape, add_into, values};
 
 /// Mean over the batch of `-log softmax(logits)[target]`, for `logits` `(B, K, 1, 1)` and one
 /// target class per row (numerically stable: max-shifted log-sum-exp).
-pub fn cross_entropy<T: OpTape>(logits: Act<T>, targets: &[u8]) -> Tensor<(), f32, Cpu, T> {
+pub fn cross_entropy<T: OpTape, L: Copy + Into<usize>>(
+    logits: Act<T>,
+    targets: &[L],
+) -> Tensor<(), f32, Cpu, T> {
     cross_entropy_smoothed(logits, targets, 0.0)
 }
 
 /// [`cross_entropy`] against targets smoothed as PyTorch's `label_smoothing` does: weight
 /// `1 - eps` on the class, `eps / K` on every class.
-pub fn cross_entropy_smoothed<T: OpTape>(
+pub fn cross_entropy_smoothed<T: OpTape, L: Copy + Into<usize>>(
     logits: Act<T>,
-    targets: &[u8],
+    targets: &[L],
     eps: f32,
 ) -> Tensor<(), f32, Cpu, T> {
     let (b, c, h, w) = *logits.shape();
@@ -25,10 +28,11 @@ pub fn cross_entropy_smoothed<T: OpTape>(
     let lv = values(&logits);
     let mut probs = vec![0.0; lv.len()];
     let mut total = 0.0f64;
+    let targets: Vec<usize> = targets.iter().map(|&t| t.into()).collect();
     for ((row, p), &t) in lv
         .chunks_exact(k)
         .zip(probs.chunks_exact_mut(k))
-        .zip(targets)
+        .zip(&targets)
     {
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0.0;
@@ -41,14 +45,13 @@ pub fn cross_entropy_smoothed<T: OpTape>(
         }
         let lse = max + sum.ln();
         total += if eps == 0.0 {
-            f64::from(lse - row[t as usize])
+            f64::from(lse - row[t])
         } else {
             let mean = row.iter().sum::<f32>() / k as f32;
-            f64::from(lse - (1.0 - eps) * row[t as usize] - eps * mean)
+            f64::from(lse - (1.0 - eps) * row[t] - eps * mean)
         };
     }
     let loss = (total / b as f64) as f32;
-    let targets = targets.to_vec();
     let (logits, mut tape) = logits.split_tape();
     let y = logits.device().tensor_from_vec(vec![loss], ());
     if T::OWNS_TAPE {
@@ -57,11 +60,11 @@ pub fn cross_entropy_smoothed<T: OpTape>(
             let gy = grads.get_or_alloc_mut(&yg)?[0] / b as f32;
             for (p, &t) in probs.chunks_exact_mut(k).zip(&targets) {
                 if eps == 0.0 {
-                    p[t as usize] -= 1.0;
+                    p[t] -= 1.0;
                 } else {
                     let spread = eps / k as f32;
                     p.iter_mut().for_each(|v| *v -= spread);
-                    p[t as usize] -= 1.0 - eps;
+                    p[t] -= 1.0 - eps;
                 }
                 for v in p.iter_mut() {
                     *v *= gy;

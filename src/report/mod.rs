@@ -8,6 +8,7 @@
 
 pub mod axis_figure;
 pub mod figures;
+mod protocol;
 mod table;
 
 use std::fmt::Write as _;
@@ -19,6 +20,8 @@ use crate::fs::write_atomic;
 use crate::record::{RESULTS_HEADER, RoundRecord, Status, csv_line};
 use crate::spec::{GridPoint, Reference};
 use Align::{Left, Right};
+pub use protocol::{Protocol, Study};
+use protocol::{intro, protocol_section};
 pub use table::{Align, Table, markdown};
 
 /// `results.csv` for `records` (already in report order).
@@ -490,28 +493,11 @@ fn points(v: Option<f64>) -> String {
     v.map_or_else(|| "—".into(), |v| format!("{:+.1}", 100.0 * v))
 }
 
-/// What `REPORT.md` says about how the numbers were made.
-#[derive(Debug, Clone)]
-pub struct Protocol {
-    pub pairs: usize,
-    pub train_pool: usize,
-    pub test_pool: usize,
-    pub data_files: Vec<(String, String)>,
-    pub data_hash: String,
-    pub version: String,
-    /// `--set` overrides of this run (`KEY=VALUE`).
-    pub overrides: Vec<String>,
-}
-
 /// `REPORT.md`: one row per variant, then the data and protocol.
 pub fn report_md(summaries: &[Summary], p: &Protocol) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# lesser: sweep report\n");
-    let _ = writeln!(
-        s,
-        "Test error of predicting whether the first of two 14x14 MNIST digits is lesser than or \
-         equal to the second, over independent rounds (fresh pairs and initialization each).\n"
-    );
+    let _ = writeln!(s, "{}\n", intro(p));
     s.push_str(&summary_table(summaries).markdown());
     let _ = writeln!(
         s,
@@ -587,50 +573,4 @@ fn summary_table(summaries: &[Summary]) -> Table {
         t.row(cells);
     }
     t
-}
-
-/// How the numbers were made: pairs, pools, seeds, overrides, version and data.
-fn protocol_section(s: &mut String, p: &Protocol) {
-    let _ = writeln!(s, "\n## Data and protocol\n");
-    let _ = writeln!(
-        s,
-        "- {} training pairs and {} test pairs per round, drawn without replacement from \
-         disjoint pools of {} train and {} test images (MNIST, average-pooled 28x28 -> 14x14); \
-         target = class0 <= class1.",
-        p.pairs, p.pairs, p.train_pool, p.test_pool
-    );
-    let _ = writeln!(
-        s,
-        "- Round r draws its pairs from the same data seed for every variant (a paired design); \
-         the initialization seed also depends on the variant's name and its spec's `seed`."
-    );
-    let _ = writeln!(
-        s,
-        "- Errors are measured once, after the last epoch; the test set chooses nothing. \
-         `std` is the sample standard deviation; digit error is the digit-classification \
-         error on the test pairs' digits (— where no auxiliary loss trains the digit \
-         outputs as classes). Diverged rounds (a NaN or infinite loss, parameter or output) \
-         are counted and left out of the statistics."
-    );
-    let _ = writeln!(
-        s,
-        "- Every round is a row of `results.csv`, with a hash of its trained weights (every \
-         kernel gives the same bits); wall-clock times are in `timing.csv`."
-    );
-    if !p.overrides.is_empty() {
-        let sets: Vec<String> = p
-            .overrides
-            .iter()
-            .map(|o| format!("`{}`", o.replace('`', "'")))
-            .collect();
-        let _ = writeln!(
-            s,
-            "- Overrides of this run (`--set`, part of every variant's hash): {}.",
-            sets.join(", ")
-        );
-    }
-    let _ = writeln!(s, "- lesser {}; data hash `{}`:", p.version, p.data_hash);
-    for (name, sha) in &p.data_files {
-        let _ = writeln!(s, "  - `{name}` sha256 `{sha}`");
-    }
 }

@@ -56,6 +56,18 @@ impl Override {
         })
     }
 
+    /// `--data DIR`: every spec's `data.dir`, relative to the working directory.
+    pub fn data_dir(dir: &Path) -> Override {
+        let value = toml::Value::String(dir.display().to_string());
+        Override {
+            key: "data.dir".into(),
+            text: format!("data.dir={value}"),
+            flag: format!("--data {}", dir.display()),
+            value,
+            recorded: false,
+        }
+    }
+
     /// A count option that sets `key`: `--epochs 4` sets `train.epochs`.
     pub fn count(option: &str, key: &str, n: usize) -> Override {
         let value = toml::Value::Integer(i64::try_from(n).unwrap_or(i64::MAX));

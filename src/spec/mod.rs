@@ -5,14 +5,18 @@
 //! where it was set. One deserialization and one pass of rules (`resolve.rs`) turn the tree
 //! into a [`Spec`]. The language is documented in `specs/README.md`.
 
+mod data;
 mod grid;
 mod layer;
 mod resolve;
+mod task;
 mod tree;
 
+pub use data::{Data, MAX_SAMPLES, Normalize};
 pub use grid::{DEFAULT_MAX_POINTS, GridPoint, MAX_POINTS_LIMIT, Override};
 pub use layer::LayerSpec;
 pub use resolve::{MAX_ENSEMBLE, MAX_EPOCHS, MAX_REPEATS};
+pub use task::{Relation, Task, TaskKind};
 
 use std::path::{Path, PathBuf};
 
@@ -20,7 +24,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
 use resolve::resolve;
-use tree::{Origin, Tree};
+pub use tree::Origin;
+use tree::Tree;
 
 /// Defaults of the keys inside an optimizer, a schedule, augmentation and test-time shifts
 /// (a section's own keys have theirs in `defaults.toml`).
@@ -74,18 +79,6 @@ pub enum Compare {
     /// No learned head: predict 1 when `P(c0 <= c1) = sum over i <= j of p0(i) p1(j)`
     /// exceeds 0.5, the two digit distributions taken as independent.
     Probability,
-}
-
-/// How raw pixel values (0..255) are scaled before the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Normalize {
-    /// Raw 0..255 values.
-    None,
-    /// Divide by 255.
-    Scale,
-    /// Subtract the round's training-set mean, divide by its standard deviation.
-    Standardize,
 }
 
 /// The optimizer and its settings (PyTorch's semantics).
@@ -286,7 +279,6 @@ pub struct Train {
     /// best epoch's weights (needs a validation share).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub early_stopping: Option<EarlyStopping>,
-    pub normalize: Normalize,
     /// Rounds to run (not part of the spec's hash: more rounds do not change a round).
     #[serde(skip_serializing)]
     pub repeats: usize,
@@ -451,26 +443,57 @@ pub struct Spec {
     /// The variant REPORT.md compares this one against, round by round (an ablation's
     /// full variant); not part of the hash.
     pub baseline: Option<String>,
+    pub data: Data,
+    pub task: Task,
     pub model: Model,
     pub train: Train,
+    /// Where each `data` key was set, for the errors found once the data is read.
+    pub data_origins: Vec<(String, Origin)>,
 }
 
 impl Spec {
+    /// An error about `key` (a `data` key) at the place that set it: a flag's error once for
+    /// every spec, a file's with its line.
+    pub fn data_error(&self, key: &str, msg: impl std::fmt::Display) -> Error {
+        match self.data_origins.iter().find(|(k, _)| k == key) {
+            Some((_, Origin::Flag(flag))) => Error::Usage(format!("{flag}: {key}: {msg}")),
+            Some((_, Origin::File { path, at })) => Error::spec(path, at, format!("{key}: {msg}")),
+            None => Error::spec(&self.path, "", format!("{key}: {msg}")),
+        }
+    }
+
     /// A short hash of everything that determines a round's result, given its seeds.
     pub fn hash(&self) -> String {
         #[derive(Serialize)]
         struct Hashed<'a> {
             model: &'a Model,
-            train: &'a Train,
+            train: HashedTrain<'a>,
             // So that a run with overrides never shares rounds with one without, even where
             // an override sets a key to the value it had.
             #[serde(skip_serializing_if = "<[String]>::is_empty")]
             overrides: &'a [String],
+            #[serde(skip_serializing_if = "Task::is_seed")]
+            task: Task,
+            #[serde(skip_serializing_if = "data::Hashed::is_default")]
+            data: data::Hashed,
+        }
+        /// `normalize` where it was hashed before it moved to `[data]`, so that every
+        /// spec keeps its hash.
+        #[derive(Serialize)]
+        struct HashedTrain<'a> {
+            #[serde(flatten)]
+            train: &'a Train,
+            normalize: Normalize,
         }
         let text = toml::to_string(&Hashed {
             model: &self.model,
-            train: &self.train,
+            train: HashedTrain {
+                train: &self.train,
+                normalize: self.data.normalize,
+            },
             overrides: &self.overrides,
+            task: self.task,
+            data: data::Hashed::of(&self.data),
         })
         .expect("a resolved spec always serializes");
         crate::hash::short_of(text.as_bytes())

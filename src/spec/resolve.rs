@@ -8,7 +8,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::tree::{Origin, Tree, at};
-use super::{Compare, Model, Optimizer, Schedule, Spec, Topology, Train};
+use super::{Compare, Data, MAX_SAMPLES, Model, Optimizer, Schedule, Spec, Task, TaskKind};
+use super::{Topology, Train};
 use crate::error::{Error, Result};
 
 /// The most rounds, epochs and networks a spec may ask for: far above any study's, and low
@@ -26,6 +27,8 @@ struct Document {
     #[serde(default, deserialize_with = "super::Reference::written")]
     reference: Option<super::Reference>,
     baseline: Option<String>,
+    data: Data,
+    task: Task,
     model: Model,
     train: Train,
 }
@@ -35,6 +38,10 @@ type Rule = std::result::Result<(), (&'static str, String)>;
 
 /// The variant `name` of the spec file at `path`, from its merged `tree`.
 pub(super) fn resolve(path: &Path, name: &str, tree: &Tree) -> Result<Spec> {
+    if tree.is_set("train.normalize") {
+        let origin = tree.origin("train.normalize").cloned();
+        return Err(at(path, origin, "train.normalize: moved to data.normalize"));
+    }
     let doc = deserialize(path, tree)?;
     let mut spec = Spec {
         name: name.to_string(),
@@ -49,13 +56,28 @@ pub(super) fn resolve(path: &Path, name: &str, tree: &Tree) -> Result<Spec> {
         order: doc.order,
         reference: doc.reference,
         baseline: doc.baseline,
+        data: placed_data(doc.data, tree),
+        task: doc.task,
         model: doc.model,
         train: doc.train.without_zeros(),
+        data_origins: [
+            "data.dir",
+            "data.pool",
+            "data.train_pairs",
+            "data.test_pairs",
+        ]
+        .iter()
+        .filter_map(|k| Some((k.to_string(), tree.origin(k)?.clone())))
+        .collect(),
     };
     place_stacks(&mut spec.model, path, tree);
-    let err =
-        |(key, why): (&str, String)| at(path, tree.origin(key).cloned(), format!("{key}: {why}"));
+    let err = |(key, why): (&str, String)| match tree.origin(key).cloned() {
+        // Said once for every spec it fails alike (the lines are deduplicated).
+        Some(Origin::Flag(flag)) => Error::Usage(format!("{flag}: {key}: {why}")),
+        origin => at(path, origin, format!("{key}: {why}")),
+    };
     ignored_keys(&spec.model, tree).map_err(err)?;
+    task_keys(&spec, tree).map_err(err)?;
     for rule in RULES {
         rule(&spec).map_err(err)?;
     }
@@ -63,8 +85,10 @@ pub(super) fn resolve(path: &Path, name: &str, tree: &Tree) -> Result<Spec> {
 }
 
 /// Every rule, in the order they are checked.
-const RULES: [fn(&Spec) -> Rule; 11] = [
+const RULES: [fn(&Spec) -> Rule; 13] = [
     reference,
+    samples,
+    relation,
     loss_weights,
     counts,
     optimizer,
@@ -112,6 +136,58 @@ fn place_stacks(m: &mut Model, path: &Path, tree: &Tree) {
     }
 }
 
+/// The data directory as a path to open: a relative one set in a file is relative to that
+/// file. A directory set elsewhere than the defaults without a name of its own is named
+/// after itself, its images called images.
+fn placed_data(mut data: Data, tree: &Tree) -> Data {
+    let own = tree
+        .is_set("data.dir")
+        .then(|| tree.origin("data.dir"))
+        .flatten();
+    if let Some(Origin::File { path, .. }) = own
+        && data.dir.is_relative()
+    {
+        data.dir = path.parent().unwrap_or(Path::new("")).join(&data.dir);
+    }
+    if tree.is_set("data.dir") && !tree.is_set("data.name") {
+        data.name = data.dir.file_name().map_or_else(
+            || data.dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        if !tree.is_set("data.items") {
+            data.items = "images".into();
+        }
+    }
+    data
+}
+
+/// What means nothing for one image and its class is refused, however it was inherited.
+fn task_keys(s: &Spec, tree: &Tree) -> Rule {
+    if s.task.kind != TaskKind::Classify {
+        return Ok(());
+    }
+    let m = &s.model;
+    let pairs_only = [
+        ("task.relation", tree.is_set("task.relation")),
+        ("model.topology", m.topology != Topology::Digits),
+        ("model.weight_sharing", m.weight_sharing),
+        ("model.aux_loss", m.aux_loss != 0.0),
+        ("model.asymmetry", m.asymmetry != 0.0),
+        ("model.compare", m.compare != Compare::Learned),
+        ("model.head", !m.head.layers.is_empty()),
+        ("train.repair", s.train.repair),
+    ];
+    match pairs_only.iter().find(|(_, set)| *set) {
+        Some((key, _)) => Err((
+            key,
+            "means nothing for task.kind = \"classify\" (one image and its class, which \
+             model.digit predicts); remove it, or set it off (false, 0, [])"
+                .into(),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Keys a topology would ignore are refused, so that a spec never says more than it does.
 fn ignored_keys(m: &Model, tree: &Tree) -> Rule {
     let (name, ignored): (&str, &[&'static str]) = match m.topology {
@@ -147,6 +223,49 @@ fn reference(s: &Spec) -> Rule {
     }
     if r.rounds == Some(0) {
         return Err(("reference.rounds", "must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// The pooling factor and the sample counts are at least 1, and a validation share leaves a
+/// pair to train on.
+fn samples(s: &Spec) -> Rule {
+    let d = &s.data;
+    for (key, v, max) in [
+        ("data.pool", d.pool, 64),
+        ("data.train_pairs", d.train_pairs, MAX_SAMPLES),
+        ("data.test_pairs", d.test_pairs, MAX_SAMPLES),
+    ] {
+        if v == 0 {
+            return Err((key, "must be at least 1".into()));
+        }
+        if v > max {
+            return Err((key, format!("must be at most {max}, got {v}")));
+        }
+    }
+    if s.train.validation > 0.0 && d.train_pairs < 2 {
+        return Err((
+            "train.validation",
+            format!(
+                "holding pairs out needs 2 training pairs at least, data.train_pairs is {}",
+                d.train_pairs
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A reversed-pair loss needs a relation that swapping the pair changes.
+fn relation(s: &Spec) -> Rule {
+    let r = s.task.relation;
+    if s.task.kind == TaskKind::Pairs && r.symmetric() && s.model.asymmetry > 0.0 {
+        return Err((
+            "model.asymmetry",
+            format!(
+                "the reversed pair has the same target under {} (the relation is symmetric),                  so the reversed-pair loss teaches nothing; set asymmetry = 0",
+                r.formula()
+            ),
+        ));
     }
     Ok(())
 }
@@ -362,6 +481,7 @@ fn topology(s: &Spec) -> Rule {
         Topology::Digits if m.digit.layers.is_empty() => {
             fail("model.digit", "the digits topology needs a digit stack")
         }
+        Topology::Digits if s.task.kind == TaskKind::Classify => Ok(()),
         Topology::Digits => match m.compare {
             Compare::Learned if m.head.layers.is_empty() => {
                 fail("model.head", "compare = \"learned\" needs a head stack")

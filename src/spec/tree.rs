@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 const DEFAULTS: &str = include_str!("defaults.toml");
 
 /// The top-level keys a grid point or an override may change.
-const SETTABLE: [&str; 3] = ["description", "model", "train"];
+const SETTABLE: [&str; 5] = ["description", "data", "task", "model", "train"];
 
 /// Where a key's value came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -141,8 +141,8 @@ impl Tree {
         let steps = steps(key)?;
         if !matches!(steps.first(), Some(Step::Key(k)) if SETTABLE.contains(k)) {
             return Err(format!(
-                "`{key}` is not a key a grid or --set can change (description, model.KEY, \
-                 model.STACK[i].KEY, train.KEY, train.TABLE.KEY)"
+                "`{key}` is not a key a grid or --set can change (description, data.KEY, \
+                 task.KEY, model.KEY, model.STACK[i].KEY, train.KEY, train.TABLE.KEY)"
             ));
         }
         // Walk from the root table itself, wrapped so that every step sees a `Value`.

@@ -7,8 +7,10 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::data::{PIXELS, SIDE};
 use crate::spec::Augment;
+
+/// An image's `(height, width)`.
+pub type Side = (usize, usize);
 
 /// One digit's transform: a shift in pixels, a rotation in degrees and a scale, about the
 /// image's centre.
@@ -38,35 +40,40 @@ impl Affine {
         }
     }
 
-    /// `image` (14 x 14 raw pixel values) transformed: output pixel `p` takes the input at
+    /// `image` (raw pixel values, `side`) transformed: output pixel `p` takes the input at
     /// the inverse transform of `p`, bilinearly, 0 outside the image.
-    pub fn apply(&self, image: &[f32]) -> Vec<f32> {
-        self.apply_displaced(image, None)
+    pub fn apply(&self, image: &[f32], side: Side) -> Vec<f32> {
+        self.apply_displaced(image, side, None)
     }
 
     /// [`Affine::apply`], with output pixel `p` reading `displacement[p]` (x, y) pixels away
     /// from where the transform alone would.
-    fn apply_displaced(&self, image: &[f32], displacement: Option<&[[f64; 2]]>) -> Vec<f32> {
-        let c = (SIDE as f64 - 1.0) / 2.0;
+    fn apply_displaced(
+        &self,
+        image: &[f32],
+        (h, w): Side,
+        displacement: Option<&[[f64; 2]]>,
+    ) -> Vec<f32> {
+        let (cx, cy) = ((w as f64 - 1.0) / 2.0, (h as f64 - 1.0) / 2.0);
         let (sin, cos) = (-self.degrees.to_radians()).sin_cos();
         let at = |x: i64, y: i64| -> f64 {
-            if (0..SIDE as i64).contains(&x) && (0..SIDE as i64).contains(&y) {
-                f64::from(image[y as usize * SIDE + x as usize])
+            if (0..w as i64).contains(&x) && (0..h as i64).contains(&y) {
+                f64::from(image[y as usize * w + x as usize])
             } else {
                 0.0
             }
         };
-        let mut out = Vec::with_capacity(PIXELS);
-        for y in 0..SIDE {
-            for x in 0..SIDE {
+        let mut out = Vec::with_capacity(h * w);
+        for y in 0..h {
+            for x in 0..w {
                 // Undo the shift, then the scale, then the rotation, about the centre.
                 let (u, v) = (
-                    (x as f64 - c - self.dx) / self.scale,
-                    (y as f64 - c - self.dy) / self.scale,
+                    (x as f64 - cx - self.dx) / self.scale,
+                    (y as f64 - cy - self.dy) / self.scale,
                 );
-                let (mut sx, mut sy) = (cos * u - sin * v + c, sin * u + cos * v + c);
+                let (mut sx, mut sy) = (cos * u - sin * v + cx, sin * u + cos * v + cy);
                 if let Some(d) = displacement {
-                    let [ex, ey] = d[y * SIDE + x];
+                    let [ex, ey] = d[y * w + x];
                     (sx, sy) = (sx + ex, sy + ey);
                 }
                 let (x0, y0) = (sx.floor(), sy.floor());
@@ -87,7 +94,7 @@ impl Affine {
 /// in [-1, 1] per pixel and axis, blurred by a Gaussian of `sigma` pixels (zero beyond the
 /// image), scaled so that each axis's displacement has standard deviation `rms` away from
 /// the borders.
-pub fn displacement(rms: f64, sigma: f64, rng: &mut ChaCha8Rng) -> Vec<[f64; 2]> {
+pub fn displacement(rms: f64, sigma: f64, (h, w): Side, rng: &mut ChaCha8Rng) -> Vec<[f64; 2]> {
     let r = (3.0 * sigma).ceil() as i64;
     let k: Vec<f64> = (-r..=r)
         .map(|i| (-(i * i) as f64 / (2.0 * sigma * sigma)).exp())
@@ -98,39 +105,40 @@ pub fn displacement(rms: f64, sigma: f64, rng: &mut ChaCha8Rng) -> Vec<[f64; 2]>
     // the square root of the sum of the squared 2-D weights, which is this.
     let spread = k.iter().map(|v| v * v).sum::<f64>() / 3f64.sqrt();
     let scale = rms / spread;
-    let side = SIDE as i64;
+    let (hi, wi, pixels) = (h as i64, w as i64, h * w);
     let blur = |v: &[f64], step: (i64, i64)| -> Vec<f64> {
-        (0..PIXELS as i64)
+        (0..pixels as i64)
             .map(|p| {
-                let (x, y) = (p % side, p / side);
+                let (x, y) = (p % wi, p / wi);
                 (-r..=r)
                     .filter_map(|i| {
                         let (sx, sy) = (x + i * step.0, y + i * step.1);
-                        let inside = (0..side).contains(&sx) && (0..side).contains(&sy);
-                        inside.then(|| k[(i + r) as usize] * v[(sy * side + sx) as usize])
+                        let inside = (0..wi).contains(&sx) && (0..hi).contains(&sy);
+                        inside.then(|| k[(i + r) as usize] * v[(sy * wi + sx) as usize])
                     })
                     .sum()
             })
             .collect()
     };
     let mut axes = [(); 2].map(|_| {
-        let noise: Vec<f64> = (0..PIXELS).map(|_| rng.gen_range(-1.0..=1.0)).collect();
+        let noise: Vec<f64> = (0..pixels).map(|_| rng.gen_range(-1.0..=1.0)).collect();
         blur(&blur(&noise, (1, 0)), (0, 1))
     });
     for v in axes.iter_mut().flatten() {
         *v *= scale;
     }
-    (0..PIXELS).map(|p| [axes[0][p], axes[1][p]]).collect()
+    (0..pixels).map(|p| [axes[0][p], axes[1][p]]).collect()
 }
 
-/// `pairs` (`n x 2 x 14 x 14` raw values) with every digit transformed by its own draw.
-pub fn augment(pairs: &[f32], a: &Augment, rng: &mut ChaCha8Rng) -> Vec<f32> {
-    let mut out = Vec::with_capacity(pairs.len());
-    for digit in pairs.chunks_exact(PIXELS) {
+/// `images` (raw values, image after image, each `side`) with every image transformed by
+/// its own draw.
+pub fn augment(images: &[f32], side: Side, a: &Augment, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    let mut out = Vec::with_capacity(images.len());
+    for image in images.chunks_exact(side.0 * side.1) {
         let affine = Affine::draw(a, rng);
         let field = (a.elastic > 0.0)
-            .then(|| displacement(f64::from(a.elastic), f64::from(a.elastic_sigma), rng));
-        out.extend(affine.apply_displaced(digit, field.as_deref()));
+            .then(|| displacement(f64::from(a.elastic), f64::from(a.elastic_sigma), side, rng));
+        out.extend(affine.apply_displaced(image, side, field.as_deref()));
     }
     out
 }
@@ -139,6 +147,10 @@ pub fn augment(pairs: &[f32], a: &Augment, rng: &mut ChaCha8Rng) -> Vec<f32> {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    const SIDE: usize = 14;
+    const PIXELS: usize = SIDE * SIDE;
+    const SQUARE: Side = (SIDE, SIDE);
 
     fn dot() -> Vec<f32> {
         let mut im = vec![0.0; PIXELS];
@@ -154,13 +166,13 @@ mod tests {
             degrees: 0.0,
             scale: 1.0,
         };
-        assert_eq!(none.apply(&dot()), dot());
+        assert_eq!(none.apply(&dot(), SQUARE), dot());
         let right_down = Affine {
             dx: 1.0,
             dy: 2.0,
             ..none
         };
-        let moved = right_down.apply(&dot());
+        let moved = right_down.apply(&dot(), SQUARE);
         assert_eq!(moved[7 * SIDE + 5], 200.0);
         assert_eq!(moved.iter().filter(|&&v| v != 0.0).count(), 1);
         // A quarter turn about the centre (6.5, 6.5) takes (4, 5) to (8, 4) or (5, 9).
@@ -168,7 +180,7 @@ mod tests {
             degrees: 90.0,
             ..none
         };
-        let t = turn.apply(&dot());
+        let t = turn.apply(&dot(), SQUARE);
         let at = t.iter().position(|&v| (v - 200.0).abs() < 1e-3).unwrap();
         assert!([(8, 4), (5, 9)].contains(&(at % SIDE, at / SIDE)), "{at}");
     }
@@ -182,7 +194,7 @@ mod tests {
             ..Augment::NONE
         };
         let pairs: Vec<f32> = (0..3 * 2 * PIXELS).map(|i| (i % 255) as f32).collect();
-        let run = |seed| augment(&pairs, &a, &mut ChaCha8Rng::seed_from_u64(seed));
+        let run = |seed| augment(&pairs, SQUARE, &a, &mut ChaCha8Rng::seed_from_u64(seed));
         assert_eq!(run(1), run(1));
         assert_ne!(run(1), run(2));
         let mut rng = ChaCha8Rng::seed_from_u64(3);
@@ -195,7 +207,7 @@ mod tests {
 
     #[test]
     fn elastic_displacements_are_smooth_seeded_and_of_the_asked_size() {
-        let draw = |seed| displacement(0.8, 2.0, &mut ChaCha8Rng::seed_from_u64(seed));
+        let draw = |seed| displacement(0.8, 2.0, SQUARE, &mut ChaCha8Rng::seed_from_u64(seed));
         assert_eq!(draw(4), draw(4));
         assert_ne!(draw(4), draw(5));
         // Over many fields: each axis's spread at the centre is the asked 0.8 pixels, and
@@ -203,7 +215,7 @@ mod tests {
         let (mut sq, mut near, mut count) = (0.0, 0.0, 0.0);
         let mut rng = ChaCha8Rng::seed_from_u64(6);
         for _ in 0..2000 {
-            let f = displacement(0.8, 2.0, &mut rng);
+            let f = displacement(0.8, 2.0, SQUARE, &mut rng);
             for (c, right) in f[6 * SIDE + 6].into_iter().zip(f[6 * SIDE + 7]) {
                 sq += c * c;
                 near += c * right;
@@ -227,7 +239,7 @@ mod tests {
             digit[y * SIDE + 7] = 255.0;
         }
         let pair = [digit.clone(), digit.clone()].concat();
-        let run = |seed| augment(&pair, &a, &mut ChaCha8Rng::seed_from_u64(seed));
+        let run = |seed| augment(&pair, SQUARE, &a, &mut ChaCha8Rng::seed_from_u64(seed));
         assert_eq!(run(1), run(1));
         let out = run(1);
         assert_ne!(out[..PIXELS], digit[..], "no distortion");
@@ -242,5 +254,36 @@ mod tests {
                 .sum();
             assert!(ink > 0.7 * 8.0 * 255.0 && far < 0.05 * ink, "{ink} {far}");
         }
+    }
+}
+
+#[cfg(test)]
+mod rectangles {
+    use super::*;
+
+    /// On a wide image a whole-pixel shift is exact, and a half turn maps the corners onto
+    /// each other about the centre of each axis.
+    #[test]
+    fn transforms_use_each_axis_own_size() {
+        let (h, w) = (4, 7);
+        let mut im = vec![0.0; h * w];
+        im[w + 2] = 100.0; // (x 2, y 1)
+        let shift = Affine {
+            dx: 3.0,
+            dy: 1.0,
+            degrees: 0.0,
+            scale: 1.0,
+        };
+        let out = shift.apply(&im, (h, w));
+        assert_eq!(out[2 * w + 5], 100.0);
+        let half = Affine {
+            dx: 0.0,
+            dy: 0.0,
+            degrees: 180.0,
+            scale: 1.0,
+        };
+        let out = half.apply(&im, (h, w));
+        let at = out.iter().position(|&v| (v - 100.0).abs() < 1e-3).unwrap();
+        assert_eq!((at % w, at / w), (w - 1 - 2, h - 1 - 1));
     }
 }

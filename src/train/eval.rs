@@ -3,12 +3,12 @@
 
 use dfdx::prelude::*;
 
-use super::augment::Affine;
+use super::augment::{Affine, Side};
 use super::loss::gather;
 use super::norm::Normalization;
 use super::predict::{predict, predict_averaged};
 use crate::compile::{DigitLogits, Input, Network, Outputs};
-use crate::data::{PIXELS, PairSet};
+use crate::data::Samples;
 use crate::error::Result;
 use crate::ops::Act;
 use crate::variants::EVAL_CHUNK;
@@ -16,22 +16,24 @@ use crate::variants::EVAL_CHUNK;
 /// The errors of one evaluation, as fractions.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Errors {
-    /// Pairs whose comparison is wrong.
+    /// Samples whose target is predicted wrong (a pair's relation, an image's class).
     pub pair: f64,
     /// Digits whose class is wrong, where the network has digit outputs.
     pub digit: Option<f64>,
 }
 
-/// Test-time augmentation: each pair seen as it is and shifted by `shift` pixels left,
+/// Test-time augmentation: each sample seen as it is and shifted by `shift` pixels left,
 /// right, up and down, in raw pixels (`norm` undone, then redone).
 #[derive(Debug, Clone)]
 pub struct Views {
     affines: Vec<Affine>,
     norm: Normalization,
+    side: Side,
 }
 
 impl Views {
-    pub fn shifts(shift: f32, norm: Normalization) -> Views {
+    /// The five views of images of `side`.
+    pub fn shifts(shift: f32, norm: Normalization, side: Side) -> Views {
         let s = f64::from(shift);
         let affines = [(0.0, 0.0), (s, 0.0), (-s, 0.0), (0.0, s), (0.0, -s)]
             .into_iter()
@@ -42,19 +44,24 @@ impl Views {
                 scale: 1.0,
             })
             .collect();
-        Views { affines, norm }
+        Views {
+            affines,
+            norm,
+            side,
+        }
     }
 
     /// `set` seen through every view.
-    fn of(&self, set: &PairSet) -> Vec<PairSet> {
+    fn of(&self, set: &Samples) -> Vec<Samples> {
         let norm = self.norm;
         let view = |v: &Affine| {
             let mut input = Vec::with_capacity(set.input.len());
-            for digit in set.input.chunks_exact(PIXELS) {
-                let raw: Vec<f32> = digit.iter().map(|&x| norm.to_raw(x)).collect();
-                input.extend(v.apply(&raw).into_iter().map(|x| norm.to_network(x)));
+            for image in set.input.chunks_exact(set.pixels) {
+                let raw: Vec<f32> = image.iter().map(|&x| norm.to_raw(x)).collect();
+                let moved = v.apply(&raw, self.side);
+                input.extend(moved.into_iter().map(|x| norm.to_network(x)));
             }
-            PairSet {
+            Samples {
                 input,
                 ..set.clone()
             }
@@ -66,22 +73,22 @@ impl Views {
 /// The errors of `nets` on `set` (through `views`, when given): one network predicts from
 /// its logits, several outputs from their averaged probabilities. `None` when any output is
 /// NaN or infinite (the round diverged, whatever the argmax would say).
-pub fn evaluate(nets: &[&Network], set: &PairSet, views: Option<&Views>) -> Result<Option<Errors>> {
+pub fn evaluate(nets: &[&Network], set: &Samples, views: Option<&Views>) -> Result<Option<Errors>> {
     let viewed = views.map(|v| v.of(set));
-    let sets: Vec<&PairSet> = match &viewed {
+    let sets: Vec<&Samples> = match &viewed {
         Some(v) => v.iter().collect(),
         None => vec![set],
     };
-    let compare = nets[0].compare;
+    let (compare, task) = (nets[0].compare, nets[0].plan.data.task);
     let idx: Vec<usize> = (0..set.len()).collect();
     let (mut wrong, mut digit_wrong, mut has_digits) = (0usize, 0usize, false);
     for chunk in idx.chunks(EVAL_CHUNK) {
-        let batches: Vec<_> = sets.iter().map(|s| gather(s, chunk)).collect();
+        let batches: Vec<_> = sets.iter().map(|s| gather(task, s, chunk)).collect();
         let mut outs: Vec<Outputs<NoneTape>> = Vec::with_capacity(nets.len() * sets.len());
         for net in nets {
             for b in &batches {
                 let input = Input {
-                    pairs: &b.pairs,
+                    samples: &b.samples,
                     batch: chunk.len(),
                 };
                 let out = net.forward(input, false)?;
@@ -92,8 +99,8 @@ pub fn evaluate(nets: &[&Network], set: &PairSet, views: Option<&Views>) -> Resu
             }
         }
         let p = match outs.as_slice() {
-            [one] => predict(one, compare),
-            many => predict_averaged(many, chunk.len(), compare),
+            [one] => predict(one, compare, task),
+            many => predict_averaged(many, chunk.len(), compare, task),
         };
         let b = &batches[0];
         wrong += p.wrong(&b.target);
@@ -124,8 +131,16 @@ fn finite_outputs(out: &Outputs<NoneTape>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{Mnist, generate_pair_sets};
+    use crate::compile::DataShape;
+    use crate::data::{Dataset, draw};
+    use crate::spec::Task;
     use crate::train::predict::softmax;
+
+    const SHAPE: DataShape = DataShape {
+        task: Task::SEED,
+        side: (14, 14),
+        classes: 10,
+    };
 
     fn network(spec_text: &str, seed: u64) -> Network {
         // A file per call: tests run at once, and one must not read another's half-written.
@@ -136,7 +151,7 @@ mod tests {
         let path = dir.join(format!("e{n}.toml"));
         std::fs::write(&path, spec_text).unwrap();
         let spec = crate::spec::load(&path).unwrap().unwrap();
-        Network::new(&spec, seed).unwrap()
+        Network::new(&spec, SHAPE, seed).unwrap()
     }
 
     const LEARNED: &str = r#"
@@ -147,9 +162,9 @@ digit = [{ layer = "flatten" }, { layer = "linear", out = 10 }]
 head = [{ layer = "linear", in = 20, out = 2 }]
 "#;
 
-    fn pairs() -> PairSet {
-        let data = Mnist::load(std::path::Path::new("data/mnist")).unwrap();
-        generate_pair_sets(&data.train, &data.test, 60, 2)
+    fn pairs() -> Samples {
+        let data = Dataset::load(std::path::Path::new("data/mnist"), 2).unwrap();
+        draw(&data.train, &data.test, Task::SEED, (60, 60), 2)
             .unwrap()
             .0
     }
@@ -164,18 +179,18 @@ head = [{ layer = "linear", in = 20, out = 2 }]
         assert_eq!(evaluate(&[&a, &a], &set, None).unwrap().unwrap(), alone);
         // By hand: each member's comparison softmax, averaged.
         let all: Vec<usize> = (0..set.len()).collect();
-        let batch = gather(&set, &all);
+        let batch = gather(Task::SEED, &set, &all);
         let probs = |net: &Network| {
             let input = Input {
-                pairs: &batch.pairs,
+                samples: &batch.samples,
                 batch: set.len(),
             };
             let out: Outputs<NoneTape> = net.forward(input, false).unwrap();
-            softmax::<2>(&out.compare.unwrap().as_vec())
+            softmax(&out.compare.unwrap().as_vec(), 2)
         };
         let (pa, pb) = (probs(&a), probs(&b));
         let wrong = (0..set.len())
-            .filter(|&i| u8::from(pa[i][1] + pb[i][1] > pa[i][0] + pb[i][0]) != set.target[i])
+            .filter(|&i| u16::from(pa[i][1] + pb[i][1] > pa[i][0] + pb[i][0]) != set.target[i])
             .count();
         let got = evaluate(&[&a, &b], &set, None).unwrap().unwrap();
         assert_eq!(got.pair, wrong as f64 / set.len() as f64);
@@ -187,7 +202,7 @@ head = [{ layer = "linear", in = 20, out = 2 }]
     #[test]
     fn test_time_augmentation_averages_shifted_views() {
         let raw = Normalization::fit(crate::spec::Normalize::None, &[]);
-        let views = Views::shifts(1.0, raw);
+        let views = Views::shifts(1.0, raw, (14, 14));
         let shifts: Vec<(f64, f64)> = views.affines.iter().map(|v| (v.dx, v.dy)).collect();
         assert_eq!(
             shifts,
@@ -199,6 +214,7 @@ head = [{ layer = "linear", in = 20, out = 2 }]
         let identity = Views {
             affines: views.affines[..1].to_vec(),
             norm: raw,
+            side: (14, 14),
         };
         let got = evaluate(&[&a], &set, Some(&identity)).unwrap().unwrap();
         assert_eq!(got, alone);
@@ -209,29 +225,26 @@ head = [{ layer = "linear", in = 20, out = 2 }]
             for v in &views.affines {
                 let input: Vec<f32> = set
                     .input
-                    .chunks_exact(PIXELS)
-                    .flat_map(|d| v.apply(d))
+                    .chunks_exact(196)
+                    .flat_map(|d| v.apply(d, (14, 14)))
                     .collect();
-                let shifted = PairSet {
+                let shifted = Samples {
                     input,
                     ..set.clone()
                 };
-                let b = gather(&shifted, &all);
+                let b = gather(Task::SEED, &shifted, &all);
                 let input = Input {
-                    pairs: &b.pairs,
+                    samples: &b.samples,
                     batch: set.len(),
                 };
                 let out: Outputs<NoneTape> = a.forward(input, false).unwrap();
-                for (acc, q) in p
-                    .iter_mut()
-                    .zip(softmax::<2>(&out.compare.unwrap().as_vec()))
-                {
+                for (acc, q) in p.iter_mut().zip(softmax(&out.compare.unwrap().as_vec(), 2)) {
                     acc[0] += q[0];
                     acc[1] += q[1];
                 }
             }
             let wrong = (0..set.len())
-                .filter(|&i| u8::from(p[i][1] > p[i][0]) != set.target[i])
+                .filter(|&i| u16::from(p[i][1] > p[i][0]) != set.target[i])
                 .count();
             wrong as f64 / set.len() as f64
         };

@@ -4,34 +4,38 @@
 use dfdx::prelude::*;
 
 use crate::compile::{DigitLogits, Outputs};
-use crate::data::{PIXELS, PairSet};
+use crate::data::Samples;
 use crate::ops::cross_entropy_smoothed;
-use crate::spec::Spec;
+use crate::spec::{Spec, Task, TaskKind};
 
 /// The rows of a set at some indices, gathered into one batch.
 pub(super) struct Batch {
-    pub pairs: Vec<f32>,
-    pub target: Vec<u8>,
-    pub reversed_target: Vec<u8>,
-    /// Digit classes in network order: `c0, c1` of pair 0, then pair 1, ...
+    pub samples: Vec<f32>,
+    pub target: Vec<u16>,
+    /// The target of each pair reversed (empty for one-image samples).
+    pub reversed_target: Vec<u16>,
+    /// Image classes in network order: `c0, c1` of pair 0, then pair 1, ...
     pub classes: Vec<u8>,
 }
 
-/// The rows of `set` at `idx`.
-pub(super) fn gather(set: &PairSet, idx: &[usize]) -> Batch {
+/// The rows of `set` (samples of `task`) at `idx`.
+pub(super) fn gather(task: Task, set: &Samples, idx: &[usize]) -> Batch {
+    let pairs = task.kind == TaskKind::Pairs;
     let mut b = Batch {
-        pairs: Vec::with_capacity(idx.len() * 2 * PIXELS),
+        samples: Vec::with_capacity(idx.len() * set.sample_len()),
         target: Vec::with_capacity(idx.len()),
         reversed_target: Vec::with_capacity(idx.len()),
-        classes: Vec::with_capacity(2 * idx.len()),
+        classes: Vec::with_capacity(set.images * idx.len()),
     };
     for &i in idx {
-        b.pairs
-            .extend_from_slice(&set.input[i * 2 * PIXELS..(i + 1) * 2 * PIXELS]);
+        b.samples.extend_from_slice(set.sample(i));
         b.target.push(set.target[i]);
-        let [c0, c1] = set.classes[i];
-        b.reversed_target.push(u8::from(c1 <= c0));
-        b.classes.extend([c0, c1]);
+        let classes = set.sample_classes(i);
+        if pairs {
+            b.reversed_target
+                .push(task.relation.target(classes[1], classes[0]));
+        }
+        b.classes.extend_from_slice(classes);
     }
     b
 }
@@ -55,10 +59,11 @@ pub(super) fn batch_loss(spec: &Spec, out: Outputs<OwnedTape<f32, Cpu>>, b: &Bat
     let cross_entropy = |l, t: &[u8]| cross_entropy_smoothed(l, t, eps);
     let mut total = None;
     if let Some(c) = out.compare {
-        total = add(total, cross_entropy(c, &b.target), 1.0);
+        total = add(total, cross_entropy_smoothed(c, &b.target, eps), 1.0);
     }
     if let Some(r) = out.reversed {
-        total = add(total, cross_entropy(r, &b.reversed_target), m.asymmetry);
+        let reversed = cross_entropy_smoothed(r, &b.reversed_target, eps);
+        total = add(total, reversed, m.asymmetry);
     }
     if let Some(d) = out.digits
         && m.aux_loss > 0.0

@@ -15,7 +15,7 @@ pub use augment::{Affine, augment};
 pub use eval::{Errors, Views, evaluate};
 pub use norm::Normalization;
 pub use optim::Optim;
-pub use predict::lesser_or_equal;
+pub use predict::{pair_probability, sum_distribution};
 pub use round::{RoundConfig, train_round, weights_hash};
 
 pub use crate::record::{EpochPoint, RoundResult, Status};

@@ -12,7 +12,7 @@ use super::norm::Normalization;
 use super::optim::Optim;
 use super::predict::predict;
 use crate::compile::{Input, NetState, Network};
-use crate::data::{Mnist, PIXELS, PairSet, generate_pair_sets, repair};
+use crate::data::{Dataset, Samples, draw, repair};
 use crate::error::Result;
 use crate::ops::Param;
 use crate::record::{EpochPoint, RoundResult, Status};
@@ -23,30 +23,31 @@ use crate::variants::Variant;
 /// The knobs of one round that do not come from the spec.
 #[derive(Debug, Clone, Copy)]
 pub struct RoundConfig {
-    pub pairs: usize,
     pub epochs: usize,
     pub data_seed: u64,
     pub init_seed: u64,
 }
 
-/// The round's pair sets, drawn and normalized once, shared by an ensemble's members.
+/// The round's sample sets, drawn and normalized once, shared by an ensemble's members.
 struct Sets {
-    /// The training pairs as drawn, normalized: what the training error is measured on.
-    train: PairSet,
+    /// The training samples as drawn, normalized: what the training error is measured on.
+    train: Samples,
     /// The same, raw, when every epoch draws new pairs or augments (0 is no ink).
-    raw: Option<PairSet>,
-    test: PairSet,
-    validation: Option<PairSet>,
+    raw: Option<Samples>,
+    test: Samples,
+    validation: Option<Samples>,
     norm: Normalization,
+    /// The images' `(height, width)`.
+    side: (usize, usize),
 }
 
-fn prepare(spec: &Spec, data: &Mnist, cfg: RoundConfig) -> Result<Sets> {
-    let (mut train, mut test) =
-        generate_pair_sets(&data.train, &data.test, cfg.pairs, cfg.data_seed)?;
+fn prepare(spec: &Spec, data: &Dataset, cfg: RoundConfig) -> Result<Sets> {
+    let counts = (spec.data.train_pairs, spec.data.test_pairs);
+    let (mut train, mut test) = draw(&data.train, &data.test, spec.task, counts, cfg.data_seed)?;
     let mut validation = hold_out(&mut train, spec.train.validation);
     let fresh = spec.train.augment.is_some() || spec.train.repair;
     let raw = fresh.then(|| train.clone());
-    let norm = Normalization::fit(spec.train.normalize, &train.input);
+    let norm = Normalization::fit(spec.data.normalize, &train.input);
     for set in [&mut train, &mut test]
         .into_iter()
         .chain(validation.as_mut())
@@ -59,22 +60,19 @@ fn prepare(spec: &Spec, data: &Mnist, cfg: RoundConfig) -> Result<Sets> {
         test,
         validation,
         norm,
+        side: data.side,
     })
 }
 
-/// The last `share` of `set`'s pairs, taken out of it (their digits with them: a pair's two
-/// images are used by no other pair).
-fn hold_out(set: &mut PairSet, share: f32) -> Option<PairSet> {
+/// The last `share` of `set`'s samples, taken out of it (their images with them: a sample's
+/// images are used by no other sample).
+fn hold_out(set: &mut Samples, share: f32) -> Option<Samples> {
     if share == 0.0 {
         return None;
     }
     let n = ((set.len() as f64) * f64::from(share)).round() as usize;
     let keep = set.len() - n.clamp(1, set.len() - 1);
-    Some(PairSet {
-        input: set.input.split_off(keep * 2 * PIXELS),
-        target: set.target.split_off(keep),
-        classes: set.classes.split_off(keep),
-    })
+    Some(set.split_off(keep))
 }
 
 /// One trained network of a round (the round's, or one member of its ensemble).
@@ -170,36 +168,36 @@ impl<'a> Trainer<'a> {
 
     /// This epoch's training pairs: new pairs or augmented digits when the spec asks for
     /// them (drawn from the network's own stream), else the round's.
-    fn epoch_pairs(&mut self) -> std::borrow::Cow<'a, PairSet> {
+    fn epoch_pairs(&mut self) -> std::borrow::Cow<'a, Samples> {
         let t = &self.spec.train;
         let Some(raw) = &self.sets.raw else {
             return std::borrow::Cow::Borrowed(&self.sets.train);
         };
         let mut train = if t.repair {
-            repair(raw, &mut self.draws)
+            repair(raw, self.spec.task, &mut self.draws)
         } else {
             raw.clone()
         };
         if let Some(a) = &t.augment {
-            train.input = augment(&train.input, a, &mut self.draws);
+            train.input = augment(&train.input, self.sets.side, a, &mut self.draws);
         }
         self.sets.norm.apply(&mut train.input);
         std::borrow::Cow::Owned(train)
     }
 
     /// One pass over `train` in a fresh order, a step per batch.
-    fn epoch(&mut self, train: &PairSet) -> Result<Epoch> {
+    fn epoch(&mut self, train: &Samples) -> Result<Epoch> {
         let spec = self.spec;
         self.order.shuffle(&mut self.shuffle);
         let (mut sum, mut wrong) = (0.0f64, 0usize);
         for chunk in self.order.chunks(spec.train.batch_size) {
-            let b = gather(train, chunk);
+            let b = gather(spec.task, train, chunk);
             let input = Input {
-                pairs: &b.pairs,
+                samples: &b.samples,
                 batch: chunk.len(),
             };
             let out = self.net.forward(input, true)?;
-            let p = predict(&out, spec.model.compare);
+            let p = predict(&out, spec.model.compare, spec.task);
             wrong += p.wrong(&b.target);
             let loss = batch_loss(spec, out, &b);
             let value = f64::from(loss.array());
@@ -223,7 +221,7 @@ impl<'a> Trainer<'a> {
     }
 
     /// The errors of the network now on `set`.
-    fn errors(&self, set: &PairSet) -> Result<Option<Errors>> {
+    fn errors(&self, set: &Samples) -> Result<Option<Errors>> {
         evaluate(&[&self.net], set, None)
     }
 }
@@ -349,7 +347,7 @@ fn finish_member(
 /// each from its own seed, and is measured on their averaged probabilities; its curve is the
 /// first member's (the others are not measured after every epoch, which saves a fifth of
 /// their time).
-pub fn train_round(variant: &Variant, data: &Mnist, cfg: RoundConfig) -> Result<RoundResult> {
+pub fn train_round(variant: &Variant, data: &Dataset, cfg: RoundConfig) -> Result<RoundResult> {
     let spec = &variant.spec;
     let sets = prepare(spec, data, cfg)?;
     let mut members = Vec::with_capacity(spec.train.ensemble);
@@ -372,10 +370,13 @@ fn measure_round(
 ) -> Result<RoundResult> {
     // Only outputs trained as digit classes have a digit error worth reporting.
     let digit_filter = |d: Option<f64>| d.filter(|_| spec.model.aux_loss > 0.0);
-    let views = spec.train.tta.map(|t| Views::shifts(t.shift, sets.norm));
+    let views = spec
+        .train
+        .tta
+        .map(|t| Views::shifts(t.shift, sets.norm, sets.side));
     let nets: Vec<&Network> = members.iter().map(|m| &m.net).collect();
     let one = members.len() == 1 && views.is_none();
-    let measured = |set: &PairSet| evaluate(&nets, set, views.as_ref());
+    let measured = |set: &Samples| evaluate(&nets, set, views.as_ref());
     let Some(train) = measured(&sets.train)? else {
         let curve = if one {
             members[0].curve.clone()
@@ -426,15 +427,16 @@ mod tests {
     /// the training pairs (pairs are drawn without replacement, so each image is in one).
     #[test]
     fn validation_pairs_share_no_digit_with_training_pairs() {
-        let data = Mnist::load(std::path::Path::new("data/mnist")).unwrap();
-        let (mut train, _) = generate_pair_sets(&data.train, &data.test, 100, 9).unwrap();
+        let data = Dataset::load(std::path::Path::new("data/mnist"), 2).unwrap();
+        let task = crate::spec::Task::SEED;
+        let (mut train, _) = draw(&data.train, &data.test, task, (100, 100), 9).unwrap();
         let all = train.clone();
         let held = hold_out(&mut train, 0.2).unwrap();
         assert_eq!((train.len(), held.len()), (80, 20));
         assert_eq!(held.target, all.target[80..]);
-        let images = |s: &PairSet| -> Vec<Vec<u32>> {
+        let images = |s: &Samples| -> Vec<Vec<u32>> {
             s.input
-                .chunks_exact(PIXELS)
+                .chunks_exact(train.pixels)
                 .map(|im| im.iter().map(|v| v.to_bits()).collect())
                 .collect()
         };

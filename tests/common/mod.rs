@@ -151,3 +151,25 @@ pub fn spec_file_count(dir: &str) -> usize {
         })
         .count()
 }
+
+/// The seed study's data as a plan sees it: pairs of 14x14 images of 10 classes.
+#[allow(dead_code)]
+pub const SEED: lesser::compile::DataShape = lesser::compile::DataShape {
+    task: lesser::spec::Task::SEED,
+    side: (14, 14),
+    classes: 10,
+};
+
+/// The one variant of the spec file at `path`, with its data, `pairs` pairs a split.
+#[allow(dead_code)]
+pub fn variant(path: &std::path::Path, pairs: usize) -> lesser::variants::Variant {
+    let load = lesser::variants::LoadOptions::default()
+        .data(None, Some(pairs))
+        .unwrap();
+    let mut all = lesser::variants::load_valid(&[path.to_path_buf()], &load).unwrap();
+    assert_eq!(all.len(), 1);
+    all.remove(0)
+}
+
+/// The shipped data directory, as `check` is told it in scratch directories.
+pub const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist");
