@@ -292,6 +292,7 @@ fn summaries_alone(selected: &[Variant], records: &[RoundRecord]) -> Vec<Summary
                 reference: v.spec.reference.clone(),
                 weights: v.plan.weights * v.spec.train.ensemble,
                 against,
+                study: format!("{} on {}", v.spec.task.short(), v.spec.data.name),
                 ..report::summarize(&v.spec.name, &v.spec.description, &rounds)
             }
         })

@@ -104,16 +104,18 @@ pub fn write_reports(
 /// `figures/summary.svg`, one `figures/<variant>.svg` per variant with curves, and one
 /// figure per numeric axis of each grid.
 fn write_figures(dir: &Path, records: &[RoundRecord], summaries: &[Summary]) -> Result<()> {
-    let variants: Vec<(String, Option<f64>)> = summaries
-        .iter()
-        .map(|m| {
-            (
-                m.variant.clone(),
-                m.reference.as_ref().map(|r| f64::from(r.mean)),
-            )
-        })
-        .collect();
-    let rows = figures::rows(&variants, records);
+    let mut rows = figures::rows(&summary_rows(summaries), records);
+    if several_studies(summaries) {
+        // Grouped by task and dataset, each row saying which.
+        let study = |label: &str| summaries.iter().position(|m| m.variant == label);
+        let first = |i: usize| summaries.iter().position(|m| m.study == summaries[i].study);
+        rows.sort_by_key(|r| study(&r.label).and_then(first));
+        for r in &mut rows {
+            if let Some(i) = study(&r.label) {
+                r.label = format!("{} ({})", r.label, summaries[i].study);
+            }
+        }
+    }
     let mut written = vec![figures::SUMMARY.to_string()];
     write_atomic(
         &dir.join(figures::SUMMARY),
@@ -395,6 +397,9 @@ pub struct Summary {
     pub has_curves: bool,
     /// Mean validation error, for variants that hold validation pairs out.
     pub validation_mean: Option<f64>,
+    /// The variant's task and dataset in a few words (`eq on MNIST`): shown where a sweep's
+    /// variants differ in them.
+    pub study: String,
 }
 
 /// Mean and sample standard deviation (`None` below 2 values).
@@ -443,7 +448,26 @@ pub fn summarize(variant: &str, description: &str, rounds: &[&RoundRecord]) -> S
                 .collect::<Vec<f64>>(),
         )
         .0,
+        study: String::new(),
     }
+}
+
+/// Each variant with its published mean, for the summary figure.
+fn summary_rows(summaries: &[Summary]) -> Vec<(String, Option<f64>)> {
+    summaries
+        .iter()
+        .map(|m| {
+            (
+                m.variant.clone(),
+                m.reference.as_ref().map(|r| f64::from(r.mean)),
+            )
+        })
+        .collect()
+}
+
+/// Whether the variants of `summaries` differ in task or dataset.
+fn several_studies(summaries: &[Summary]) -> bool {
+    summaries.windows(2).any(|w| w[0].study != w[1].study)
 }
 
 /// A fraction as a percentage with one decimal, or an em dash.
@@ -533,8 +557,12 @@ fn summary_table(summaries: &[Summary]) -> Table {
     // A validation column only where some variant holds validation pairs out, so that
     // reports of sweeps without any stay as they were.
     let validated = summaries.iter().any(|m| m.validation_mean.is_some());
-    let mut columns = vec![
-        ("variant", Left),
+    let studies = several_studies(summaries);
+    let mut columns = vec![("variant", Left)];
+    if studies {
+        columns.push(("task", Left));
+    }
+    columns.extend([
         ("params", Right),
         ("weights", Right),
         ("rounds", Right),
@@ -543,7 +571,7 @@ fn summary_table(summaries: &[Summary]) -> Table {
         ("best", Right),
         ("worst", Right),
         ("digit error", Right),
-    ];
+    ]);
     if validated {
         columns.push(("validation", Right));
     }
@@ -555,8 +583,11 @@ fn summary_table(summaries: &[Summary]) -> Table {
         } else {
             m.rounds.to_string()
         };
-        let mut cells = vec![
-            m.variant.clone(),
+        let mut cells = vec![m.variant.clone()];
+        if studies {
+            cells.push(m.study.clone());
+        }
+        cells.extend([
             m.params.to_string(),
             m.weights.to_string(),
             rounds,
@@ -565,7 +596,7 @@ fn summary_table(summaries: &[Summary]) -> Table {
             pct(m.best),
             pct(m.worst),
             pct(m.digit_mean),
-        ];
+        ]);
         if validated {
             cells.push(pct(m.validation_mean));
         }

@@ -105,13 +105,18 @@ impl Study {
 
 /// The sentence under the report's title.
 pub fn intro(p: &Protocol) -> String {
-    let what = match p.studies.as_slice() {
-        [one] => one.predicting(),
-        _ => "each variant's target on its own task and data (see Data and protocol)".into(),
-    };
-    let fresh = match p.studies.as_slice() {
-        [one] => one.samples(),
-        _ => "samples",
+    // Studies that differ only in their sample counts predict the same thing.
+    let phrases: Vec<(String, &str)> = p
+        .studies
+        .iter()
+        .map(|s| (s.predicting(), s.samples()))
+        .collect();
+    let (what, fresh) = match phrases.as_slice() {
+        [one, rest @ ..] if rest.iter().all(|r| r == one) => (one.0.clone(), one.1),
+        _ => (
+            "each variant's target on its own task and data (see Data and protocol)".into(),
+            "samples",
+        ),
     };
     format!(
         "Test error of predicting {what}, over independent rounds (fresh {fresh} and \
@@ -201,7 +206,7 @@ fn studies_table(studies: &[Study]) -> Table {
             st.train.to_string(),
             st.test.to_string(),
             format!("{} / {}", st.train_pool, st.test_pool),
-            format!("`{}`", st.hash),
+            st.hash.clone(),
         ]);
     }
     t

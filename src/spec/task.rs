@@ -50,6 +50,17 @@ impl Task {
         }
     }
 
+    /// The task in a word: the relation's name, or `classify`.
+    pub fn short(self) -> &'static str {
+        match (self.kind, self.relation) {
+            (TaskKind::Classify, _) => "classify",
+            (_, Relation::Le) => "le",
+            (_, Relation::Lt) => "lt",
+            (_, Relation::Eq) => "eq",
+            (_, Relation::Sum) => "sum",
+        }
+    }
+
     pub fn is_seed(&self) -> bool {
         *self == Task::SEED
     }
