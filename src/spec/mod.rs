@@ -408,12 +408,14 @@ pub struct Reference {
 }
 
 impl Reference {
-    /// `reference` as written: a table, or a bare number for the mean alone.
+    /// `reference` as written: a table, a bare number for the mean alone, or `false` for
+    /// none (a spec that extends one with published figures but measures something else).
     pub(crate) fn written<'de, D: Deserializer<'de>>(
         d: D,
     ) -> std::result::Result<Option<Reference>, D::Error> {
         let bad = |e: toml::de::Error| serde::de::Error::custom(e.message().to_string());
         let table = match toml::Value::deserialize(d)? {
+            toml::Value::Boolean(false) => return Ok(None),
             table @ toml::Value::Table(_) => table,
             mean => toml::Value::Table([("mean".to_string(), mean)].into_iter().collect()),
         };

@@ -147,7 +147,7 @@ fn placed_data(mut data: Data, tree: &Tree) -> Data {
     if let Some(Origin::File { path, .. }) = own
         && data.dir.is_relative()
     {
-        data.dir = path.parent().unwrap_or(Path::new("")).join(&data.dir);
+        data.dir = lexical(&path.parent().unwrap_or(Path::new("")).join(&data.dir));
     }
     if tree.is_set("data.dir") && !tree.is_set("data.name") {
         data.name = data.dir.file_name().map_or_else(
@@ -159,6 +159,25 @@ fn placed_data(mut data: Data, tree: &Tree) -> Data {
         }
     }
     data
+}
+
+/// `path` with each `dir/..` taken out, without asking the file system (which would resolve
+/// links): `specs/studies/x/../../../data` is `data`.
+fn lexical(path: &Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// What means nothing for one image and its class is refused, however it was inherited.
