@@ -1,6 +1,7 @@
 //! A grid's figure per numeric axis: the test error (mean with its standard deviation over
 //! rounds) against the axis's values, one line per combination of the other axes' values,
-//! on a log axis when the values span a factor of 10 or more.
+//! on a log axis when the values span a factor of 10 or more. An axis that several grids
+//! share also gets one figure with every grid's lines (which technique saves most data).
 
 use plotters::prelude::*;
 
@@ -15,9 +16,10 @@ pub struct Line {
     pub points: Vec<(f64, f64, f64)>,
 }
 
-/// The figure of one numeric axis of one grid.
+/// The figure of one numeric axis of one grid, or of every grid that has it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AxisFigure {
+    /// The grid's stem; empty for the figure of every grid.
     pub stem: String,
     /// The axis's short name, as the grid's table heads it.
     pub axis: String,
@@ -29,8 +31,76 @@ pub struct AxisFigure {
 impl AxisFigure {
     /// The figure's file name (never a variant's: those have no spaces to make `_`).
     pub fn file_name(&self) -> String {
+        if self.stem.is_empty() {
+            return super::figures::file_name(&format!("grids {}", self.axis));
+        }
         super::figures::file_name(&format!("grid {} {}", self.stem, self.axis))
     }
+
+    /// The figure's title.
+    pub fn title(&self) -> String {
+        if self.stem.is_empty() {
+            format!("test error against {}", self.axis)
+        } else {
+            format!("{}: test error against {}", self.stem, self.axis)
+        }
+    }
+}
+
+/// For each numeric axis (by key path) of two grids or more, one figure with every grid's
+/// lines, each labelled by its grid (and its other axes' values).
+pub fn shared_axis_figures(summaries: &[Summary]) -> Vec<AxisFigure> {
+    let mut keys: Vec<&str> = Vec::new();
+    for m in summaries {
+        for (_, key, _) in m.grid.iter().flat_map(|g| &g.axes) {
+            if !keys.contains(&key.as_str()) {
+                keys.push(key);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for key in keys {
+        let mut shared: Option<AxisFigure> = None;
+        let mut grids = 0;
+        for stem in super::grid_stems(summaries) {
+            let points = points_of(summaries, stem);
+            let g = points[0].grid.as_ref();
+            let Some(a) = g.and_then(|g| g.axes.iter().position(|x| x.1 == key)) else {
+                continue;
+            };
+            let Some(mut f) = axis_figure(stem, &points, a) else {
+                continue;
+            };
+            grids += 1;
+            for l in &mut f.lines {
+                if l.label != stem {
+                    l.label = format!("{stem} ({})", l.label);
+                }
+            }
+            match &mut shared {
+                None => {
+                    shared = Some(AxisFigure {
+                        stem: String::new(),
+                        ..f
+                    })
+                }
+                Some(s) => {
+                    s.lines.extend(f.lines);
+                    s.log = s.log && f.log;
+                }
+            }
+        }
+        out.extend(shared.filter(|_| grids >= 2));
+    }
+    out
+}
+
+/// The points of the grid `stem`, in report order.
+fn points_of<'a>(summaries: &'a [Summary], stem: &str) -> Vec<&'a Summary> {
+    summaries
+        .iter()
+        .filter(|m| m.grid.as_ref().is_some_and(|g| g.stem == stem))
+        .collect()
 }
 
 /// A figure for every axis of every grid in `summaries` whose values are all numbers (at
@@ -38,10 +108,7 @@ impl AxisFigure {
 pub fn axis_figures(summaries: &[Summary]) -> Vec<AxisFigure> {
     let mut out = Vec::new();
     for stem in super::grid_stems(summaries) {
-        let points: Vec<&Summary> = summaries
-            .iter()
-            .filter(|m| m.grid.as_ref().is_some_and(|g| g.stem == stem))
-            .collect();
+        let points = points_of(summaries, stem);
         let axes = points[0].grid.as_ref().map_or(0, |g| g.axes.len());
         out.extend((0..axes).filter_map(|a| axis_figure(stem, &points, a)));
     }
@@ -142,10 +209,7 @@ fn draw<DB: DrawingBackend>(
         f.axis.clone()
     };
     let mut chart = ChartBuilder::on(root)
-        .caption(
-            format!("{}: test error against {}", f.stem, f.axis),
-            ("sans-serif", 15),
-        )
+        .caption(f.title(), ("sans-serif", 15))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(56)
@@ -154,15 +218,38 @@ fn draw<DB: DrawingBackend>(
         let x = if f.log { 10f64.powf(*v) } else { *v };
         format!("{}", (x * 1e4).round() / 1e4)
     };
-    chart
-        .configure_mesh()
-        .x_desc(x_label)
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(x_label)
         .y_desc("test error (%), mean and std over rounds")
         .x_label_formatter(&shown)
         .y_label_formatter(&|y| format!("{y:.1}"))
         .light_line_style(RGBColor(238, 238, 238))
-        .label_style(("sans-serif", 13))
-        .draw()?;
+        .label_style(("sans-serif", 13));
+    if f.log {
+        // Round values of log10 are not the axis's values: label those instead, below.
+        mesh.x_labels(0);
+    }
+    mesh.draw()?;
+    if f.log {
+        let mut values: Vec<f64> = f
+            .lines
+            .iter()
+            .flat_map(|l| l.points.iter().map(|p| p.0))
+            .collect();
+        values.sort_by(f64::total_cmp);
+        values.dedup();
+        for v in values {
+            let (x, y) = chart.backend_coord(&(at(v), 0.0));
+            let style = TextStyle::from(("sans-serif", 13).into_font()).pos(
+                plotters::style::text_anchor::Pos::new(
+                    plotters::style::text_anchor::HPos::Center,
+                    plotters::style::text_anchor::VPos::Top,
+                ),
+            );
+            root.draw(&PathElement::new(vec![(x, y), (x, y + 5)], BLACK))?;
+            root.draw(&Text::new(shown(&at(v)), (x, y + 7), style))?;
+        }
+    }
     for (i, l) in f.lines.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         let mean: Vec<(f64, f64)> = l.points.iter().map(|p| (at(p.0), p.1)).collect();

@@ -121,7 +121,11 @@ fn write_figures(dir: &Path, records: &[RoundRecord], summaries: &[Summary]) -> 
         &dir.join(figures::SUMMARY),
         figures::dots_svg(&rows, &["round"], "test error (%)").as_bytes(),
     )?;
-    for f in axis_figure::axis_figures(summaries) {
+    let shared = axis_figure::shared_axis_figures(summaries);
+    for f in axis_figure::axis_figures(summaries)
+        .into_iter()
+        .chain(shared)
+    {
         let name = f.file_name();
         write_atomic(&dir.join(&name), axis_figure::axis_svg(&f).as_bytes())?;
         written.push(name);
@@ -367,6 +371,15 @@ fn grid_tables(s: &mut String, summaries: &[Summary]) {
                 f.file_name()
             );
         }
+    }
+    for f in axis_figure::shared_axis_figures(summaries) {
+        let _ = writeln!(
+            s,
+            "\n## Every grid against {axis}\n\n![test error against {axis}, a line per \
+             grid](figures/{})",
+            f.file_name(),
+            axis = markdown(&f.axis)
+        );
     }
 }
 

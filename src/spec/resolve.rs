@@ -67,6 +67,7 @@ pub(super) fn resolve(path: &Path, name: &str, tree: &Tree) -> Result<Spec> {
             "data.test_pairs",
         ]
         .iter()
+        .filter(|k| tree.is_set(k))
         .filter_map(|k| Some((k.to_string(), tree.origin(k)?.clone())))
         .collect(),
     };
