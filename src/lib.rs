@@ -27,5 +27,6 @@ pub mod spec;
 pub mod store;
 pub mod train;
 pub mod variants;
+pub mod weights;
 
 pub use error::{Error, Result};

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::diff;
 use crate::error::{Error, Result};
-use crate::record::{RoundKey, RoundRecord};
+use crate::record::{RoundKey, RoundRecord, Status};
 use crate::report::{self, Protocol, Study, Summary};
 use crate::seeds;
 pub use crate::shard::Shard;
@@ -143,26 +143,30 @@ impl Task<'_> {
     }
 }
 
+/// The store key of round `round` of `v`.
+pub fn round_key(v: &Variant, round: usize) -> RoundKey {
+    let s = &v.spec;
+    RoundKey {
+        spec_hash: s.hash(),
+        data_seed: seeds::data_seed(round),
+        init_seed: seeds::init_seed(&s.name, s.train.seed, round),
+        data_hash: v.data.hash.clone(),
+        pairs: s.data.train_pairs,
+        epochs: s.train.epochs,
+        version: VERSION.to_string(),
+    }
+}
+
 /// Every round of every variant, in report order.
 fn task_list(selected: &[Variant]) -> Vec<Task<'_>> {
     let mut tasks = Vec::new();
     for v in selected {
-        let s = &v.spec;
-        let spec_hash = s.hash();
-        for round in 0..s.train.repeats {
+        for round in 0..v.spec.train.repeats {
             tasks.push(Task {
                 variant: v,
                 round,
-                key: RoundKey {
-                    spec_hash: spec_hash.clone(),
-                    data_seed: seeds::data_seed(round),
-                    init_seed: seeds::init_seed(&s.name, s.train.seed, round),
-                    data_hash: v.data.hash.clone(),
-                    pairs: s.data.train_pairs,
-                    epochs: s.train.epochs,
-                    version: VERSION.to_string(),
-                },
-                cost: v.plan.work_per_pair() * s.train.epochs,
+                key: round_key(v, round),
+                cost: v.plan.work_per_pair() * v.spec.train.epochs,
             });
         }
     }
@@ -170,15 +174,21 @@ fn task_list(selected: &[Variant]) -> Vec<Task<'_>> {
 }
 
 /// The stored record of each task (unless `fresh`), and the indices of those still to train.
+/// With `weights`, a round whose spec keeps weights counts as stored only with its weights.
 fn lookup(
     tasks: &[Task],
     store: &RoundStore,
     fresh: bool,
+    weights: bool,
 ) -> (Vec<Option<RoundRecord>>, Vec<usize>) {
     let mut found = Vec::with_capacity(tasks.len());
     let mut todo = Vec::new();
+    let whole = |t: &Task, r: &RoundRecord| {
+        let wanted = weights && t.variant.spec.train.keep_weights && r.result.status == Status::Ok;
+        !wanted || store.weights_path(&t.key).is_file()
+    };
     for (i, t) in tasks.iter().enumerate() {
-        match store.get(&t.key).filter(|_| !fresh) {
+        match store.get(&t.key).filter(|r| !fresh && whole(t, r)) {
             Some(stored) => {
                 // The stored round is the same computation; only the name may differ.
                 let mut r = stored.clone();
@@ -221,8 +231,15 @@ fn train_all(
             data_seed: t.key.data_seed,
             init_seed: t.key.init_seed,
         };
-        let result = train_round(t.variant, &t.variant.data, cfg)?;
-        let r = t.record(result, clock.elapsed().as_secs_f64());
+        let round = train_round(t.variant, &t.variant.data, cfg)?;
+        let r = t.record(round.result, clock.elapsed().as_secs_f64());
+        if t.variant.spec.train.keep_weights && !round.nets.is_empty() {
+            // Before the record: a record is never stored without the weights it promises.
+            let path = lock(store).weights_path(&t.key);
+            let nets: Vec<&crate::compile::Network> = round.nets.iter().collect();
+            let bytes = crate::weights::to_bytes(&nets, weights_metadata(&r))?;
+            crate::fs::write_atomic(&path, &bytes)?;
+        }
         lock(store).put(&r)?;
         progress.round(&r);
         Ok(r)
@@ -240,6 +257,24 @@ fn train_all(
     progress.end();
     let done = done.into_inner().unwrap_or_else(|e| e.into_inner());
     done.into_iter().map(|(i, r)| r.map(|r| (i, r))).collect()
+}
+
+/// What a kept-weights file says of its round.
+fn weights_metadata(r: &RoundRecord) -> std::collections::HashMap<String, String> {
+    [
+        ("variant", r.variant.clone()),
+        ("round", r.round.to_string()),
+        ("spec_hash", r.spec_hash.clone()),
+        ("data_seed", r.data_seed.to_string()),
+        ("init_seed", r.init_seed.to_string()),
+        ("data_hash", r.data_hash.clone()),
+        ("pairs", r.pairs.to_string()),
+        ("epochs", r.epochs.to_string()),
+        ("version", r.version.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 /// Locks `m`, also after a thread panicked while holding it (the data is still whole: every
@@ -364,7 +399,7 @@ pub fn sweep(opts: &SweepOptions, progress: &dyn Progress) -> Result<SweepOutcom
     // Opening the store creates the output directory: an unusable one fails now, not after
     // the first round has trained.
     let store = RoundStore::open(&store_path(&opts.out))?;
-    let (mut found, mut todo) = lookup(&tasks, &store, opts.fresh);
+    let (mut found, mut todo) = lookup(&tasks, &store, opts.fresh, true);
     let costs: Vec<usize> = tasks.iter().map(|t| t.cost).collect();
     let mine = opts.shard.map(|s| s.deal(&costs));
     if let Some(mine) = &mine {
@@ -437,7 +472,7 @@ pub fn rebuild(opts: &SweepOptions) -> Result<Rebuilt> {
     let selected = select_variants(opts)?;
     let tasks = task_list(&selected);
     let store = RoundStore::open(&path)?;
-    let (found, todo) = lookup(&tasks, &store, false);
+    let (found, todo) = lookup(&tasks, &store, false, false);
     let missing = todo
         .iter()
         .map(|&i| format!("{} round {}", tasks[i].variant.spec.name, tasks[i].round))

@@ -28,6 +28,11 @@ pub struct RoundStore {
 /// The file a round with `key` is stored in: a hash of the key, so that the same round is
 /// always the same file.
 fn file_name(key: &RoundKey) -> String {
+    format!("{}.csv", file_stem(key))
+}
+
+/// What a round's files are named by.
+fn file_stem(key: &RoundKey) -> String {
     let text = format!(
         "{}|{}|{}|{}|{}|{}|{}",
         key.spec_hash,
@@ -38,8 +43,12 @@ fn file_name(key: &RoundKey) -> String {
         key.epochs,
         key.version
     );
-    let hex = crate::hash::short_of(text.as_bytes());
-    format!("{hex}.csv")
+    crate::hash::short_of(text.as_bytes())
+}
+
+/// Where the kept weights of the round with `key` are in the store directory `dir`.
+pub fn weights_path(dir: &Path, key: &RoundKey) -> PathBuf {
+    dir.join(format!("{}.safetensors", file_stem(key)))
 }
 
 impl RoundStore {
@@ -84,6 +93,11 @@ impl RoundStore {
     /// Every record this store knows, in key order.
     pub fn records(&self) -> impl Iterator<Item = &RoundRecord> {
         self.records.values()
+    }
+
+    /// Where the kept weights of the round with `key` are (see [`crate::weights`]).
+    pub fn weights_path(&self, key: &RoundKey) -> PathBuf {
+        weights_path(&self.dir, key)
     }
 
     /// Stores `r` as its own file, atomically (replacing the same round stored before).

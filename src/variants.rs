@@ -108,6 +108,15 @@ impl LoadOptions {
         self
     }
 
+    /// `--keep-weights`: every spec's `train.keep_weights`.
+    pub fn keep_weights(mut self, keep: bool) -> Self {
+        if keep {
+            let o = Override::switch("--keep-weights", "train.keep_weights");
+            self.overrides.push(o);
+        }
+        self
+    }
+
     /// `--data DIR` and `--pairs N`: every spec's `data.dir` (relative to the working
     /// directory), and its `data.train_pairs` and `data.test_pairs`.
     pub fn data(mut self, dir: Option<&Path>, pairs: Option<usize>) -> Result<Self> {

@@ -24,6 +24,9 @@ pub enum Command {
     Diff(DiffArgs),
     /// Rebuild every report and figure from the stored rounds, training nothing.
     Report(ReportArgs),
+    /// Evaluate a round's kept weights (`run --keep-weights`) on its test pairs or on
+    /// another dataset, training nothing.
+    Eval(EvalArgs),
 }
 
 /// How `diff` prints its table.
@@ -136,6 +139,10 @@ pub struct RunArgs {
     /// Retrain every round, ignoring stored results.
     #[arg(long)]
     pub fresh: bool,
+    /// Write every round's trained weights beside its record in the store (safetensors),
+    /// for `lesser eval`; rounds stored without them are trained again.
+    #[arg(long)]
+    pub keep_weights: bool,
     /// Print only errors.
     #[arg(long, short)]
     pub quiet: bool,
@@ -161,4 +168,32 @@ pub struct ReportArgs {
     pub sweep: SweepArgs,
     #[command(flatten)]
     pub target: OutArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The variant, by name.
+    pub variant: String,
+    /// Which of its rounds.
+    #[arg(long, default_value_t = 0)]
+    pub round: usize,
+    /// Evaluate on test pairs of this IDX directory (images of the variant's size and
+    /// classes) instead of the round's own.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// The pairs the round was trained with, if `run` was told `--pairs` (also the test
+    /// samples drawn from --data).
+    #[arg(long)]
+    pub pairs: Option<usize>,
+    /// The epochs the round was trained for, if `run` was told `--epochs`.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Spec files or directories of them.
+    #[arg(long = "specs", default_value = "specs", num_args = 1..)]
+    pub specs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// The reports directory whose store holds the weights.
+    #[arg(long, default_value = "reports")]
+    pub out: PathBuf,
 }

@@ -52,7 +52,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 },
             )?;
             times.push(t.elapsed().as_secs_f64());
-            last = r.test_error;
+            last = r.result.test_error;
         }
         times.sort_by(f64::total_cmp);
         print(&format!(

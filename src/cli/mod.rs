@@ -6,6 +6,7 @@ pub mod args;
 mod bench;
 mod check;
 mod diff;
+mod eval;
 mod progress;
 mod report;
 mod run;
@@ -55,5 +56,6 @@ fn dispatch(cli: &args::Cli) -> Result<u8> {
         args::Command::Bench(a) => bench::run(a).map(|()| 0),
         args::Command::Diff(a) => diff::run(a),
         args::Command::Report(a) => report::run(a).map(|()| 0),
+        args::Command::Eval(a) => eval::run(a).map(|()| 0),
     }
 }

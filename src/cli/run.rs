@@ -32,7 +32,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let opts = options(&args.sweep, &args.target, jobs)?;
+    let mut opts = options(&args.sweep, &args.target, jobs)?;
+    opts.load = opts.load.keep_weights(args.keep_weights);
     let shard = args
         .shard
         .as_deref()

@@ -69,8 +69,10 @@ pub struct Outputs<T> {
 /// statistics, to keep the best epoch's and go back to it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetState {
-    params: Vec<Vec<f32>>,
-    norms: Vec<(Vec<f32>, Vec<f32>)>,
+    /// Every parameter's values, in the network's order.
+    pub params: Vec<Vec<f32>>,
+    /// Every batch norm's running mean and variance, stack by stack, layer by layer.
+    pub norms: Vec<(Vec<f32>, Vec<f32>)>,
 }
 
 /// The 4-D shape of `n` samples of shape `s`.
@@ -114,6 +116,25 @@ impl Network {
             compare: m.compare,
             dev,
             plan,
+        }
+    }
+
+    /// Each stack in the order its parameters are stored, with the name kept weights give
+    /// it (`digit`, `second_digit` for a second copy, `head`, `joint`).
+    pub fn stack_order(&self) -> Vec<(&'static str, StackKind)> {
+        match &self.body {
+            Body::Whole(StackKind::Joint, _) => vec![("joint", StackKind::Joint)],
+            Body::Whole(kind, _) => vec![("digit", *kind)],
+            Body::Digits { second, head, .. } => {
+                let mut v = vec![("digit", StackKind::Digit)];
+                if second.is_some() {
+                    v.push(("second_digit", StackKind::Digit));
+                }
+                if head.is_some() {
+                    v.push(("head", StackKind::Head));
+                }
+                v
+            }
         }
     }
 

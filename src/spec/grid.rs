@@ -68,6 +68,18 @@ impl Override {
         }
     }
 
+    /// A switch that turns `key` on: `--keep-weights` sets `train.keep_weights`.
+    pub fn switch(option: &str, key: &str) -> Override {
+        let value = toml::Value::Boolean(true);
+        Override {
+            key: key.to_string(),
+            text: format!("{key}={value}"),
+            flag: option.to_string(),
+            value,
+            recorded: false,
+        }
+    }
+
     /// A count option that sets `key`: `--epochs 4` sets `train.epochs`.
     pub fn count(option: &str, key: &str, n: usize) -> Override {
         let value = toml::Value::Integer(i64::try_from(n).unwrap_or(i64::MAX));

@@ -279,6 +279,10 @@ pub struct Train {
     /// best epoch's weights (needs a validation share).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub early_stopping: Option<EarlyStopping>,
+    /// Write each round's trained weights beside its record (not part of the hash: keeping
+    /// them changes no number).
+    #[serde(skip_serializing)]
+    pub keep_weights: bool,
     /// Rounds to run (not part of the spec's hash: more rounds do not change a round).
     #[serde(skip_serializing)]
     pub repeats: usize,

@@ -347,7 +347,7 @@ fn finish_member(
 /// each from its own seed, and is measured on their averaged probabilities; its curve is the
 /// first member's (the others are not measured after every epoch, which saves a fifth of
 /// their time).
-pub fn train_round(variant: &Variant, data: &Dataset, cfg: RoundConfig) -> Result<RoundResult> {
+pub fn train_round(variant: &Variant, data: &Dataset, cfg: RoundConfig) -> Result<Round> {
     let spec = &variant.spec;
     let sets = prepare(spec, data, cfg)?;
     let mut members = Vec::with_capacity(spec.train.ensemble);
@@ -355,10 +355,50 @@ pub fn train_round(variant: &Variant, data: &Dataset, cfg: RoundConfig) -> Resul
         let seed = seeds::member_seed(cfg.init_seed, m);
         match train_member(variant, &sets, cfg, seed, m == 0)? {
             Trained::Done(member) => members.push(member),
-            Trained::Diverged(result) => return Ok(result),
+            Trained::Diverged(result) => {
+                return Ok(Round {
+                    result,
+                    nets: Vec::new(),
+                });
+            }
         }
     }
-    measure_round(spec, &sets, &members, cfg.epochs)
+    let result = measure_round(spec, &sets, &members, cfg.epochs)?;
+    let nets = members.into_iter().map(|m| m.net).collect();
+    Ok(Round { result, nets })
+}
+
+/// A trained round: its result and its networks (an ensemble's members; none when it
+/// diverged).
+pub struct Round {
+    pub result: RoundResult,
+    pub nets: Vec<Network>,
+}
+
+/// The errors of `nets` (a round's networks, as kept) on the round of `cfg`'s test samples:
+/// the round's own, or with `other`, `n` test samples of another dataset drawn with the
+/// round's data seed, normalized as the round's training samples were. The round's own give
+/// its stored test error, bit for bit.
+pub fn evaluate_kept(
+    variant: &Variant,
+    nets: &[Network],
+    cfg: RoundConfig,
+    other: Option<(&Dataset, usize)>,
+) -> Result<Option<Errors>> {
+    let spec = &variant.spec;
+    let sets = prepare(spec, &variant.data, cfg)?;
+    let views = spec
+        .train
+        .tta
+        .map(|t| Views::shifts(t.shift, sets.norm, sets.side));
+    let refs: Vec<&Network> = nets.iter().collect();
+    let Some((data, n)) = other else {
+        return evaluate(&refs, &sets.test, views.as_ref());
+    };
+    let seed = (cfg.data_seed, seeds::TEST_PAIRS);
+    let mut test = crate::data::sample_set(&data.test, spec.task, n, seed, "test")?;
+    sets.norm.apply(&mut test.input);
+    evaluate(&refs, &test, views.as_ref())
 }
 
 /// The round's result from its trained members.
