@@ -91,15 +91,18 @@ pub struct Dataset {
     pub hash: String,
 }
 
-/// One split as read: its images and labels, and both files' digests.
+/// One split as read and pooled, with its images' stored size and both files' digests.
 struct Split {
-    images: idx::IdxImages,
-    labels: Vec<u8>,
+    pool: Pool,
+    /// `(rows, cols)` as stored.
+    size: (usize, usize),
     paths: [PathBuf; 2],
     digests: [idx::Digests; 2],
 }
 
-fn read_split(dir: &Path, split: &str) -> Result<Split> {
+/// Reads a split and pools it by `p` (the bytes are dropped once pooled: a large dataset's
+/// two splits are never held raw at once).
+fn read_split(dir: &Path, split: &str, p: usize) -> Result<Split> {
     let images_path = find(dir, &format!("{split}-images-idx3-ubyte"))?;
     let labels_path = find(dir, &format!("{split}-labels-idx1-ubyte"))?;
     let images = idx::read_images(&images_path)?;
@@ -115,12 +118,23 @@ fn read_split(dir: &Path, split: &str) -> Result<Split> {
             ),
         ));
     }
-    let digests = [images.digests.clone(), labels_digests];
-    Ok(Split {
-        images,
+    let (rows, cols) = (images.rows, images.cols);
+    if rows == 0 || cols == 0 || p == 0 || rows < p || cols < p {
+        return Err(Error::data(
+            &images_path,
+            format!("images are {rows}x{cols}: data.pool = {p} leaves no pixel"),
+        ));
+    }
+    let pool = Pool {
+        images: avg_pool(&images.pixels, images.count, rows, cols, p),
         labels,
+        pixels: (rows / p) * (cols / p),
+    };
+    Ok(Split {
+        pool,
+        size: (rows, cols),
         paths: [images_path, labels_path],
-        digests,
+        digests: [images.digests, labels_digests],
     })
 }
 
@@ -132,10 +146,18 @@ impl Dataset {
         if !dir.is_dir() {
             return Err(Error::data(dir, "data directory not found"));
         }
-        let train = read_split(dir, "train")?;
-        let test = read_split(dir, "t10k")?;
-        let stored = (train.images.rows, train.images.cols);
-        check_sizes(&train, &test, pool)?;
+        let train = read_split(dir, "train", pool)?;
+        let test = read_split(dir, "t10k", pool)?;
+        let stored = train.size;
+        if test.size != stored {
+            return Err(Error::data(
+                &test.paths[0],
+                format!(
+                    "images are {}x{}, the training images are {}x{}",
+                    test.size.0, test.size.1, stored.0, stored.1
+                ),
+            ));
+        }
         let classes = check_classes(&train, &test)?;
         let mut all = Sha256::new();
         let mut files = Vec::new();
@@ -146,16 +168,11 @@ impl Dataset {
                 files.push((name.unwrap_or_default(), d.file.clone()));
             }
         }
-        let pooled = |s: Split| Pool {
-            images: avg_pool(&s.images.pixels, s.images.count, stored.0, stored.1, pool),
-            labels: s.labels,
-            pixels: (stored.0 / pool) * (stored.1 / pool),
-        };
         Ok(Dataset {
             dir: dir.to_path_buf(),
             pool,
-            train: pooled(train),
-            test: pooled(test),
+            train: train.pool,
+            test: test.pool,
             stored,
             side: (stored.0 / pool, stored.1 / pool),
             classes,
@@ -176,51 +193,27 @@ impl Dataset {
     }
 }
 
-/// Train and test images have one size, and pooling leaves at least a pixel of it.
-fn check_sizes(train: &Split, test: &Split, pool: usize) -> Result<()> {
-    let size = |s: &Split| (s.images.rows, s.images.cols);
-    let (rows, cols) = size(train);
-    if size(test) != (rows, cols) {
-        return Err(Error::data(
-            &test.paths[0],
-            format!(
-                "images are {}x{}, the training images are {rows}x{cols}",
-                test.images.rows, test.images.cols
-            ),
-        ));
-    }
-    if rows == 0 || cols == 0 || pool == 0 || rows < pool || cols < pool {
-        return Err(Error::data(
-            &train.paths[0],
-            format!("images are {rows}x{cols}: data.pool = {pool} leaves no pixel"),
-        ));
-    }
-    Ok(())
-}
-
 /// The number of classes (largest training label + 1): at least two, and every test label
 /// one of them.
 fn check_classes(train: &Split, test: &Split) -> Result<usize> {
-    let Some(&top) = train.labels.iter().max() else {
-        return Err(Error::data(
-            &train.paths[1],
-            "no labels: the split is empty",
-        ));
+    let (train_labels, test_labels) = (&train.pool.labels, &test.pool.labels);
+    let Some(&top) = train_labels.iter().max() else {
+        return Err(Error::data(&train.paths[1], "no labels: the split is empty"));
     };
-    if train.labels.iter().all(|&l| l == top) {
+    if train_labels.iter().all(|&l| l == top) {
         return Err(Error::data(
             &train.paths[1],
             format!("every label is {top}: a study needs 2 classes at least"),
         ));
     }
     let classes = usize::from(top) + 1;
-    if let Some(i) = test.labels.iter().position(|&l| usize::from(l) >= classes) {
+    if let Some(i) = test_labels.iter().position(|&l| usize::from(l) >= classes) {
         return Err(Error::data(
             &test.paths[1],
             format!(
                 "label {} at index {i} is beyond the {classes} classes of the training labels \
                  (0 to {top})",
-                test.labels[i]
+                test_labels[i]
             ),
         ));
     }
