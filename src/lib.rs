@@ -9,6 +9,7 @@
 //! holds the file helpers, [`kernels`] the arithmetic every op runs on, one file per
 //! instruction set.
 
+pub mod breakdown;
 pub mod cli;
 pub mod compile;
 pub mod data;

@@ -33,6 +33,9 @@ pub struct RoundResult {
     /// Error on the held-out validation pairs (with early stopping: of the best epoch's
     /// weights, the ones measured), when the spec holds some out.
     pub validation_error: Option<f64>,
+    /// Where the test errors are (kept in the store, not in `results.csv`); `None` for a
+    /// diverged round and in records stored before it existed.
+    pub breakdown: Option<crate::breakdown::Breakdown>,
 }
 
 /// What one epoch measured: its mean training loss, its error on the training pairs as it
@@ -340,6 +343,7 @@ impl RoundRecord {
                 Some(v) => rate("validation_error", v)?,
                 None => None,
             },
+            breakdown: None,
         };
         let epochs = count("epochs", f[6], 1)?;
         match status {
@@ -380,11 +384,13 @@ impl RoundRecord {
     }
 
     /// One store line: the crate version, the seconds, the results fields with exact
-    /// numbers, then the curve, as CSV.
+    /// numbers, then the curve and where the test errors are, as CSV.
     pub fn to_store_line(&self) -> String {
         let mut f = vec![self.version.clone(), format!("{:.3}", self.seconds)];
         f.extend(self.fields_with(exact, exact));
         f.push(curve_text(&self.result.curve));
+        let breakdown = self.result.breakdown.as_ref();
+        f.push(breakdown.map(|b| b.to_text()).unwrap_or_default());
         csv_line(&f)
     }
 
@@ -398,13 +404,24 @@ impl RoundRecord {
         let [version, seconds, rest @ ..] = f.as_slice() else {
             return None;
         };
-        // The curve is the last field, after the results fields.
-        let (rest, curve) = match rest.len() {
-            n if n == RESULTS_HEADER.len() + 1 => (&rest[..n - 1], parse_curve(rest[n - 1])?),
-            _ => (rest, Vec::new()),
+        // After the results fields: the curve, then where the test errors are (lines stored
+        // before either existed lack them).
+        let n = RESULTS_HEADER.len();
+        let (rest, extra) = match rest.len() {
+            m if m > n => rest.split_at(n.min(m)),
+            _ => (rest, &[][..]),
         };
+        let curve = extra.first().map_or(Some(Vec::new()), |c| parse_curve(c))?;
+        let breakdown = match extra.get(1) {
+            None | Some(&"") => None,
+            Some(b) => Some(crate::breakdown::Breakdown::from_text(b)?),
+        };
+        if extra.len() > 2 {
+            return None;
+        }
         let mut r = Self::from_fields(rest, version).ok()?;
         r.result.curve = curve;
+        r.result.breakdown = breakdown;
         r.seconds = seconds
             .parse()
             .ok()
@@ -444,9 +461,22 @@ mod tests {
                 validation_error: None,
             }],
             validation_error: Some(1.0 / 60.0),
+            breakdown: Some(crate::breakdown::Breakdown {
+                classes: 2,
+                samples: vec![100, 50, 100, 50],
+                wrong: vec![40, 7, 100, 50],
+                confusion: Some(vec![380, 20, 15, 185]),
+                worst: vec![(17, 0.999), (3, 2.0 / 3.0)],
+            }),
         };
         let r = RoundRecord::new("v", 0, 10, key, result, 1.5);
-        assert_eq!(RoundRecord::from_store_line(&r.to_store_line()), Some(r));
+        assert_eq!(
+            RoundRecord::from_store_line(&r.to_store_line()),
+            Some(r.clone())
+        );
+        // An inconsistent breakdown (more wrong than samples) is damage: the line is refused.
+        let line = r.to_store_line().replace(";40 7 100 50;", ";40 7 101 50;");
+        assert_eq!(RoundRecord::from_store_line(&line), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::Instant;
 use crate::diff;
 use crate::error::{Error, Result};
 use crate::record::{RoundKey, RoundRecord, Status};
+use crate::report::errors::{self, ErrorView, Wrong};
 use crate::report::{self, Protocol, Study, Summary};
 use crate::seeds;
 pub use crate::shard::Shard;
@@ -174,18 +175,23 @@ fn task_list(selected: &[Variant]) -> Vec<Task<'_>> {
 }
 
 /// The stored record of each task (unless `fresh`), and the indices of those still to train.
-/// With `weights`, a round whose spec keeps weights counts as stored only with its weights.
+/// With `whole`, a round that finished counts as stored only with where its errors are, and
+/// with its weights when its spec keeps them (older stores lack the one, runs without
+/// `--keep-weights` the other): such a round is trained again, to the same numbers.
 fn lookup(
     tasks: &[Task],
     store: &RoundStore,
     fresh: bool,
-    weights: bool,
+    whole: bool,
 ) -> (Vec<Option<RoundRecord>>, Vec<usize>) {
     let mut found = Vec::with_capacity(tasks.len());
     let mut todo = Vec::new();
     let whole = |t: &Task, r: &RoundRecord| {
-        let wanted = weights && t.variant.spec.train.keep_weights && r.result.status == Status::Ok;
-        !wanted || store.weights_path(&t.key).is_file()
+        if !whole || r.result.status != Status::Ok {
+            return true;
+        }
+        let weights = !t.variant.spec.train.keep_weights || store.weights_path(&t.key).is_file();
+        weights && r.result.breakdown.is_some()
     };
     for (i, t) in tasks.iter().enumerate() {
         match store.get(&t.key).filter(|r| !fresh && whole(t, r)) {
@@ -368,6 +374,52 @@ fn studies(selected: &[Variant]) -> Vec<Study> {
     out
 }
 
+/// Where `v`'s test errors are over its `records`, with its most confidently wrong test
+/// samples redrawn from their rounds' data seeds.
+fn error_view(v: &Variant, records: &[RoundRecord]) -> Option<ErrorView> {
+    let rounds: Vec<&RoundRecord> = records
+        .iter()
+        .filter(|r| r.variant == v.spec.name)
+        .collect();
+    let mut worst: Vec<(f64, &RoundRecord, u32)> = rounds
+        .iter()
+        .flat_map(|r| {
+            let b = r.result.breakdown.iter();
+            b.flat_map(move |b| b.worst.iter().map(move |&(i, p)| (p, *r, i)))
+        })
+        .collect();
+    worst.sort_by(|a, b| {
+        (b.0.total_cmp(&a.0))
+            .then(a.1.round.cmp(&b.1.round))
+            .then(a.2.cmp(&b.2))
+    });
+    worst.truncate(crate::breakdown::WORST);
+    let task = v.spec.task;
+    let mut gallery = Vec::new();
+    for (p, r, i) in worst {
+        let seed = (r.data_seed, seeds::TEST_PAIRS);
+        let n = v.spec.data.test_pairs;
+        let Ok(set) = crate::data::sample_set(&v.data.test, task, n, seed, "test") else {
+            continue;
+        };
+        let Some(i) = Some(i as usize).filter(|&i| i < set.len()) else {
+            continue;
+        };
+        gallery.push(Wrong {
+            round: r.round,
+            images: set
+                .sample(i)
+                .chunks(set.pixels)
+                .map(<[f32]>::to_vec)
+                .collect(),
+            classes: set.sample_classes(i).to_vec(),
+            target: set.target[i],
+            probability: p,
+        });
+    }
+    errors::view(&v.spec.name, task.kind, &rounds, gallery, v.data.side)
+}
+
 /// Writes every report of `records` (in task order) into `opts.out`; their summaries.
 fn write_all(
     opts: &SweepOptions,
@@ -386,7 +438,11 @@ fn write_all(
             .map(|o| o.text.clone())
             .collect(),
     };
-    report::write_reports(&opts.out, records, &summaries, &protocol)?;
+    let errors: Vec<ErrorView> = selected
+        .iter()
+        .filter_map(|v| error_view(v, records))
+        .collect();
+    report::write_reports(&opts.out, records, &summaries, &protocol, &errors)?;
     Ok(summaries)
 }
 

@@ -29,6 +29,7 @@ fn record(variant: &str, round: usize, test: f64, curve: &[(f64, f64, f64)]) -> 
             status: Status::Ok,
             weights: None,
             validation_error: None,
+            breakdown: None,
             curve: curve
                 .iter()
                 .map(|&(l, a, b)| EpochPoint {
@@ -157,11 +158,18 @@ fn reports_and_figures_are_reproducible_and_rebuilt_from_the_store() {
             "curves.csv",
             "figures/alpha.svg",
             "figures/beta.svg",
+            "figures/errors/alpha.svg",
+            "figures/errors/beta.svg",
             "figures/summary.svg",
             "results.csv",
             "timing.csv"
         ]
     );
+    // Every figure is well-formed XML.
+    for (name, bytes) in first.iter().filter(|(n, _)| n.ends_with(".svg")) {
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
     let curves = read(d.join("reports/curves.csv"));
     // 2 variants x 2 rounds x 3 epochs x 3 metrics.
     assert_eq!(curves.lines().count(), 1 + 36, "{curves}");

@@ -15,8 +15,13 @@ fn reports(dir: &Path) -> Vec<(String, String)> {
     for name in ["REPORT.md", "results.csv", "curves.csv"] {
         out.push((name.to_string(), read(dir.join(name))));
     }
-    for e in std::fs::read_dir(dir.join("figures")).unwrap() {
+    let figures = std::fs::read_dir(dir.join("figures")).unwrap();
+    let errors = std::fs::read_dir(dir.join("figures/errors")).unwrap();
+    for e in figures.chain(errors) {
         let p = e.unwrap().path();
+        if p.is_dir() {
+            continue;
+        }
         out.push((
             p.display()
                 .to_string()

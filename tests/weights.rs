@@ -198,3 +198,64 @@ fn missing_cut_and_foreign_weights_are_refused() {
     }
     refused("tensor digit.0.weight is F32 [3], the spec's is F32 [2, 1, 3, 3]");
 }
+
+/// Where the errors are, recorded with every round: its class-pair table counts each test
+/// pair once and each error once, and each most confidently wrong pair is really wrong for
+/// the kept network.
+#[test]
+fn the_breakdown_counts_every_error_and_its_worst_pairs_are_wrong() {
+    let d = with_data("breakdown");
+    let out = command(&d)
+        .args(["run", "--pairs", "100", "--keep-weights", "--only", "alpha"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = common::variant(&d.join("specs/alpha.toml"), 100);
+    let store = lesser::store::RoundStore::open(&store_dir(&d)).unwrap();
+    let mut checked = 0;
+    for r in store.records() {
+        let b = r.result.breakdown.as_ref().expect("recorded");
+        assert_eq!(b.samples.len(), 100, "10 x 10 class pairs");
+        assert_eq!(b.samples.iter().sum::<u32>(), 100);
+        let errors = (r.result.test_error.unwrap() * 100.0).round() as u32;
+        assert_eq!(b.wrong_total(), errors);
+        assert!(!b.worst.is_empty() && b.worst.windows(2).all(|w| w[0].1 >= w[1].1));
+        // The round's networks from their kept weights, its pairs and normalization redrawn.
+        let path = store.weights_path(&r.key());
+        let mut nets = vec![lesser::compile::Network::from_plan(
+            &v.spec,
+            v.plan.clone(),
+            0,
+        )];
+        lesser::weights::load(&mut nets, &std::fs::read(&path).unwrap(), &path).unwrap();
+        let data = &v.data;
+        let (train, mut test) = lesser::data::draw(
+            &data.train,
+            &data.test,
+            v.spec.task,
+            (100, 100),
+            r.data_seed,
+        )
+        .unwrap();
+        let norm = lesser::train::Normalization::fit(v.spec.data.normalize, &train.input);
+        norm.apply(&mut test.input);
+        for &(i, p) in &b.worst {
+            let i = i as usize;
+            let one = lesser::data::Samples {
+                input: test.sample(i).to_vec(),
+                target: vec![test.target[i]],
+                classes: test.sample_classes(i).to_vec(),
+                ..test.clone()
+            };
+            let e = lesser::train::evaluate(&[&nets[0]], &one, None)
+                .unwrap()
+                .unwrap();
+            assert_eq!(e.pair, 1.0, "pair {i} (p {p}) is wrong");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2);
+    let svg = read(d.join("reports/figures/errors/alpha.svg"));
+    roxmltree::Document::parse(&svg).unwrap();
+    assert!(read(d.join("reports/REPORT.md")).contains("figures/errors/alpha.svg"));
+}

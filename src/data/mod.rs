@@ -198,7 +198,10 @@ impl Dataset {
 fn check_classes(train: &Split, test: &Split) -> Result<usize> {
     let (train_labels, test_labels) = (&train.pool.labels, &test.pool.labels);
     let Some(&top) = train_labels.iter().max() else {
-        return Err(Error::data(&train.paths[1], "no labels: the split is empty"));
+        return Err(Error::data(
+            &train.paths[1],
+            "no labels: the split is empty",
+        ));
     };
     if train_labels.iter().all(|&l| l == top) {
         return Err(Error::data(

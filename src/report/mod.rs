@@ -7,6 +7,7 @@
 //! shows only real changes.
 
 pub mod axis_figure;
+pub mod errors;
 pub mod figures;
 mod protocol;
 mod table;
@@ -86,19 +87,84 @@ pub fn write_reports(
     records: &[RoundRecord],
     summaries: &[Summary],
     protocol: &Protocol,
+    errors: &[errors::ErrorView],
 ) -> Result<()> {
     write_atomic(&out.join("results.csv"), &results_csv(records))?;
     write_atomic(&out.join("curves.csv"), curves_csv(records).as_bytes())?;
     write_figures(&out.join("figures"), records, summaries)?;
-    write_atomic(
-        &out.join("REPORT.md"),
-        report_md(summaries, protocol).as_bytes(),
-    )?;
+    write_error_figures(&out.join("figures").join("errors"), errors)?;
+    let md = report_md(summaries, protocol, errors);
+    write_atomic(&out.join("REPORT.md"), md.as_bytes())?;
     write_atomic(&out.join("timing.csv"), timing_csv(records).as_bytes())?;
     for dir in [out, &out.join("figures")] {
         crate::fs::remove_abandoned(dir);
     }
     Ok(())
+}
+
+/// `figures/errors/<variant>.svg` per variant whose rounds say where their errors are; no
+/// other file is left there.
+fn write_error_figures(dir: &Path, views: &[errors::ErrorView]) -> Result<()> {
+    let names: Vec<String> = views
+        .iter()
+        .map(|v| figures::file_name(&v.variant))
+        .collect();
+    if !views.is_empty() {
+        crate::fs::create_dir(dir)?;
+    }
+    for (v, name) in views.iter().zip(&names) {
+        write_atomic(&dir.join(name), errors::errors_svg(v).as_bytes())?;
+    }
+    remove_stale(dir, &names)
+}
+
+/// Removes every SVG file of `dir` not named in `written` (a directory that is not there
+/// has none).
+fn remove_stale(dir: &Path, written: &[String]) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    let stale: Vec<std::path::PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "svg")
+                && !written
+                    .iter()
+                    .any(|w| p.file_name().is_some_and(|n| n == w.as_str()))
+        })
+        .collect();
+    for p in stale {
+        match std::fs::remove_file(&p) {
+            // Another run writing these reports at once removed it first.
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(crate::error::Error::io(&p, e));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// REPORT.md's section of the error figures.
+fn errors_section(s: &mut String, views: &[errors::ErrorView]) {
+    if views.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n## Where the errors are\n\nPer variant, over its rounds: the test error by the \
+         classes of a pair's first and second image (or by class), the confusion of its class \
+         outputs where it has them (each true class's row in percent), and its most \
+         confidently wrong test samples.\n"
+    );
+    for v in views {
+        let _ = writeln!(
+            s,
+            "![{}: where the errors are](figures/errors/{})\n",
+            markdown(&v.variant),
+            figures::file_name(&v.variant)
+        );
+    }
 }
 
 /// `figures/summary.svg`, one `figures/<variant>.svg` per variant with curves, and one
@@ -138,26 +204,8 @@ fn write_figures(dir: &Path, records: &[RoundRecord], summaries: &[Summary]) -> 
             written.push(name);
         }
     }
-    let stale: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| crate::error::Error::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "svg")
-                && !written
-                    .iter()
-                    .any(|w| p.file_name().is_some_and(|n| n == w.as_str()))
-        })
-        .collect();
-    for p in stale {
-        match std::fs::remove_file(&p) {
-            // Another run writing these reports at once removed it first.
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(crate::error::Error::io(&p, e));
-            }
-            _ => {}
-        }
-    }
-    Ok(())
+    std::fs::read_dir(dir).map_err(|e| crate::error::Error::io(dir, e))?;
+    remove_stale(dir, &written)
 }
 
 /// Each variant with a `baseline` against it, round by round.
@@ -531,7 +579,7 @@ fn points(v: Option<f64>) -> String {
 }
 
 /// `REPORT.md`: one row per variant, then the data and protocol.
-pub fn report_md(summaries: &[Summary], p: &Protocol) -> String {
+pub fn report_md(summaries: &[Summary], p: &Protocol, errors: &[errors::ErrorView]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# lesser: sweep report\n");
     let _ = writeln!(s, "{}\n", intro(p));
@@ -561,6 +609,7 @@ pub fn report_md(summaries: &[Summary], p: &Protocol) -> String {
             );
         }
     }
+    errors_section(&mut s, errors);
     protocol_section(&mut s, p);
     s
 }

@@ -6,7 +6,7 @@ use dfdx::prelude::*;
 use super::augment::{Affine, Side};
 use super::loss::gather;
 use super::norm::Normalization;
-use super::predict::{predict, predict_averaged};
+use super::predict::{predict, predict_averaged, probabilities};
 use crate::compile::{DigitLogits, Input, Network, Outputs};
 use crate::data::Samples;
 use crate::error::Result;
@@ -70,10 +70,40 @@ impl Views {
     }
 }
 
+/// What an evaluation predicted for each sample, beside its errors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detail {
+    /// Each sample's predicted target.
+    pub predicted: Vec<u16>,
+    /// The probability the outputs gave that prediction.
+    pub confidence: Vec<f64>,
+    /// Each image's predicted class, where the network has class outputs of its images.
+    pub digits: Option<Vec<usize>>,
+}
+
 /// The errors of `nets` on `set` (through `views`, when given): one network predicts from
 /// its logits, several outputs from their averaged probabilities. `None` when any output is
 /// NaN or infinite (the round diverged, whatever the argmax would say).
 pub fn evaluate(nets: &[&Network], set: &Samples, views: Option<&Views>) -> Result<Option<Errors>> {
+    Ok(measure(nets, set, views, false)?.map(|(e, _)| e))
+}
+
+/// [`evaluate`], with what was predicted for each sample.
+pub fn evaluate_detailed(
+    nets: &[&Network],
+    set: &Samples,
+    views: Option<&Views>,
+) -> Result<Option<(Errors, Detail)>> {
+    measure(nets, set, views, true)
+}
+
+/// The evaluation; with `detail`, each sample's prediction and its probability too.
+fn measure(
+    nets: &[&Network],
+    set: &Samples,
+    views: Option<&Views>,
+    detail: bool,
+) -> Result<Option<(Errors, Detail)>> {
     let viewed = views.map(|v| v.of(set));
     let sets: Vec<&Samples> = match &viewed {
         Some(v) => v.iter().collect(),
@@ -81,7 +111,12 @@ pub fn evaluate(nets: &[&Network], set: &Samples, views: Option<&Views>) -> Resu
     };
     let (compare, task) = (nets[0].compare, nets[0].plan.data.task);
     let idx: Vec<usize> = (0..set.len()).collect();
-    let (mut wrong, mut digit_wrong, mut has_digits) = (0usize, 0usize, false);
+    let (mut wrong, mut digit_wrong) = (0usize, 0usize);
+    let mut d = Detail {
+        predicted: Vec::new(),
+        confidence: Vec::new(),
+        digits: None,
+    };
     for chunk in idx.chunks(EVAL_CHUNK) {
         let batches: Vec<_> = sets.iter().map(|s| gather(task, s, chunk)).collect();
         let mut outs: Vec<Outputs<NoneTape>> = Vec::with_capacity(nets.len() * sets.len());
@@ -104,17 +139,24 @@ pub fn evaluate(nets: &[&Network], set: &Samples, views: Option<&Views>) -> Resu
         };
         let b = &batches[0];
         wrong += p.wrong(&b.target);
-        if let Some(d) = p.digits {
-            has_digits = true;
+        if detail {
+            let probs = probabilities(&outs, chunk.len(), task);
+            d.confidence
+                .extend(p.target.iter().zip(probs).map(|(&t, q)| q[usize::from(t)]));
+            d.predicted.extend(&p.target);
+        }
+        if let Some(digits) = p.digits {
             let classes = b.classes.iter().map(|&c| usize::from(c));
-            digit_wrong += d.iter().zip(classes).filter(|&(&p, c)| p != c).count();
+            digit_wrong += digits.iter().zip(classes).filter(|&(&p, c)| p != c).count();
+            d.digits.get_or_insert_with(Vec::new).extend(digits);
         }
     }
     let n = set.len().max(1) as f64;
-    Ok(Some(Errors {
+    let errors = Errors {
         pair: wrong as f64 / n,
-        digit: has_digits.then(|| digit_wrong as f64 / (2.0 * n)),
-    }))
+        digit: d.digits.is_some().then(|| digit_wrong as f64 / (2.0 * n)),
+    };
+    Ok(Some((errors, d)))
 }
 
 /// Whether every value of `out` is finite.

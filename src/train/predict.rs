@@ -110,6 +110,43 @@ pub(super) fn predict_averaged<T>(
     Predicted { target, digits }
 }
 
+/// Each of the `n` samples' probability of every target value, the outputs' probabilities
+/// averaged: the target logits' softmax, or (for the `argmax` and `probability` rules) the
+/// distribution the two digits' give the relation (yes/no: `[1 - P, P]`; sum: every sum's).
+pub(super) fn probabilities<T>(outs: &[Outputs<T>], n: usize, task: Task) -> Vec<Vec<f64>> {
+    let k = outs.len() as f64;
+    let mut acc: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let mut add = |i: usize, p: &[f64]| {
+        acc[i].resize(p.len(), 0.0);
+        acc[i].iter_mut().zip(p).for_each(|(a, v)| *a += v / k);
+    };
+    for out in outs {
+        match (&out.compare, &out.digits) {
+            (Some(c), _) => {
+                for (i, p) in softmax(&c.as_vec(), width(c)).iter().enumerate() {
+                    add(i, p);
+                }
+            }
+            (None, Some(d)) => {
+                let (p0, p1) = digit_probabilities(d);
+                let r = task.relation;
+                for i in 0..n {
+                    let dist = match r {
+                        Relation::Sum => sum_distribution(&p0[i], &p1[i]),
+                        _ => {
+                            let p = pair_probability(r, &p0[i], &p1[i]);
+                            vec![1.0 - p, p]
+                        }
+                    };
+                    add(i, &dist);
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    acc
+}
+
 /// Values per row of `(B, N)` logits.
 fn width<T>(t: &crate::ops::Act<T>) -> usize {
     use dfdx::prelude::HasShape;

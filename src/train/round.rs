@@ -6,11 +6,12 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use super::augment::augment;
-use super::eval::{Errors, Views, evaluate};
+use super::eval::{Errors, Views, evaluate, evaluate_detailed};
 use super::loss::{batch_loss, gather};
 use super::norm::Normalization;
 use super::optim::Optim;
 use super::predict::predict;
+use crate::breakdown::Breakdown;
 use crate::compile::{Input, NetState, Network};
 use crate::data::{Dataset, Samples, draw, repair};
 use crate::error::Result;
@@ -39,6 +40,7 @@ struct Sets {
     norm: Normalization,
     /// The images' `(height, width)`.
     side: (usize, usize),
+    classes: usize,
 }
 
 fn prepare(spec: &Spec, data: &Dataset, cfg: RoundConfig) -> Result<Sets> {
@@ -61,6 +63,7 @@ fn prepare(spec: &Spec, data: &Dataset, cfg: RoundConfig) -> Result<Sets> {
         validation,
         norm,
         side: data.side,
+        classes: data.classes,
     })
 }
 
@@ -80,8 +83,6 @@ struct Member {
     net: Network,
     curve: Vec<EpochPoint>,
     loss: f64,
-    /// The errors of the weights kept, on the test pairs.
-    test: Errors,
     validation_error: Option<f64>,
 }
 
@@ -103,6 +104,7 @@ fn diverged(epoch: usize, loss: f64, curve: Vec<EpochPoint>) -> RoundResult {
         weights: None,
         curve,
         validation_error: None,
+        breakdown: None,
     }
 }
 
@@ -324,14 +326,14 @@ fn finish_member(
         // Stopped early after an epoch whose test error was not measured.
         last_test = evaluate(&[&net], &sets.test, None)?;
     }
-    let Some(test) = last_test else {
+    // The weights kept must still give finite outputs on the test pairs.
+    if last_test.is_none() {
         return Ok(Trained::Diverged(diverged(epochs, loss, curve)));
-    };
+    }
     Ok(Trained::Done(Member {
         net,
         curve,
         loss,
-        test,
         validation_error,
     }))
 }
@@ -429,15 +431,22 @@ fn measure_round(
             curve,
         ));
     };
-    // A single network's test errors were measured as it finished training.
-    let test = if one {
-        Some(members[0].test)
-    } else {
-        measured(&sets.test)?
-    };
-    let Some(test) = test else {
+    // Measured again with each sample's prediction (a single network's errors are those it
+    // finished training with, bit for bit).
+    let Some((test, detail)) = evaluate_detailed(&nets, &sets.test, views.as_ref())? else {
         return Ok(diverged(epochs, f64::NAN, Vec::new()));
     };
+    let digits = detail
+        .digits
+        .as_deref()
+        .filter(|_| spec.model.aux_loss > 0.0);
+    let breakdown = Breakdown::of(
+        &sets.test,
+        spec.task.kind,
+        sets.classes,
+        (&detail.predicted, &detail.confidence),
+        digits,
+    );
     let validation_error = match (&sets.validation, one) {
         (_, true) => members[0].validation_error,
         (Some(v), false) => measured(v)?.map(|e| e.pair),
@@ -456,6 +465,7 @@ fn measure_round(
         weights: Some(weights_hash(&params)),
         curve: members[0].curve.clone(),
         validation_error,
+        breakdown: Some(breakdown),
     })
 }
 
