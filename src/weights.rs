@@ -93,6 +93,30 @@ pub fn to_bytes(nets: &[&Network], metadata: HashMap<String, String>) -> Result<
         .map_err(|e| Error::System(format!("kept weights: {e}")))
 }
 
+/// `set` as safetensors bytes: `input` (`n x images x height x width`, f32) and `target`
+/// (`n`, as f32 values 0, 1, ...).
+pub fn samples_to_bytes(set: &crate::data::Samples, side: (usize, usize)) -> Result<Vec<u8>> {
+    let input: Vec<u8> = set.input.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let target: Vec<u8> = set
+        .target
+        .iter()
+        .flat_map(|&t| f32::from(t).to_le_bytes())
+        .collect();
+    let shape = vec![set.len(), set.images, side.0, side.1];
+    let bad = |e: safetensors::SafeTensorError| Error::System(format!("samples: {e}"));
+    let views = [
+        (
+            "input",
+            TensorView::new(Dtype::F32, shape, &input).map_err(bad)?,
+        ),
+        (
+            "target",
+            TensorView::new(Dtype::F32, vec![set.len()], &target).map_err(bad)?,
+        ),
+    ];
+    safetensors::serialize(views, None).map_err(bad)
+}
+
 /// The metadata of a kept-weights file.
 pub fn metadata(bytes: &[u8], path: &Path) -> Result<HashMap<String, String>> {
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| unreadable(path, e))?;

@@ -188,6 +188,11 @@ pub struct EvalArgs {
     /// The epochs the round was trained for, if `run` was told `--epochs`.
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Also write the test samples measured (normalized, as the network reads them) and their
+    /// targets to this safetensors file (tensors `input` and `target`), for another tool to
+    /// measure the same weights on the same samples.
+    #[arg(long, value_name = "FILE")]
+    pub save_samples: Option<PathBuf>,
     /// Spec files or directories of them.
     #[arg(long = "specs", default_value = "specs", num_args = 1..)]
     pub specs: Vec<PathBuf>,

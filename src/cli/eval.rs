@@ -43,7 +43,13 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         Some(dir) => Some(other_data(v, dir)?),
         None => None,
     };
-    let errors = evaluate_kept(v, &nets, cfg, other.as_ref().map(|(d, n)| (d, *n)))?;
+    let other_ref = other.as_ref().map(|(d, n)| (d, *n));
+    if let Some(path) = &args.save_samples {
+        let (test, _) = crate::train::kept_test_set(v, cfg, other_ref)?;
+        let bytes = crate::weights::samples_to_bytes(&test, v.data.side)?;
+        crate::fs::write_atomic(path, &bytes)?;
+    }
+    let errors = evaluate_kept(v, &nets, cfg, other_ref)?;
     let on = match &other {
         Some((d, n)) => format!("{n} test samples of {}", d.dir.display()),
         None => format!("its {} test samples", v.spec.data.test_pairs),

@@ -377,29 +377,39 @@ pub struct Round {
     pub nets: Vec<Network>,
 }
 
-/// The errors of `nets` (a round's networks, as kept) on the round of `cfg`'s test samples:
-/// the round's own, or with `other`, `n` test samples of another dataset drawn with the
-/// round's data seed, normalized as the round's training samples were. The round's own give
-/// its stored test error, bit for bit.
-pub fn evaluate_kept(
+/// The test samples of the round of `cfg`, normalized as its training samples were, with the
+/// views its spec measures through: the round's own, or with `other`, `n` test samples of
+/// another dataset drawn with the round's data seed.
+pub fn kept_test_set(
     variant: &Variant,
-    nets: &[Network],
     cfg: RoundConfig,
     other: Option<(&Dataset, usize)>,
-) -> Result<Option<Errors>> {
+) -> Result<(Samples, Option<Views>)> {
     let spec = &variant.spec;
     let sets = prepare(spec, &variant.data, cfg)?;
     let views = spec
         .train
         .tta
         .map(|t| Views::shifts(t.shift, sets.norm, sets.side));
-    let refs: Vec<&Network> = nets.iter().collect();
     let Some((data, n)) = other else {
-        return evaluate(&refs, &sets.test, views.as_ref());
+        return Ok((sets.test, views));
     };
     let seed = (cfg.data_seed, seeds::TEST_PAIRS);
     let mut test = crate::data::sample_set(&data.test, spec.task, n, seed, "test")?;
     sets.norm.apply(&mut test.input);
+    Ok((test, views))
+}
+
+/// The errors of `nets` (a round's networks, as kept) on [`kept_test_set`]'s samples; the
+/// round's own give its stored test error, bit for bit.
+pub fn evaluate_kept(
+    variant: &Variant,
+    nets: &[Network],
+    cfg: RoundConfig,
+    other: Option<(&Dataset, usize)>,
+) -> Result<Option<Errors>> {
+    let (test, views) = kept_test_set(variant, cfg, other)?;
+    let refs: Vec<&Network> = nets.iter().collect();
     evaluate(&refs, &test, views.as_ref())
 }
 
