@@ -11,7 +11,11 @@ use common::{lesser, read, stderr, temp};
 /// Every version's golden rows, as the digest of [`GOLDEN`], oldest first. An entry is never
 /// edited: new numbers are a new entry with a new version, and the crate's version is the
 /// last entry's, so stored rounds of older code are never reused.
-const HISTORY: &[(&str, &str)] = &[("0.5.0", "2fbd3dbddefced3d"), ("0.6.0", "1eca84a55e868316")];
+const HISTORY: &[(&str, &str)] = &[
+    ("0.5.0", "2fbd3dbddefced3d"),
+    ("0.6.0", "1eca84a55e868316"),
+    ("0.7.0", "5008dd81abfc52c5"),
+];
 
 const HEAD: &str = r#"head = [
   { layer = "linear", in = 20, out = 12 },
@@ -24,7 +28,7 @@ const HEAD: &str = r#"head = [
 const TRAIN: &str = "[train]\nepochs = 2\nrepeats = 1\n";
 
 /// The shipped seed networks, written out so that editing `specs/` does not touch this test.
-fn specs() -> [(&'static str, String); 4] {
+fn specs() -> [(&'static str, String); 5] {
     [
         (
             "direct",
@@ -124,6 +128,25 @@ digit = [
 {TRAIN}"#
             ),
         ),
+        (
+            "smooth",
+            format!(
+                r#"[model]
+weight_sharing = true
+aux_loss = 1.0
+compare = "probability"
+digit = [
+  {{ layer = "conv2d", out = 4, kernel = 3 }},
+  {{ layer = "tanh" }},
+  {{ layer = "max_pool2d", kernel = 2 }},
+  {{ layer = "flatten" }},
+  {{ layer = "linear", out = 16 }},
+  {{ layer = "sigmoid" }},
+  {{ layer = "linear", out = 10 }},
+]
+{TRAIN}"#
+            ),
+        ),
     ]
 }
 
@@ -134,6 +157,7 @@ direct,0,1568258933646402701,6719111690831233255,e3f50e6d7f4e647a,43168,2,200,5.
 joint,0,1568258933646402701,5909164201995360025,d052a66152223033,70906,2,200,0.662305,0.3800,0.4700,,ok,ebe3745c2eea2d5c,c8b0db452a73d416,
 normed,0,1568258933646402701,9189377110556862554,ffbc67fa343b58d5,6866,2,200,4.493897,0.3850,0.4650,0.8950,ok,ebe3745c2eea2d5c,0504683757199e4a,
 shres,0,1568258933646402701,568299159138014435,352363b510e6fcdd,89256,2,200,5.450815,0.6200,0.5300,0.8850,ok,ebe3745c2eea2d5c,725e5778dc11fee2,
+smooth,0,1568258933646402701,974200242439952639,b1f28914cdfacbc5,2530,2,200,4.589328,0.3800,0.4700,0.9025,ok,ebe3745c2eea2d5c,b9e4ed543264456e,
 ";
 
 #[test]

@@ -4,7 +4,7 @@
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
-use super::x86::{Vector, correlate_grad_with, correlate_with};
+use super::simd::{Vector, correlate_grad_with, correlate_with};
 use super::{GradLayout, Isa};
 
 impl Vector for __m256 {

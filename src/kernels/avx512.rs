@@ -6,7 +6,7 @@
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
-use super::x86::{Vector, correlate_grad_with, correlate_with};
+use super::simd::{Vector, correlate_grad_with, correlate_with};
 use super::{AdamStep, CUT, Epilogue, GradLayout, Grid, Isa, LANES, Norm, Spread, portable};
 
 impl Vector for __m512 {

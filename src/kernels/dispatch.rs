@@ -12,11 +12,13 @@ pub enum Kernel {
     Avx2,
     /// AVX-512F.
     Avx512,
+    /// NEON (every aarch64 CPU).
+    Neon,
 }
 
 impl Kernel {
-    /// The implementation every op runs: the one `LESSER_KERNEL` names (`portable`, `avx2` or
-    /// `avx512`), else the fastest this CPU runs. All give the same bits, so this changes
+    /// The implementation every op runs: the one `LESSER_KERNEL` names (`portable`, `avx2`,
+    /// `avx512` or `neon`), else the fastest this CPU runs. All give the same bits, so this changes
     /// speed only. An unusable `LESSER_KERNEL` is reported by [`Kernel::from_env`]; here it
     /// falls back to the fastest.
     pub fn active() -> Kernel {
@@ -40,7 +42,7 @@ impl Kernel {
             return Ok(None);
         }
         let kernel = Kernel::parse(&name).ok_or_else(|| {
-            format!("LESSER_KERNEL={name}: unknown kernel; use portable, avx2 or avx512")
+            format!("LESSER_KERNEL={name}: unknown kernel; use portable, avx2, avx512 or neon")
         })?;
         if !Kernel::available().contains(&kernel) {
             let have: Vec<&str> = Kernel::available().iter().map(|k| k.name()).collect();
@@ -54,7 +56,7 @@ impl Kernel {
 
     /// The kernel called `name` (as `LESSER_KERNEL` spells it).
     pub fn parse(name: &str) -> Option<Kernel> {
-        [Kernel::Portable, Kernel::Avx2, Kernel::Avx512]
+        [Kernel::Portable, Kernel::Avx2, Kernel::Avx512, Kernel::Neon]
             .into_iter()
             .find(|k| k.name() == name)
     }
@@ -65,6 +67,7 @@ impl Kernel {
             Kernel::Portable => "portable",
             Kernel::Avx2 => "avx2",
             Kernel::Avx512 => "avx512",
+            Kernel::Neon => "neon",
         }
     }
 
@@ -90,6 +93,8 @@ impl Kernel {
                     all.push(Kernel::Avx512);
                 }
             }
+            #[cfg(target_arch = "aarch64")]
+            all.push(Kernel::Neon);
             all
         })
     }
@@ -103,7 +108,9 @@ pub(super) fn isa(kernel: Kernel) -> &'static dyn Isa {
         Kernel::Avx2 => super::avx2::get().unwrap_or(&Portable),
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx512 => super::avx512::get().unwrap_or(&Portable),
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        Kernel::Neon => super::neon::get(),
+        #[allow(unreachable_patterns)]
         _ => &Portable,
     }
 }

@@ -59,6 +59,19 @@ pub enum Activation {
     Sigmoid,
 }
 
+/// `tanh(x)` from `exp` alone, in `f64` then rounded: libm's `tanhf` differs in the last
+/// bit between x86-64 and aarch64, its `exp` does not, so every machine computes the same
+/// bits. Within an ulp of the exact value (libm's `tanhf` can be two off).
+pub fn tanh(x: f32) -> f32 {
+    // Below 2^-12, tanh(x) = x - x^3/3 rounds to x (and 1 - exp(-2x) would lose it).
+    if x.abs() < 1.0 / 4096.0 {
+        return x;
+    }
+    let x = f64::from(x);
+    let t = (-2.0 * x.abs()).exp();
+    ((1.0 - t) / (1.0 + t)).copysign(x) as f32
+}
+
 /// Applies `kind` elementwise. (dfdx has these too, but its generic strided kernels cost
 /// several times more than a plain pass over a contiguous buffer.)
 pub fn activation<T: OpTape>(x: Act<T>, kind: Activation) -> Act<T> {
@@ -69,7 +82,7 @@ pub fn activation<T: OpTape>(x: Act<T>, kind: Activation) -> Act<T> {
         Activation::Relu => y
             .iter_mut()
             .for_each(|v| *v = if v.is_nan() { *v } else { v.max(0.0) }),
-        Activation::Tanh => y.iter_mut().for_each(|v| *v = v.tanh()),
+        Activation::Tanh => y.iter_mut().for_each(|v| *v = tanh(*v)),
         Activation::Sigmoid => y.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
     }
     // The derivative is a function of the output for all three, so only `y` is kept.
@@ -92,4 +105,26 @@ pub fn activation<T: OpTape>(x: Act<T>, kind: Activation) -> Act<T> {
             .collect();
         Ok(Some(gx))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// The exp-based tanh is within an ulp of the exact value (`f64`'s, rounded) over the
+    /// range that matters, and keeps signs, zeros, infinities and NaN.
+    #[test]
+    fn tanh_is_within_an_ulp() {
+        for i in -40_000..=40_000 {
+            let x = i as f32 * 2.5e-4;
+            let (ours, exact) = (super::tanh(x), f64::from(x).tanh() as f32);
+            let ulp = f32::EPSILON * exact.abs().max(f32::MIN_POSITIVE);
+            assert!((ours - exact).abs() <= ulp, "tanh({x}): {ours} vs {exact}");
+        }
+        assert_eq!(super::tanh(1e-30), 1e-30f32.tanh());
+        assert_eq!(super::tanh(-0.0).to_bits(), (-0.0f32).to_bits());
+        assert_eq!(
+            (super::tanh(f32::INFINITY), super::tanh(-50.0)),
+            (1.0, -1.0)
+        );
+        assert!(super::tanh(f32::NAN).is_nan());
+    }
 }

@@ -1,4 +1,4 @@
-//! What the AVX2 and AVX-512 kernels share: the correlation kernels written once over a
+//! What the AVX2, AVX-512 and NEON kernels share: the correlation kernels written once over a
 //! vector type ([`Vector`]) and compiled for each instruction set by its file. Everything
 //! here is `#[inline(always)]`, so it is compiled inside an entry point's
 //! `#[target_feature]` and every intrinsic inlines.
