@@ -1,10 +1,10 @@
-//! AVX2 + FMA: the correlation kernels of [`super::x86`] on 256-bit registers (the
+//! AVX2 + FMA: the correlation kernels of [`super::simd`] on 256-bit registers (the
 //! weight-gradient one on pairs of them, 16 lanes as with AVX-512); everything else portable.
 
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
-use super::simd::{Vector, correlate_grad_with, correlate_with};
+use super::simd::{Pair, Vector, correlate_grad_with, correlate_with};
 use super::{GradLayout, Isa};
 
 impl Vector for __m256 {
@@ -38,49 +38,6 @@ impl Vector for __m256 {
     unsafe fn add(a: Self, b: Self) -> Self {
         // SAFETY: the caller upholds the contract of `Vector`.
         unsafe { _mm256_add_ps(a, b) }
-    }
-}
-
-/// Two AVX2 registers as one 16-lane vector: what the weight-gradient kernel runs on
-/// with AVX2, so that each of its 16 lanes sums the same positions as with AVX-512 (and
-/// so the same bits).
-#[derive(Clone, Copy)]
-struct Pair(__m256, __m256);
-
-impl Vector for Pair {
-    const LANES: usize = 16;
-    #[inline(always)]
-    unsafe fn zero() -> Self {
-        // SAFETY: the caller upholds the contract of `Vector`.
-        unsafe { Pair(__m256::zero(), __m256::zero()) }
-    }
-    #[inline(always)]
-    unsafe fn load(p: *const f32) -> Self {
-        // SAFETY: the caller upholds the contract of `Vector`.
-        unsafe { Pair(__m256::load(p), __m256::load(p.add(8))) }
-    }
-    #[inline(always)]
-    unsafe fn store(self, p: *mut f32) {
-        // SAFETY: the caller upholds the contract of `Vector`.
-        unsafe {
-            self.0.store(p);
-            self.1.store(p.add(8));
-        }
-    }
-    #[inline(always)]
-    unsafe fn splat(p: *const f32) -> Self {
-        // SAFETY: the caller upholds the contract of `Vector`.
-        unsafe { Pair(__m256::splat(p), __m256::splat(p)) }
-    }
-    #[inline(always)]
-    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
-        // SAFETY: the caller upholds the contract of `Vector`.
-        unsafe { Pair(__m256::fma(a.0, b.0, c.0), __m256::fma(a.1, b.1, c.1)) }
-    }
-    #[inline(always)]
-    unsafe fn add(a: Self, b: Self) -> Self {
-        // SAFETY: the caller upholds the contract of `Vector`.
-        unsafe { Pair(__m256::add(a.0, b.0), __m256::add(a.1, b.1)) }
     }
 }
 
@@ -159,9 +116,10 @@ unsafe fn correlate_grad_avx2(
     l: GradLayout,
     co: usize,
 ) {
-    // SAFETY: forwarded from the caller. 16-lane pairs: each accumulator takes two of the
-    // 16 registers, hence the smaller blocks and no wider one (a `WIDE` of 3 is none).
-    unsafe { correlate_grad_with::<Pair, 3, 1, 1, 2, 5>(acc, g, src, off, l, co) }
+    // SAFETY: forwarded from the caller. 16-lane pairs (each lane summing what it sums with
+    // AVX-512: the same bits): each accumulator takes two of the 16 registers, hence the
+    // smaller blocks and no wider one (a `WIDE` of 3 is none).
+    unsafe { correlate_grad_with::<Pair<__m256>, 3, 1, 1, 2, 5>(acc, g, src, off, l, co) }
 }
 
 /// Runs `f` compiled with avx2 enabled (inlined here, so its loops vectorize to that

@@ -1,4 +1,4 @@
-//! AVX-512F: the correlation kernels of [`super::x86`] on 512-bit registers, the 16 x 16
+//! AVX-512F: the correlation kernels of [`super::simd`] on 512-bit registers, the 16 x 16
 //! transposes into and out of the lane layout, the gradient spread with masks, and the
 //! epilogue and Adam's update recompiled 16 lanes wide (the portable code, the same
 //! operations).

@@ -24,6 +24,48 @@ pub(super) trait Vector: Copy {
     unsafe fn add(a: Self, b: Self) -> Self;
 }
 
+/// Two vectors as one twice as wide: how a narrower instruction set runs a kernel at the
+/// width of a wider one, so that each lane sums what it sums there (the same bits).
+#[derive(Clone, Copy)]
+pub(super) struct Pair<V>(V, V);
+
+impl<V: Vector> Vector for Pair<V> {
+    const LANES: usize = 2 * V::LANES;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        // SAFETY: the caller upholds the contract of `Vector`.
+        unsafe { Pair(V::zero(), V::zero()) }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: the caller upholds the contract of `Vector` for `LANES` values.
+        unsafe { Pair(V::load(p), V::load(p.add(V::LANES))) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: as `load`.
+        unsafe {
+            self.0.store(p);
+            self.1.store(p.add(V::LANES));
+        }
+    }
+    #[inline(always)]
+    unsafe fn splat(p: *const f32) -> Self {
+        // SAFETY: the caller upholds the contract of `Vector`.
+        unsafe { Pair(V::splat(p), V::splat(p)) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+        // SAFETY: the caller upholds the contract of `Vector`.
+        unsafe { Pair(V::fma(a.0, b.0, c.0), V::fma(a.1, b.1, c.1)) }
+    }
+    #[inline(always)]
+    unsafe fn add(a: Self, b: Self) -> Self {
+        // SAFETY: the caller upholds the contract of `Vector`.
+        unsafe { Pair(V::add(a.0, b.0), V::add(a.1, b.1)) }
+    }
+}
+
 /// Runs `$f::<$v, $ob, R>($args)` for the runtime count `$r` in `0..=11`: the remainder
 /// of a loop that ran `$f` with a wider block.
 macro_rules! remainder {
