@@ -1,8 +1,8 @@
 //! The numeric kernels every op runs on: one file per instruction set behind one trait,
 //! [`Isa`]. [`portable`] is plain Rust for any CPU (the trait's default methods), `avx2`
-//! (AVX2 + FMA) and `avx512` (AVX-512F) override what they speed up, and [`Kernel::active`]
-//! picks one per process: `LESSER_KERNEL=portable|avx2|avx512`, else the fastest this CPU
-//! runs.
+//! (AVX2 + FMA), `avx512` (AVX-512F) and `neon` (aarch64) override what they speed up, their
+//! correlations written once over a vector type (`simd.rs`), and [`Kernel::active`] picks one
+//! per process: `LESSER_KERNEL=portable|avx2|avx512|neon`, else the fastest this CPU runs.
 //!
 //! **The same bits on every kernel.** Every implementation computes each value with the same
 //! IEEE operations in the same order: products summed from 0 in a fixed order with fused
@@ -10,8 +10,9 @@
 //! follows the CPU. A sweep's reports therefore do not depend on the kernel or the machine
 //! (`tests/kernels.rs` runs a sweep under every kernel and compares the files). Outside this
 //! module, ops use plain Rust arithmetic, which is the same everywhere, and the C library's
-//! `exp`, `ln` and `tanh` (losses, sigmoid, tanh), which are the same for the same library:
-//! another operating system or architecture may round those differently in the last bit.
+//! `exp` and `ln` (losses, sigmoid, tanh through `exp`), which glibc computes alike on x86-64
+//! and aarch64 (`tests/cross/run.sh` compares them; its `tanhf` differs, so it is not used);
+//! another C library may round those differently in the last bit.
 //!
 //! **Safety.** An instruction set's value (`Avx2`, `Avx512`) can only be made on a CPU that has
 //! it, so its [`Isa`] methods are safe to call, and the bounds every method relies on are
