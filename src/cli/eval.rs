@@ -7,7 +7,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::report::pct;
 use crate::run::{round_key, store_path};
-use crate::train::{RoundConfig, evaluate_kept};
+use crate::train::{RoundConfig, evaluate, kept_test_set};
 use crate::variants::{self, Variant};
 
 /// Loads the variant's kept weights for `--round` and prints its errors.
@@ -44,12 +44,13 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         None => None,
     };
     let other_ref = other.as_ref().map(|(d, n)| (d, *n));
+    let (test, views) = kept_test_set(v, cfg, other_ref)?;
     if let Some(path) = &args.save_samples {
-        let (test, _) = crate::train::kept_test_set(v, cfg, other_ref)?;
         let bytes = crate::weights::samples_to_bytes(&test, v.data.side)?;
         crate::fs::write_atomic(path, &bytes)?;
     }
-    let errors = evaluate_kept(v, &nets, cfg, other_ref)?;
+    let refs: Vec<&Network> = nets.iter().collect();
+    let errors = evaluate(&refs, &test, views.as_ref())?;
     let on = match &other {
         Some((d, n)) => format!("{n} test samples of {}", d.dir.display()),
         None => format!("its {} test samples", v.spec.data.test_pairs),

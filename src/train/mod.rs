@@ -16,6 +16,6 @@ pub use eval::{Errors, Views, evaluate};
 pub use norm::Normalization;
 pub use optim::Optim;
 pub use predict::{pair_probability, sum_distribution};
-pub use round::{Round, RoundConfig, evaluate_kept, kept_test_set, train_round, weights_hash};
+pub use round::{Round, RoundConfig, kept_test_set, train_round, weights_hash};
 
 pub use crate::record::{EpochPoint, RoundResult, Status};

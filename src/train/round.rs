@@ -6,7 +6,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use super::augment::augment;
-use super::eval::{Errors, Views, evaluate, evaluate_detailed};
+use super::eval::{Detail, Errors, Views, evaluate, evaluate_detailed};
 use super::loss::{batch_loss, gather};
 use super::norm::Normalization;
 use super::optim::Optim;
@@ -83,6 +83,8 @@ struct Member {
     net: Network,
     curve: Vec<EpochPoint>,
     loss: f64,
+    /// The errors of the weights kept on the test pairs, with each sample's prediction.
+    test: (Errors, Detail),
     validation_error: Option<f64>,
 }
 
@@ -264,8 +266,17 @@ fn train_member(
         }
         let last = epoch == cfg.epochs;
         let on_curve = measured && (epoch % t.curve_every == 0 || last);
-        // The last epoch's test error is the round's, curve or not.
-        let test_now = if on_curve || last {
+        // The last epoch's test error is the round's, curve or not, measured with each
+        // sample's prediction (for where the errors are).
+        let test_now = if last {
+            match evaluate_detailed(&[&trainer.net], &sets.test, None)? {
+                Some((e, detail)) => {
+                    last_test = Some((e, detail));
+                    Some(e)
+                }
+                None => return Ok(Trained::Diverged(diverged(epoch, loss, curve))),
+            }
+        } else if on_curve {
             match trainer.errors(&sets.test)? {
                 Some(e) => Some(e),
                 None => return Ok(Trained::Diverged(diverged(epoch, loss, curve))),
@@ -286,7 +297,6 @@ fn train_member(
             test_error: test_now.filter(|_| measured).map(|e| e.pair),
             validation_error,
         });
-        last_test = test_now;
         if let (Some(stop), Some(e)) = (t.early_stopping, validation_error) {
             if best.as_ref().is_none_or(|b| e < b.error) {
                 let state = trainer.net.state();
@@ -307,13 +317,13 @@ fn train_member(
 }
 
 /// The member as trained, or back at its best epoch's weights when early stopping kept an
-/// earlier one; measured on the test pairs unless the last epoch already was.
+/// earlier one; measured on the test pairs unless the last epoch already was (`last_test`).
 fn finish_member(
     mut net: Network,
     sets: &Sets,
     curve: Vec<EpochPoint>,
     loss: f64,
-    mut last_test: Option<Errors>,
+    mut last_test: Option<(Errors, Detail)>,
     best: Option<Best>,
     epochs: usize,
 ) -> Result<Trained> {
@@ -321,19 +331,20 @@ fn finish_member(
     if let Some(b) = best.filter(|b| b.epoch != curve.len()) {
         net.set_state(&b.state);
         validation_error = Some(b.error);
-        last_test = evaluate(&[&net], &sets.test, None)?;
+        last_test = evaluate_detailed(&[&net], &sets.test, None)?;
     } else if last_test.is_none() && !curve.is_empty() {
-        // Stopped early after an epoch whose test error was not measured.
-        last_test = evaluate(&[&net], &sets.test, None)?;
+        // Stopped early at its best epoch, before the last.
+        last_test = evaluate_detailed(&[&net], &sets.test, None)?;
     }
     // The weights kept must still give finite outputs on the test pairs.
-    if last_test.is_none() {
+    let Some(test) = last_test else {
         return Ok(Trained::Diverged(diverged(epochs, loss, curve)));
-    }
+    };
     Ok(Trained::Done(Member {
         net,
         curve,
         loss,
+        test,
         validation_error,
     }))
 }
@@ -378,8 +389,9 @@ pub struct Round {
 }
 
 /// The test samples of the round of `cfg`, normalized as its training samples were, with the
-/// views its spec measures through: the round's own, or with `other`, `n` test samples of
-/// another dataset drawn with the round's data seed.
+/// views its spec measures through: the round's own (on which the round's kept networks give
+/// its stored test error, bit for bit), or with `other`, `n` test samples of another dataset
+/// drawn with the round's data seed.
 pub fn kept_test_set(
     variant: &Variant,
     cfg: RoundConfig,
@@ -398,19 +410,6 @@ pub fn kept_test_set(
     let mut test = crate::data::sample_set(&data.test, spec.task, n, seed, "test")?;
     sets.norm.apply(&mut test.input);
     Ok((test, views))
-}
-
-/// The errors of `nets` (a round's networks, as kept) on [`kept_test_set`]'s samples; the
-/// round's own give its stored test error, bit for bit.
-pub fn evaluate_kept(
-    variant: &Variant,
-    nets: &[Network],
-    cfg: RoundConfig,
-    other: Option<(&Dataset, usize)>,
-) -> Result<Option<Errors>> {
-    let (test, views) = kept_test_set(variant, cfg, other)?;
-    let refs: Vec<&Network> = nets.iter().collect();
-    evaluate(&refs, &test, views.as_ref())
 }
 
 /// The round's result from its trained members.
@@ -441,9 +440,13 @@ fn measure_round(
             curve,
         ));
     };
-    // Measured again with each sample's prediction (a single network's errors are those it
-    // finished training with, bit for bit).
-    let Some((test, detail)) = evaluate_detailed(&nets, &sets.test, views.as_ref())? else {
+    // A single network's test errors were measured as it finished training.
+    let test = if one {
+        Some(members[0].test.clone())
+    } else {
+        evaluate_detailed(&nets, &sets.test, views.as_ref())?
+    };
+    let Some((test, detail)) = test else {
         return Ok(diverged(epochs, f64::NAN, Vec::new()));
     };
     let digits = detail
