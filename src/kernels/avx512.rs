@@ -267,7 +267,8 @@ unsafe fn spread(
                         for x in 0..ow {
                             let s = _mm512_loadu_ps(src.as_ptr().add(i));
                             let v = _mm512_loadu_ps(out.as_ptr().add(i));
-                            let live = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, _mm512_setzero_ps());
+                            // Not `v <= 0`, NaN included: the portable code's test.
+                            let live = _mm512_cmp_ps_mask::<_CMP_NLE_UQ>(v, _mm512_setzero_ps());
                             let d = _mm512_maskz_mov_ps(live, s);
                             _mm512_storeu_ps(gc_ptr.add(at(o, y, x)), d);
                             sum = _mm512_add_ps(sum, d);

@@ -614,4 +614,40 @@ mod tests {
             }
         }
     }
+
+    /// The gradient spread of every kernel this CPU has against the portable one, bit for
+    /// bit, through a pool's route, a ReLU (with NaN and signed zeros in its output) and as
+    /// it is, over an odd side (whose last row and column no pooled value reaches).
+    #[test]
+    fn spread_is_the_same_on_every_kernel() {
+        let (co, oh, ow) = (3, 5, 7);
+        let grid = Grid {
+            hp: oh + 2,
+            wp: ow + 2,
+            pad: 1,
+        };
+        let full = co * oh * ow * LANES;
+        let src = data(full, 4);
+        let route: Vec<u8> = (0..full).map(|i| [0, 1, 2, 3, CUT][i * 7 % 5]).collect();
+        let specials = [f32::NAN, -0.0, 0.0, -1.0, 1.0];
+        let out: Vec<f32> = (0..full).map(|i| specials[i * 3 % 5]).collect();
+        let cases = [
+            ("route", Spread::Route(&route)),
+            ("relu", Spread::Relu(&out)),
+            ("plain", Spread::Plain),
+        ];
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for (what, how) in cases {
+            let run = |kernel: Kernel| {
+                let mut gc = vec![7.0f32; grid.pixel(co, 0, 0) * LANES];
+                let mut gb = data(co * LANES, 5);
+                isa(kernel).spread(&src, how, (co, oh, ow), grid, as_uninit(&mut gc), &mut gb);
+                (bits(&gc), bits(&gb))
+            };
+            let portable = run(Kernel::Portable);
+            for &kernel in Kernel::available() {
+                assert!(run(kernel) == portable, "{kernel:?} {what}");
+            }
+        }
+    }
 }

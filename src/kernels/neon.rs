@@ -1,13 +1,12 @@
-//! NEON (every aarch64 CPU): the correlation kernels of [`super::simd`] on pairs of 128-bit
-//! registers for the forward correlation (8 lanes, as AVX2) and fours of them for the weight
-//! gradient (16 lanes, as AVX-512), so every lane sums what it sums there: the same bits.
-//! 32 registers of 4 floats hold as many values as AVX2's 16 of 8, so the blocking is
-//! AVX2's. Everything else portable.
+//! NEON (every aarch64 CPU): the correlation kernels of [`super::simd`] on 128-bit registers,
+//! blocked as AVX-512's (32 registers; each accumulator here holds a quarter of what one
+//! holds there). The weight gradient covers the 16 lanes a quarter at a time, so every lane
+//! sums what it sums there: the same bits. Everything else portable.
 
 use std::arch::aarch64::*;
 use std::mem::MaybeUninit;
 
-use super::simd::{Pair, Vector, correlate_grad_with, correlate_with};
+use super::simd::{Vector, correlate_grad_with, correlate_with};
 use super::{GradLayout, Isa};
 
 impl Vector for float32x4_t {
@@ -44,11 +43,6 @@ impl Vector for float32x4_t {
     }
 }
 
-/// 8 lanes, as AVX2's registers.
-type Two = Pair<float32x4_t>;
-/// 16 lanes, as AVX-512's: the weight gradient's.
-type Four = Pair<Two>;
-
 /// The NEON kernel.
 struct Neon(());
 
@@ -71,7 +65,9 @@ impl Isa for Neon {
     ) {
         // SAFETY: NEON is part of every aarch64 CPU, and the caller checked the bounds
         // (`super::correlate`).
-        unsafe { correlate_with::<Two, 6, 2, 3, 4, 6, 12>(out, out_stride, n, src, off, w, co) }
+        unsafe {
+            correlate_with::<float32x4_t, 8, 3, 5, 8, 12, 12>(out, out_stride, n, src, off, w, co)
+        }
     }
 
     fn correlate_grad(
@@ -83,8 +79,7 @@ impl Isa for Neon {
         l: GradLayout,
         co: usize,
     ) {
-        // SAFETY: as for `correlate` (bounds: `super::correlate_grad_with`). 16-lane fours:
-        // each accumulator takes four registers, hence AVX2's smaller blocks.
-        unsafe { correlate_grad_with::<Four, 3, 1, 1, 2, 5>(acc, g, src, off, l, co) }
+        // SAFETY: as for `correlate` (bounds: `super::correlate_grad_with`).
+        unsafe { correlate_grad_with::<float32x4_t, 4, 6, 6, 8, 11>(acc, g, src, off, l, co) }
     }
 }

@@ -24,48 +24,6 @@ pub(super) trait Vector: Copy {
     unsafe fn add(a: Self, b: Self) -> Self;
 }
 
-/// Two vectors as one twice as wide: how a narrower instruction set runs a kernel at the
-/// width of a wider one, so that each lane sums what it sums there (the same bits).
-#[derive(Clone, Copy)]
-pub(super) struct Pair<V>(V, V);
-
-impl<V: Vector> Vector for Pair<V> {
-    const LANES: usize = 2 * V::LANES;
-    #[inline(always)]
-    unsafe fn zero() -> Self {
-        // SAFETY: the caller upholds the contract of `Vector`.
-        unsafe { Pair(V::zero(), V::zero()) }
-    }
-    #[inline(always)]
-    unsafe fn load(p: *const f32) -> Self {
-        // SAFETY: the caller upholds the contract of `Vector` for `LANES` values.
-        unsafe { Pair(V::load(p), V::load(p.add(V::LANES))) }
-    }
-    #[inline(always)]
-    unsafe fn store(self, p: *mut f32) {
-        // SAFETY: as `load`.
-        unsafe {
-            self.0.store(p);
-            self.1.store(p.add(V::LANES));
-        }
-    }
-    #[inline(always)]
-    unsafe fn splat(p: *const f32) -> Self {
-        // SAFETY: the caller upholds the contract of `Vector`.
-        unsafe { Pair(V::splat(p), V::splat(p)) }
-    }
-    #[inline(always)]
-    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
-        // SAFETY: the caller upholds the contract of `Vector`.
-        unsafe { Pair(V::fma(a.0, b.0, c.0), V::fma(a.1, b.1, c.1)) }
-    }
-    #[inline(always)]
-    unsafe fn add(a: Self, b: Self) -> Self {
-        // SAFETY: the caller upholds the contract of `Vector`.
-        unsafe { Pair(V::add(a.0, b.0), V::add(a.1, b.1)) }
-    }
-}
-
 /// Runs `$f::<$v, $ob, R>($args)` for the runtime count `$r` in `0..=11`: the remainder
 /// of a loop that ran `$f` with a wider block.
 macro_rules! remainder {
@@ -194,7 +152,10 @@ pub(super) unsafe fn correlate_with<
 
 /// `OB x TB` lane accumulators over all `n` positions of every image, `acc` and `off`
 /// pointing at the block's first tap; `OB` gradient registers and one source register
-/// besides.
+/// besides. A vector narrower than [`super::LANES`] covers the lanes a slice at a time
+/// (first lanes 0 to 7, then 8 to 15, with AVX2): each lane sums the same values in the same
+/// order as at full width, so the bits are the same, and each accumulator takes one register
+/// rather than several.
 #[inline(always)]
 unsafe fn grad_block<V: Vector, const OB: usize, const TB: usize>(
     acc: *mut f32,
@@ -204,31 +165,37 @@ unsafe fn grad_block<V: Vector, const OB: usize, const TB: usize>(
     off: &[usize],
     l: GradLayout,
 ) {
+    let lanes = super::LANES;
+    // Indexed once here, not in the loop.
+    let off: [usize; TB] = std::array::from_fn(|t| off[t]);
     // SAFETY: for the whole body, the caller leaves `TB` taps and `OB` channels from here, and
-    // every image within the bounds `correlate_grad` asserted.
+    // every image within the bounds `correlate_grad` asserted; `slice + V::LANES <= LANES`.
     unsafe {
-        let mut a = [[V::zero(); TB]; OB];
-        for img in 0..l.images {
-            let (g, src) = (g.add(img * l.g_image), src.add(img * l.src_image));
-            let mut p = 0;
-            while p < l.n {
-                let mut gv = [V::zero(); OB];
-                for (b, v) in gv.iter_mut().enumerate() {
-                    *v = V::load(g.add(b * l.g_stride + p));
-                }
-                for t in 0..TB {
-                    let s = V::load(src.add(p + off[t]));
-                    for b in 0..OB {
-                        a[b][t] = V::fma(gv[b], s, a[b][t]);
+        for slice in (0..lanes).step_by(V::LANES) {
+            let mut a = [[V::zero(); TB]; OB];
+            for img in 0..l.images {
+                let g = g.add(img * l.g_image + slice);
+                let src = src.add(img * l.src_image + slice);
+                let mut p = 0;
+                while p < l.n {
+                    let mut gv = [V::zero(); OB];
+                    for (b, v) in gv.iter_mut().enumerate() {
+                        *v = V::load(g.add(b * l.g_stride + p));
                     }
+                    for t in 0..TB {
+                        let s = V::load(src.add(p + off[t]));
+                        for b in 0..OB {
+                            a[b][t] = V::fma(gv[b], s, a[b][t]);
+                        }
+                    }
+                    p += lanes;
                 }
-                p += V::LANES;
             }
-        }
-        for (b, ab) in a.iter().enumerate() {
-            for (t, v) in ab.iter().enumerate() {
-                let at = acc.add((b * taps + t) * super::LANES);
-                V::add(V::load(at), *v).store(at);
+            for (b, ab) in a.iter().enumerate() {
+                for (t, v) in ab.iter().enumerate() {
+                    let at = acc.add((b * taps + t) * lanes + slice);
+                    V::add(V::load(at), *v).store(at);
+                }
             }
         }
     }
