@@ -19,6 +19,7 @@ pub mod fs;
 pub mod hash;
 pub mod kernels;
 pub mod ops;
+pub mod par;
 pub mod record;
 pub mod report;
 pub mod run;

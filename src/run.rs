@@ -27,6 +27,9 @@ pub struct SweepOptions {
     pub epochs: Option<usize>,
     pub only: Vec<String>,
     pub jobs: usize,
+    /// Threads in all: the rounds running split their passes over the threads no round
+    /// holds (`par`).
+    pub threads: usize,
     /// Ignore stored rounds (they are still written).
     pub fresh: bool,
     /// Refuse a variant whose round is estimated to need more GiB than this.
@@ -99,6 +102,12 @@ fn check_options(opts: &SweepOptions) -> Result<()> {
         return Err(Error::Usage(format!(
             "--jobs {}: must be between 1 and {MAX_JOBS}",
             opts.jobs
+        )));
+    }
+    if !(1..=MAX_THREADS).contains(&opts.threads) {
+        return Err(Error::Usage(format!(
+            "--threads {}: must be between 1 and {MAX_THREADS}",
+            opts.threads
         )));
     }
     variants::check_max_memory(opts.max_memory)
@@ -211,8 +220,9 @@ fn lookup(
     (found, todo)
 }
 
-/// Trains the tasks at `todo` on `jobs` threads, longest first, storing each round the moment
-/// it finishes. Returns `(task index, record)` per round, in no particular order.
+/// Trains the tasks at `todo`, `jobs` at once on `threads` threads, longest first, storing each
+/// round the moment it finishes. Returns `(task index, record)` per round, in no particular
+/// order.
 fn train_all(
     tasks: &[Task],
     mut todo: Vec<usize>,
@@ -221,12 +231,11 @@ fn train_all(
     progress: &dyn Progress,
 ) -> Result<Vec<(usize, RoundRecord)>> {
     progress.begin(todo.len());
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.jobs)
-        .build()
-        .map_err(|e| Error::System(format!("cannot start {} threads: {e}", opts.jobs)))?;
-    // Each thread takes the next round as it becomes free: the threads finish close together
-    // instead of one running the last long round alone.
+    let pool = thread_pool(opts.threads)?;
+    // Each worker takes the next round as it becomes free, and the threads no worker holds
+    // take pieces of the rounds running: at the end of a sweep, the last rounds get every
+    // core. No more workers than threads: a thread waiting inside a round could otherwise
+    // take a whole worker's rounds.
     todo.sort_by_key(|&i| std::cmp::Reverse(tasks[i].cost));
     let next = AtomicUsize::new(0);
     let done: Mutex<Vec<(usize, Result<RoundRecord>)>> = Mutex::new(Vec::new());
@@ -251,7 +260,7 @@ fn train_all(
         Ok(r)
     };
     pool.scope(|scope| {
-        for _ in 0..pool.current_num_threads() {
+        for _ in 0..opts.jobs.min(opts.threads) {
             scope.spawn(|_| {
                 while let Some(&i) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let r = run_one(&tasks[i]);
@@ -263,6 +272,22 @@ fn train_all(
     progress.end();
     let done = done.into_inner().unwrap_or_else(|e| e.into_inner());
     done.into_iter().map(|(i, r)| r.map(|r| (i, r))).collect()
+}
+
+/// The most threads `--threads` starts.
+pub const MAX_THREADS: usize = 1024;
+
+/// A pool of `threads` threads for rounds to run in (and split their passes over, `par`).
+pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
+    if !(1..=MAX_THREADS).contains(&threads) {
+        return Err(Error::Usage(format!(
+            "--threads {threads}: must be between 1 and {MAX_THREADS}"
+        )));
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::System(format!("cannot start {threads} threads: {e}")))
 }
 
 /// What a kept-weights file says of its round.

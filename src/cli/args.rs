@@ -136,6 +136,10 @@ pub struct RunArgs {
     /// Rounds trained at once (default: all cores). Results do not depend on it.
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// Threads in all (default: all cores); threads no round holds work inside the rounds
+    /// running. Results do not depend on it.
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Retrain every round, ignoring stored results.
     #[arg(long)]
     pub fresh: bool,
@@ -160,6 +164,9 @@ pub struct BenchArgs {
     /// Rounds timed per variant (the median is printed).
     #[arg(long, default_value_t = 1)]
     pub rounds: usize,
+    /// Threads each round runs on.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
 }
 
 #[derive(Debug, Args)]

@@ -1,4 +1,4 @@
-//! `lesser bench`: seconds per round of each variant, on one thread.
+//! `lesser bench`: seconds per round of each variant, on `--threads` threads (one by default).
 
 use std::time::Instant;
 
@@ -12,7 +12,7 @@ use crate::variants;
 /// The most rounds `--rounds` times per variant.
 const MAX_ROUNDS: usize = 1000;
 
-/// Trains `rounds` rounds per variant on the calling thread and prints the median time.
+/// Trains `rounds` rounds per variant, one at a time, and prints the median time.
 pub fn run(args: &BenchArgs) -> Result<()> {
     let s = &args.sweep;
     if args.rounds == 0 || s.epochs == Some(0) {
@@ -34,6 +34,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     for v in &selected {
         variants::check_memory(v, s.max_memory)?;
     }
+    let pool = crate::run::thread_pool(args.threads)?;
     print("variant,epochs,pairs,seconds_per_round,test_error\n")?;
     for v in &selected {
         let spec = &v.spec;
@@ -42,15 +43,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let mut last = None;
         for round in 0..args.rounds {
             let t = Instant::now();
-            let r = train_round(
-                v,
-                &v.data,
-                RoundConfig {
-                    epochs,
-                    data_seed: data_seed(round),
-                    init_seed: init_seed(&spec.name, spec.train.seed, round),
-                },
-            )?;
+            let cfg = RoundConfig {
+                epochs,
+                data_seed: data_seed(round),
+                init_seed: init_seed(&spec.name, spec.train.seed, round),
+            };
+            let r = pool.install(|| train_round(v, &v.data, cfg))?;
             times.push(t.elapsed().as_secs_f64());
             last = r.result.test_error;
         }

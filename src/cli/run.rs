@@ -18,6 +18,7 @@ pub(super) fn options(sweep: &SweepArgs, target: &OutArgs, jobs: usize) -> Resul
         epochs: sweep.epochs,
         only: sweep.only.clone(),
         jobs,
+        threads: cores(),
         fresh: false,
         max_memory: sweep.max_memory,
         load: crate::variants::LoadOptions::parse(&sweep.spec.set, sweep.spec.max_grid)?
@@ -27,12 +28,16 @@ pub(super) fn options(sweep: &SweepArgs, target: &OutArgs, jobs: usize) -> Resul
     })
 }
 
+/// This machine's cores: the default for `--jobs` and `--threads`.
+pub(super) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Runs the sweep and says where the reports went.
 pub fn run(args: &RunArgs) -> Result<()> {
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let jobs = args.jobs.unwrap_or_else(cores);
     let mut opts = options(&args.sweep, &args.target, jobs)?;
+    opts.threads = args.threads.unwrap_or(opts.threads);
     opts.load = opts.load.keep_weights(args.keep_weights);
     let shard = args
         .shard
@@ -44,6 +49,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         shard,
         ..opts
     };
+    let threads = opts.threads;
     let outcome = if args.quiet {
         sweep(&opts, &Silent)?
     } else {
@@ -87,13 +93,15 @@ pub fn run(args: &RunArgs) -> Result<()> {
     print(&table)?;
     let _ = writeln!(
         std::io::stderr(),
-        "{} rounds ({} trained, {} reused from the store) in {:.1} s on {jobs} {} ({} kernel); \
-         reports in {}",
+        "{} rounds ({} trained, {} reused from the store) in {:.1} s, {} at once on {} {} ({} \
+         kernel); reports in {}",
         outcome.rounds,
         outcome.trained,
         outcome.rounds - outcome.trained,
         outcome.seconds,
-        if jobs == 1 { "thread" } else { "threads" },
+        jobs.min(threads),
+        threads,
+        if threads == 1 { "thread" } else { "threads" },
         crate::kernels::Kernel::active().name(),
         args.target.out.display()
     );

@@ -46,6 +46,7 @@ pub use dispatch::Kernel;
 
 use std::mem::MaybeUninit;
 
+use crate::par;
 use dispatch::isa;
 
 /// Values per AVX-512 register (two AVX2 registers); every length is processed in whole
@@ -322,7 +323,18 @@ fn correlate_into(
         Kernel::available().contains(&kernel),
         "{kernel:?} unsupported"
     );
-    isa(kernel).correlate(out, out_stride, n, src, off, w, co);
+    // The channels split over the pool's threads: each channel's values are the same.
+    let pieces = par::pieces(co, co * taps * n);
+    let parts = par::Rows(out, out_stride);
+    par::split(
+        parts,
+        (0, co),
+        pieces,
+        &|first, count, par::Rows(out, _)| {
+            let w = &w[first * taps..][..count * taps];
+            isa(kernel).correlate(out, out_stride, n, src, off, w, count);
+        },
+    );
 }
 
 /// What a weight-gradient pass reads: `images` images, image `i`'s wide output gradient at
@@ -400,7 +412,18 @@ pub fn correlate_grad_with(kernel: Kernel, acc: &mut [f32], input: GradInput, of
         images,
         n,
     };
-    isa(kernel).correlate_grad(acc, g, src, off, layout, co);
+    // The channels split over the pool's threads: each channel's sums are the same.
+    let pieces = par::pieces(co, co * taps * n * images);
+    let parts = par::Rows(acc, taps * LANES);
+    par::split(
+        parts,
+        (0, co),
+        pieces,
+        &|first, count, par::Rows(acc, _)| {
+            let g = &g[first * g_stride..];
+            isa(kernel).correlate_grad(acc, g, src, off, layout, count);
+        },
+    );
 }
 
 /// Sums each run of [`LANES`] values of a [`correlate_grad`] accumulator, in lane order.
@@ -467,7 +490,23 @@ pub(crate) fn epilogue(
     dst: &mut [MaybeUninit<f32>],
     route: &mut [u8],
 ) {
-    isa(Kernel::active()).epilogue(epi, src, dims, bias, norm, dst, route)
+    let (co, oh, ow) = dims;
+    let (src_px, dst_px) = (oh * ow * LANES, epi.side(oh) * epi.side(ow) * LANES);
+    let route_px = if route.is_empty() { 0 } else { dst_px };
+    let parts = (par::Rows(dst, dst_px), par::Rows(route, route_px));
+    let pieces = par::pieces(co, co * src_px);
+    par::split(parts, (0, co), pieces, &|first, count, (dst, route)| {
+        let channels = first..first + count;
+        let norm = norm.map(|n| Norm {
+            mean: &n.mean[channels.clone()],
+            inv_std: &n.inv_std[channels.clone()],
+            gamma: &n.gamma[channels.clone()],
+            beta: &n.beta[channels.clone()],
+        });
+        let (src, bias) = (&src[first * src_px..], &bias[channels.clone()]);
+        let dims = (count, oh, ow);
+        isa(Kernel::active()).epilogue(epi, src, dims, bias, norm, dst.0, route.0)
+    });
 }
 
 /// Writes one group's convolution-output gradient (`co x oh x ow` pixels) into `gc` (placed
@@ -504,7 +543,19 @@ pub(crate) fn spread(
             && gc.len() >= (grid.pixel(co - 1, oh - 1, ow - 1) + 1) * LANES,
         "spread: buffer too short"
     );
-    isa(Kernel::active()).spread(src, how, dims, grid, gc, gb)
+    let plane = grid.hp * grid.wp * LANES;
+    let parts = (par::Rows(gc, plane), par::Rows(gb, LANES));
+    let pieces = par::pieces(co, co * oh * ow * LANES);
+    par::split(parts, (0, co), pieces, &|first, count, (gc, gb)| {
+        let at = first * pixels * LANES;
+        let how = match how {
+            Spread::Route(r) => Spread::Route(&r[at..]),
+            Spread::Relu(out) => Spread::Relu(&out[at..]),
+            Spread::Plain => Spread::Plain,
+        };
+        let dims = (count, oh, ow);
+        isa(Kernel::active()).spread(&src[at..], how, dims, grid, gc.0, gb.0)
+    });
 }
 
 /// Runs `f` compiled for the active kernel's vector width, for plain Rust loops over lanes

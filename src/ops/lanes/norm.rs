@@ -7,10 +7,12 @@
 use super::BatchStats;
 use super::layout::in_group;
 use crate::kernels::{Grid, LANES, Norm, widened};
+use crate::par;
 
 /// Per channel, the sums over the batch's images and positions of `raw + bias` and its square,
 /// in `f64`, then the mean, the biased variance and `1 / sqrt(var + eps)` as
-/// `ops::batch_norm2d` forms them. `raw` holds every group, `co x oh x ow` pixels each.
+/// `ops::batch_norm2d` forms them. `raw` holds every group, `co x oh x ow` pixels each. The
+/// channels are split over the pool's threads (each channel's sums are the same).
 pub(super) fn batch_stats(
     raw: &[f32],
     dims: (usize, usize, usize),
@@ -18,27 +20,45 @@ pub(super) fn batch_stats(
     batch: usize,
     eps: f32,
 ) -> BatchStats {
-    widened(
-        #[inline(always)]
-        || batch_stats_with(raw, dims, bias, batch, eps),
-    )
+    let co = dims.0;
+    let mut moments = vec![(0.0f32, 0.0f32); co];
+    let pieces = par::pieces(co, raw.len());
+    par::split(
+        par::Rows(&mut moments, 1),
+        (0, co),
+        pieces,
+        &|first, _, out| {
+            widened(
+                #[inline(always)]
+                || moments_with(raw, dims, bias, batch, first, out.0),
+            )
+        },
+    );
+    BatchStats {
+        count: batch * dims.1 * dims.2,
+        mean: moments.iter().map(|m| m.0).collect(),
+        var: moments.iter().map(|m| m.1).collect(),
+        inv_std: moments
+            .iter()
+            .map(|m| crate::ops::norm::inv_std(m.1, eps))
+            .collect(),
+    }
 }
 
+/// The `(mean, variance)` of channels `first..` into `out`, one a channel.
 #[inline(always)]
-fn batch_stats_with(
+fn moments_with(
     raw: &[f32],
     (co, oh, ow): (usize, usize, usize),
     bias: &[f32],
     batch: usize,
-    eps: f32,
-) -> BatchStats {
+    first: usize,
+    out: &mut [(f32, f32)],
+) {
     let (pixels, count) = (oh * ow, batch * oh * ow);
     let group = co * pixels * LANES;
-    let mut stats = BatchStats {
-        count,
-        ..BatchStats::default()
-    };
-    for (o, &b) in bias.iter().enumerate().take(co) {
+    for (o, m) in (first..).zip(out.iter_mut()) {
+        let b = bias[o];
         let (mut s, mut q) = ([0.0f64; LANES], [0.0f64; LANES]);
         for (g, raw) in raw.chunks_exact(group).enumerate() {
             let live = live_lanes(batch, g);
@@ -55,11 +75,8 @@ fn batch_stats_with(
         let (s, q): (f64, f64) = (s.iter().sum(), q.iter().sum());
         let mean = (s / count as f64) as f32;
         let var = ((q / count as f64) - f64::from(mean) * f64::from(mean)).max(0.0) as f32;
-        stats.mean.push(mean);
-        stats.var.push(var);
-        stats.inv_std.push(crate::ops::norm::inv_std(var, eps));
+        *m = (mean, var);
     }
-    stats
 }
 
 /// What the backward pass normalized with.

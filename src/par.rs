@@ -1,0 +1,90 @@
+//! Threads inside a round: a pass splits its outputs (channels, rows) over the threads of the
+//! rayon pool it runs in, by [`split`]. Only independent outputs are split, never the terms of
+//! one sum, so every value is computed by the same operations in the same order whatever the
+//! thread count: a round gives the same bits on 1 thread or 16. In a sweep, the pool is the
+//! sweep's: a piece another thread does not take runs on the thread that made it, so rounds
+//! running side by side on every core pay only the split itself.
+
+/// Multiply-adds (or their like) below which a piece of work is not split further: about
+/// two microseconds at one core's speed, well above the cost of handing a piece over.
+pub const MIN_WORK: usize = 1 << 17;
+
+/// How many pieces `items` outputs of `work` multiply-adds in all are split into: one per
+/// thread of the current pool, fewer when the pieces would be too small to pay.
+pub fn pieces(items: usize, work: usize) -> usize {
+    rayon::current_num_threads()
+        .min(items)
+        .min(work / MIN_WORK)
+        .max(1)
+}
+
+/// Outputs that can be cut in two at an output: what [`split`] hands out.
+pub trait Parts: Send + Sized {
+    /// The outputs before `at` and those from `at` on.
+    fn cut(self, at: usize) -> (Self, Self);
+}
+
+/// Outputs `stride` values apart in one buffer (the last may be shorter).
+pub struct Rows<'a, T>(pub &'a mut [T], pub usize);
+
+impl<T: Send> Parts for Rows<'_, T> {
+    fn cut(self, at: usize) -> (Self, Self) {
+        let Rows(data, stride) = self;
+        let (a, b) = data.split_at_mut((at * stride).min(data.len()));
+        (Rows(a, stride), Rows(b, stride))
+    }
+}
+
+impl<A: Parts, B: Parts> Parts for (A, B) {
+    fn cut(self, at: usize) -> (Self, Self) {
+        let ((a0, a1), (b0, b1)) = (self.0.cut(at), self.1.cut(at));
+        ((a0, b0), (a1, b1))
+    }
+}
+
+/// Runs `f(first, count, part)` over `pieces` runs of `items` outputs in parallel, `part` being
+/// the outputs from `first` on; the parts are disjoint.
+pub fn split<P: Parts>(
+    parts: P,
+    (first, items): (usize, usize),
+    pieces: usize,
+    f: &(dyn Fn(usize, usize, P) + Sync),
+) {
+    if pieces <= 1 || items <= 1 {
+        return f(first, items, parts);
+    }
+    let left = pieces / 2;
+    let mid = items * left / pieces;
+    let (a, b) = parts.cut(mid);
+    rayon::join(
+        || split(a, (first, mid), left, f),
+        || split(b, (first + mid, items - mid), pieces - left, f),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every output is visited once, in its own part, for any number of pieces.
+    #[test]
+    fn split_visits_every_output_once() {
+        for pieces in [1, 2, 3, 7, 16] {
+            let mut out = vec![0u32; 10 * 4];
+            split(
+                Rows(&mut out, 4),
+                (0, 10),
+                pieces,
+                &|first, count, Rows(part, _)| {
+                    for i in 0..count {
+                        for v in &mut part[i * 4..i * 4 + 4] {
+                            *v += (first + i) as u32 + 1;
+                        }
+                    }
+                },
+            );
+            let want: Vec<u32> = (0..40).map(|i| i / 4 + 1).collect();
+            assert_eq!(out, want, "{pieces} pieces");
+        }
+    }
+}
