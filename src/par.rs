@@ -62,6 +62,54 @@ pub fn split<P: Parts>(
     );
 }
 
+/// A buffer whose disjoint places pieces of work write at once, each through slices of its
+/// own: for outputs that interleave (a channel's rows in every group of a batch), which
+/// [`Rows`] cannot cut apart.
+pub struct Disjoint<'a, T> {
+    ptr: *mut T,
+    len: usize,
+    _buf: std::marker::PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: it hands out `&mut [T]` to other threads, which `T: Send` allows; that no two of
+// those overlap is the contract of `slice`.
+unsafe impl<T: Send> Sync for Disjoint<'_, T> {}
+
+impl<'a, T> Disjoint<'a, T> {
+    pub fn new(buf: &'a mut [T]) -> Self {
+        Disjoint {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+            _buf: std::marker::PhantomData,
+        }
+    }
+
+    /// Its length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The `len` values from `at`. Checked in debug builds only: a check in a hot loop kept
+    /// it from vectorizing, so callers check their whole range once.
+    ///
+    /// # Safety
+    /// They must lie within the buffer, and no other slice of this buffer that overlaps this
+    /// one may be alive while it is.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn slice(&self, at: usize, len: usize) -> &mut [T] {
+        debug_assert!(
+            at <= self.len && len <= self.len - at,
+            "a slice beyond the buffer"
+        );
+        // SAFETY: within the buffer borrowed for 'a, with no overlap, by the caller.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(at), len) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

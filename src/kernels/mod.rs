@@ -262,8 +262,9 @@ pub fn correlate_new(len: usize, src: &[f32], off: &[usize], w: &[f32]) -> Vec<f
     out
 }
 
-/// [`correlate`] into memory that need not be initialized: writes exactly what
-/// [`correlate`] writes.
+/// [`correlate`] into memory that need not be initialized, on this thread alone (for
+/// callers that split a larger pass over the threads): writes exactly what [`correlate`]
+/// writes.
 pub(crate) fn correlate_uninit(
     out: &mut [MaybeUninit<f32>],
     out_stride: usize,
@@ -272,7 +273,7 @@ pub(crate) fn correlate_uninit(
     off: &[usize],
     w: &[f32],
 ) {
-    correlate_into(Kernel::active(), out, out_stride, len, src, off, w)
+    correlate_split(Kernel::active(), out, out_stride, len, src, off, w, 1)
 }
 
 /// [`correlate`] with a chosen implementation, which this CPU must support.
@@ -296,7 +297,8 @@ pub(crate) fn as_uninit(v: &mut [f32]) -> &mut [MaybeUninit<f32>] {
     unsafe { &mut *(v as *mut [f32] as *mut [MaybeUninit<f32>]) }
 }
 
-/// [`correlate_with`] into memory that need not be initialized.
+/// [`correlate_with`] into memory that need not be initialized, its channels split over
+/// the pool's threads.
 fn correlate_into(
     kernel: Kernel,
     out: &mut [MaybeUninit<f32>],
@@ -305,6 +307,23 @@ fn correlate_into(
     src: &[f32],
     off: &[usize],
     w: &[f32],
+) {
+    let co = w.len().checked_div(off.len()).unwrap_or(0);
+    let pieces = par::pieces(co, w.len() * round_up(len));
+    correlate_split(kernel, out, out_stride, len, src, off, w, pieces)
+}
+
+/// [`correlate_into`] in `pieces` runs of channels.
+#[allow(clippy::too_many_arguments)]
+fn correlate_split(
+    kernel: Kernel,
+    out: &mut [MaybeUninit<f32>],
+    out_stride: usize,
+    len: usize,
+    src: &[f32],
+    off: &[usize],
+    w: &[f32],
+    pieces: usize,
 ) {
     let (taps, n) = (off.len(), round_up(len));
     if taps == 0 || n == 0 || w.is_empty() {
@@ -323,8 +342,7 @@ fn correlate_into(
         Kernel::available().contains(&kernel),
         "{kernel:?} unsupported"
     );
-    // The channels split over the pool's threads: each channel's values are the same.
-    let pieces = par::pieces(co, co * taps * n);
+    // Each channel's values are the same however the channels are split.
     let parts = par::Rows(out, out_stride);
     par::split(
         parts,

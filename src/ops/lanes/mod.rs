@@ -32,6 +32,7 @@ use crate::kernels::{
     Epilogue, GradInput, LANES, Norm, Spread, as_uninit, correlate_grad, correlate_uninit,
     epilogue, reduce_lanes, spread,
 };
+use crate::par;
 use layout::{Aligned, Fresh, Planes, groups, leave_all};
 
 /// Batch normalization after a convolution of a chain, before its epilogue's ReLU and pool.
@@ -319,12 +320,23 @@ impl<'a, 'l> Forward<'a, 'l> {
         };
         let at = self.raw_slot(i, g) * cv.out_len();
         let raw = self.raws[i].part_mut(at, cv.out_len());
-        let wp = cv.input.wp();
+        let (wp, off) = (cv.input.wp(), &self.offs[i]);
         let (len, stride) = (cv.ow * LANES, cv.oh * cv.ow * LANES);
-        for y in 0..cv.oh {
-            let row = &mut raw[y * cv.ow * LANES..];
-            correlate_uninit(row, stride, len, &src[y * wp * LANES..], &self.offs[i], l.w);
-        }
+        // The channels split over the threads, each piece every row: pieces large enough
+        // to be worth handing to another thread.
+        let pieces = par::pieces(cv.co, l.w.len() * stride);
+        par::split(
+            par::Rows(raw, stride),
+            (0, cv.co),
+            pieces,
+            &|first, count, raw| {
+                let w = &l.w[first * off.len()..][..count * off.len()];
+                for y in 0..cv.oh {
+                    let row = &mut raw.0[y * cv.ow * LANES..];
+                    correlate_uninit(row, stride, len, &src[y * wp * LANES..], off, w);
+                }
+            },
+        );
         if !l.batch_norm() {
             self.finish(i, g);
         }
@@ -679,12 +691,22 @@ impl<'a, 'l> Backward<'a, 'l> {
         let span = self.gx_span(i);
         // Every value written: every row of every channel.
         let gx = self.gxs[i].part_mut(span.slot(g) * xp.c * plane, xp.c * plane);
-        for y in 0..xp.h {
-            let (off_g, w_g) = rows_g.row(y + xp.pad);
-            let row = &mut gx[y * xp.w * LANES..];
-            let src = &gc[((y + xp.pad) * gwp + xp.pad) * LANES..];
-            correlate_uninit(row, plane, xp.w * LANES, src, off_g, w_g);
-        }
+        // The input channels split over the threads, as in the forward pass.
+        let pieces = par::pieces(xp.c, rows_g.taps() * plane);
+        par::split(
+            par::Rows(gx, plane),
+            (0, xp.c),
+            pieces,
+            &|first, count, gx| {
+                for y in 0..xp.h {
+                    let (off_g, w_g) = rows_g.row(y + xp.pad);
+                    let w_g = &w_g[first * off_g.len()..][..count * off_g.len()];
+                    let row = &mut gx.0[y * xp.w * LANES..];
+                    let src = &gc[((y + xp.pad) * gwp + xp.pad) * LANES..];
+                    correlate_uninit(row, plane, xp.w * LANES, src, off_g, w_g);
+                }
+            },
+        );
     }
 }
 
@@ -822,6 +844,11 @@ impl InputGradTaps {
             sets.push((off, w_g));
         }
         InputGradTaps { sets, row_set }
+    }
+
+    /// Weights over every set: the work of a row, within a factor of the kernel's side.
+    fn taps(&self) -> usize {
+        self.sets.iter().map(|(_, w)| w.len()).max().unwrap_or(0)
     }
 
     /// Row `y`'s taps and weights.

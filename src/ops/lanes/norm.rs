@@ -125,33 +125,82 @@ pub(super) struct Pass<'a> {
 /// The norm's backward pass over the groups `groups` (all of them for batch statistics):
 /// replaces the gradient in `p.gc` by the gradient of the norm's input, adds that to the
 /// bias gradient's lanes `gb`, and returns the `(gamma, beta)` gradients of these groups.
+/// The channels are split over the pool's threads (each channel's sums are the same).
 pub(super) fn backward(
-    p: Pass,
-    c: &Coef,
-    groups: std::ops::Range<usize>,
-    gb: &mut [f32],
-) -> (Vec<f32>, Vec<f32>) {
-    widened(
-        #[inline(always)]
-        || backward_with(p, c, groups, gb),
-    )
-}
-
-#[inline(always)]
-fn backward_with(
     mut p: Pass,
     c: &Coef,
     groups: std::ops::Range<usize>,
     gb: &mut [f32],
 ) -> (Vec<f32>, Vec<f32>) {
-    let (co, oh, ow) = p.dims;
-    let count = (p.batch * oh * ow) as f32;
-    let (mut dgamma, mut dbeta) = (Vec::with_capacity(co), Vec::with_capacity(co));
-    for o in 0..co {
-        let (b, mean, inv_std) = (p.bias[o], c.mean[o], c.inv_std[o]);
+    let co = p.dims.0;
+    if co == 0 || groups.is_empty() {
+        return (vec![0.0; co], vec![0.0; co]);
+    }
+    // Written through `gc` alone from here.
+    let gc = par::Disjoint::new(std::mem::take(&mut p.gc));
+    let v = View {
+        gc: &gc,
+        gc_group: p.gc_group,
+        grid: p.grid,
+        raw: p.raw,
+        raw_group: p.raw_group,
+        dims: p.dims,
+        bias: p.bias,
+        gamma: p.gamma,
+        batch: p.batch,
+    };
+    // The last row `each_pixel` reaches, checked once here rather than row by row.
+    let (_, oh, ow) = p.dims;
+    let end = (groups.len() - 1) * p.gc_group + (p.grid.pixel(co - 1, oh - 1, 0) + ow) * LANES;
+    assert!(end <= gc.len(), "norm: gradient too short");
+    let mut sums = vec![(0.0f32, 0.0f32); co];
+    let pieces = par::pieces(co, groups.len() * p.raw_group);
+    let parts = (par::Rows(&mut sums, 1), par::Rows(gb, LANES));
+    par::split(parts, (0, co), pieces, &|first, count, (sums, gb)| {
+        let channels = first..first + count;
+        widened(
+            #[inline(always)]
+            || backward_with(v, c, groups.clone(), channels, sums.0, gb.0),
+        )
+    });
+    sums.into_iter().unzip()
+}
+
+/// A [`Pass`] as the pieces of [`backward`] share it: the gradient written through
+/// [`par::Disjoint`], each piece its own channels' rows. Passed by value, so that the
+/// compiler sees its fields cannot change under the writes.
+#[derive(Clone, Copy)]
+struct View<'a, 'b> {
+    gc: &'a par::Disjoint<'b, f32>,
+    gc_group: usize,
+    grid: Grid,
+    raw: &'a [f32],
+    raw_group: usize,
+    dims: (usize, usize, usize),
+    bias: &'a [f32],
+    gamma: &'a [f32],
+    batch: usize,
+}
+
+/// [`backward`] for `channels`: their `(dgamma, dbeta)` into `sums` and their bias
+/// gradient's lanes into `gb` (both from the first of them).
+#[inline(always)]
+fn backward_with(
+    v: View,
+    c: &Coef,
+    groups: std::ops::Range<usize>,
+    channels: std::ops::Range<usize>,
+    sums: &mut [(f32, f32)],
+    gb: &mut [f32],
+) {
+    let (_, oh, ow) = v.dims;
+    let count = (v.batch * oh * ow) as f32;
+    let first = channels.start;
+    for o in channels {
+        let (b, mean, inv_std) = (v.bias[o], c.mean[o], c.inv_std[o]);
         let xhat = |v: f32| ((v + b) - mean) * inv_std;
         let (mut sg, mut sgx) = ([0.0f32; LANES], [0.0f32; LANES]);
-        each_pixel(&mut p, o, groups.clone(), |live, gy, r| {
+        each_pixel(v, o, groups.clone(), |live, gy, r| {
             if live.is_none() {
                 for l in 0..LANES {
                     sg[l] += gy[l];
@@ -170,11 +219,10 @@ fn backward_with(
             }
         });
         let (db, dg) = (sg.iter().sum::<f32>(), sgx.iter().sum::<f32>());
-        dbeta.push(db);
-        dgamma.push(dg);
-        let scale = p.gamma[o] * inv_std;
-        let gb = &mut gb[o * LANES..][..LANES];
-        each_pixel(&mut p, o, groups.clone(), |live, gy, r| {
+        sums[o - first] = (dg, db);
+        let scale = v.gamma[o] * inv_std;
+        let gb = &mut gb[(o - first) * LANES..][..LANES];
+        each_pixel(v, o, groups.clone(), |live, gy, r| {
             for l in 0..LANES {
                 let v = if c.batch {
                     scale * (gy[l] - db / count - xhat(r[l]) * dg / count)
@@ -187,7 +235,6 @@ fn backward_with(
             }
         });
     }
-    (dgamma, dbeta)
 }
 
 /// Calls `f(live, gradient, raw)` for every pixel of channel `o` in `groups`: which lanes hold
@@ -195,21 +242,25 @@ fn backward_with(
 /// the norm's gradient there (to change) and the raw convolution output.
 #[inline(always)]
 fn each_pixel(
-    p: &mut Pass,
+    v: View,
     o: usize,
     groups: std::ops::Range<usize>,
     mut f: impl FnMut(Option<&[bool; LANES]>, &mut [f32; LANES], &[f32; LANES]),
 ) {
-    let (_, oh, ow) = p.dims;
+    let (_, oh, ow) = v.dims;
     let (first, row) = (groups.start, ow * LANES);
     for g in groups {
-        let live = live_lanes(p.batch, g);
+        let live = live_lanes(v.batch, g);
         let mask = (!live.iter().all(|&l| l)).then_some(&live);
         for y in 0..oh {
-            let at = (g - first) * p.gc_group + p.grid.pixel(o, y, 0) * LANES;
-            let raw = g * p.raw_group + (o * oh + y) * row;
-            let gys = p.gc[at..at + row].as_chunks_mut::<LANES>().0;
-            for (gy, r) in gys.iter_mut().zip(p.raw[raw..raw + row].as_chunks().0) {
+            let at = (g - first) * v.gc_group + v.grid.pixel(o, y, 0) * LANES;
+            let raw = g * v.raw_group + (o * oh + y) * row;
+            // SAFETY: within the buffer (`backward` checked the last row); a row of channel
+            // `o`, which only the piece given channel `o` writes, through this slice alone
+            // while it lives.
+            let gys = unsafe { v.gc.slice(at, row) };
+            let raws = v.raw[raw..raw + row].as_chunks().0;
+            for (gy, r) in gys.as_chunks_mut::<LANES>().0.iter_mut().zip(raws) {
                 f(mask, gy, r);
             }
         }
