@@ -9,6 +9,10 @@
 /// two microseconds at one core's speed, well above the cost of handing a piece over.
 pub const MIN_WORK: usize = 1 << 17;
 
+/// What a pass that reads and writes each value once (an epilogue, a gradient spread) counts
+/// a value as, in multiply-adds: such passes wait on memory, not arithmetic.
+pub const PER_VALUE: usize = 8;
+
 /// How many pieces `items` outputs of `work` multiply-adds in all are split into: one per
 /// thread of the current pool, fewer when the pieces would be too small to pay.
 pub fn pieces(items: usize, work: usize) -> usize {

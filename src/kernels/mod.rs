@@ -512,7 +512,7 @@ pub(crate) fn epilogue(
     let (src_px, dst_px) = (oh * ow * LANES, epi.side(oh) * epi.side(ow) * LANES);
     let route_px = if route.is_empty() { 0 } else { dst_px };
     let parts = (par::Rows(dst, dst_px), par::Rows(route, route_px));
-    let pieces = par::pieces(co, co * src_px);
+    let pieces = par::pieces(co, co * src_px * par::PER_VALUE);
     par::split(parts, (0, co), pieces, &|first, count, (dst, route)| {
         let channels = first..first + count;
         let norm = norm.map(|n| Norm {
@@ -563,7 +563,7 @@ pub(crate) fn spread(
     );
     let plane = grid.hp * grid.wp * LANES;
     let parts = (par::Rows(gc, plane), par::Rows(gb, LANES));
-    let pieces = par::pieces(co, co * oh * ow * LANES);
+    let pieces = par::pieces(co, co * oh * ow * LANES * par::PER_VALUE);
     par::split(parts, (0, co), pieces, &|first, count, (gc, gb)| {
         let at = first * pixels * LANES;
         let how = match how {
