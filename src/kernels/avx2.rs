@@ -105,13 +105,23 @@ impl Isa for Avx2 {
         dst: &mut [MaybeUninit<f32>],
         route: &mut [u8],
     ) {
-        // SAFETY: as for `correlate`.
-        unsafe { epilogue(epi, src, dims, bias, norm, dst, route) }
+        // SAFETY: as for `correlate`. The portable code recompiled, the same operations.
+        unsafe {
+            widened(
+                #[inline(always)]
+                || portable::epilogue(epi, src, dims, bias, norm, dst, route),
+            )
+        }
     }
 
     fn adam(&self, step: AdamStep, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
-        // SAFETY: as for `correlate`.
-        unsafe { adam(step, w, g, m, v) }
+        // SAFETY: as for `correlate`. The portable code recompiled, the same operations.
+        unsafe {
+            widened(
+                #[inline(always)]
+                || portable::adam(step, w, g, m, v),
+            )
+        }
     }
 }
 
@@ -254,33 +264,6 @@ unsafe fn spread(
             }
         }
     }
-}
-
-/// [`super::epilogue`] compiled for AVX2, as [`spread`].
-///
-/// # Safety
-/// The CPU must have AVX2.
-#[target_feature(enable = "avx2")]
-unsafe fn epilogue(
-    epi: Epilogue,
-    src: &[f32],
-    dims: (usize, usize, usize),
-    bias: &[f32],
-    norm: Option<Norm>,
-    dst: &mut [MaybeUninit<f32>],
-    route: &mut [u8],
-) {
-    portable::epilogue(epi, src, dims, bias, norm, dst, route)
-}
-
-/// [`super::adam`] compiled for AVX2: the portable operations (no fusing, IEEE division and
-/// square root), 8 at a time.
-///
-/// # Safety
-/// The CPU must have AVX2.
-#[target_feature(enable = "avx2")]
-unsafe fn adam(step: AdamStep, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
-    portable::adam(step, w, g, m, v)
 }
 
 /// Runs `f` compiled with avx2 enabled (inlined here, so its loops vectorize to that

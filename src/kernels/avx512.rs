@@ -127,13 +127,23 @@ impl Isa for Avx512 {
         dst: &mut [MaybeUninit<f32>],
         route: &mut [u8],
     ) {
-        // SAFETY: see the impl.
-        unsafe { epilogue(epi, src, dims, bias, norm, dst, route) }
+        // SAFETY: see the impl. The portable code recompiled, the same operations.
+        unsafe {
+            widened(
+                #[inline(always)]
+                || portable::epilogue(epi, src, dims, bias, norm, dst, route),
+            )
+        }
     }
 
     fn adam(&self, step: AdamStep, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
-        // SAFETY: see the impl.
-        unsafe { adam(step, w, g, m, v) }
+        // SAFETY: see the impl. The portable code recompiled, the same operations.
+        unsafe {
+            widened(
+                #[inline(always)]
+                || portable::adam(step, w, g, m, v),
+            )
+        }
     }
 }
 
@@ -174,33 +184,6 @@ unsafe fn correlate_grad_avx512(
 ) {
     // SAFETY: forwarded from the caller.
     unsafe { correlate_grad_with::<__m512, 4, 6, 6, 8, 11>(acc, g, src, off, l, co) }
-}
-
-/// [`super::epilogue`] compiled for AVX-512, where its lane loops vectorize 16 wide.
-///
-/// # Safety
-/// The CPU must have AVX-512F.
-#[target_feature(enable = "avx512f")]
-unsafe fn epilogue(
-    epi: Epilogue,
-    src: &[f32],
-    dims: (usize, usize, usize),
-    bias: &[f32],
-    norm: Option<Norm>,
-    dst: &mut [MaybeUninit<f32>],
-    route: &mut [u8],
-) {
-    portable::epilogue(epi, src, dims, bias, norm, dst, route)
-}
-
-/// [`super::adam`] compiled for AVX-512: the portable operations on each element (no
-/// fusing, IEEE division and square root, so the same results), 16 at a time.
-///
-/// # Safety
-/// The CPU must have AVX-512F.
-#[target_feature(enable = "avx512f")]
-unsafe fn adam(step: AdamStep, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
-    portable::adam(step, w, g, m, v)
 }
 
 /// [`super::spread`] with AVX-512: one pixel of 16 lanes per instruction, the selections
