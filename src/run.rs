@@ -63,6 +63,9 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// that a typo does not ask the system for a hundred thousand threads.
 pub const MAX_JOBS: usize = 1024;
 
+/// The most threads `--threads` starts, for the same reason.
+pub const MAX_THREADS: usize = 1024;
+
 /// Told of a sweep's rounds as they train (from any thread): the display is the caller's.
 pub trait Progress: Sync {
     /// `rounds` are about to train.
@@ -98,19 +101,19 @@ fn check_options(opts: &SweepOptions) -> Result<()> {
             return Err(Error::Usage(format!("{flag} {n}: at most {most}")));
         }
     }
-    if !(1..=MAX_JOBS).contains(&opts.jobs) {
-        return Err(Error::Usage(format!(
-            "--jobs {}: must be between 1 and {MAX_JOBS}",
-            opts.jobs
-        )));
-    }
-    if !(1..=MAX_THREADS).contains(&opts.threads) {
-        return Err(Error::Usage(format!(
-            "--threads {}: must be between 1 and {MAX_THREADS}",
-            opts.threads
-        )));
-    }
+    check_between("--jobs", opts.jobs, MAX_JOBS)?;
+    check_between("--threads", opts.threads, MAX_THREADS)?;
     variants::check_max_memory(opts.max_memory)
+}
+
+/// `n` must be between 1 and `most`.
+fn check_between(flag: &str, n: usize, most: usize) -> Result<()> {
+    if (1..=most).contains(&n) {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "{flag} {n}: must be between 1 and {most}"
+    )))
 }
 
 /// The variants `opts` select, with its overrides applied; all problems reported before any
@@ -274,16 +277,9 @@ fn train_all(
     done.into_iter().map(|(i, r)| r.map(|r| (i, r))).collect()
 }
 
-/// The most threads `--threads` starts.
-pub const MAX_THREADS: usize = 1024;
-
 /// A pool of `threads` threads for rounds to run in (and split their passes over, `par`).
 pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
-    if !(1..=MAX_THREADS).contains(&threads) {
-        return Err(Error::Usage(format!(
-            "--threads {threads}: must be between 1 and {MAX_THREADS}"
-        )));
-    }
+    check_between("--threads", threads, MAX_THREADS)?;
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()

@@ -846,7 +846,8 @@ impl InputGradTaps {
         InputGradTaps { sets, row_set }
     }
 
-    /// Weights over every set: the work of a row, within a factor of the kernel's side.
+    /// The most weights a row's set has: times a plane's positions, a bound on the pass's
+    /// multiply-adds (to decide how to split it).
     fn taps(&self) -> usize {
         self.sets.iter().map(|(_, w)| w.len()).max().unwrap_or(0)
     }
