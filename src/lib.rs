@@ -23,6 +23,7 @@ pub mod par;
 pub mod record;
 pub mod report;
 pub mod run;
+pub mod search;
 pub mod seeds;
 pub mod shard;
 pub mod spec;

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::record::{RoundKey, RoundRecord, Status};
 use crate::report::errors::{self, ErrorView, Wrong};
 use crate::report::{self, Protocol, Study, Summary};
+use crate::search::{self, Searched};
 use crate::seeds;
 pub use crate::shard::Shard;
 use crate::store::RoundStore;
@@ -52,6 +53,10 @@ pub struct SweepOutcome {
     /// Rounds trained in this run (the rest came from the store).
     pub trained: usize,
     pub seconds: f64,
+    /// Searches (by stem) whose next phase waits for trial rounds other shards train.
+    pub waiting: Vec<String>,
+    /// Search trial rounds trained in this run (not among `rounds`).
+    pub trials_trained: usize,
 }
 
 /// The crate version, part of every store key: a change that alters any number a round
@@ -118,19 +123,26 @@ fn check_between(flag: &str, n: usize, most: usize) -> Result<()> {
 
 /// The variants `opts` select, with its overrides applied; all problems reported before any
 /// training.
-fn select_variants(opts: &SweepOptions) -> Result<Vec<Variant>> {
+fn select_variants(opts: &SweepOptions) -> Result<(Vec<Variant>, Vec<Searched>)> {
     check_options(opts)?;
-    let selected = variants::select(variants::load_valid(&opts.specs, &opts.load)?, &opts.only)?;
-    if selected.is_empty() {
+    let loaded = variants::load_valid(&opts.specs, &opts.load)?;
+    let (selected, searches) = variants::select(loaded, &opts.only)?;
+    if selected.is_empty() && searches.is_empty() {
         return Err(Error::Usage(
             "no variant to run: every spec file named is abstract (only there to be extended)"
                 .into(),
         ));
     }
+    let bases = searches
+        .iter()
+        .map(|s| Variant::new(s.spec.spec.clone(), s.data.clone()));
+    for v in bases {
+        variants::check_memory(&v?, opts.max_memory)?;
+    }
     for v in &selected {
         variants::check_memory(v, opts.max_memory)?;
     }
-    Ok(selected)
+    Ok((selected, searches))
 }
 
 /// One round to run: its variant, its index and the key its result is stored under.
@@ -161,7 +173,11 @@ pub fn round_key(v: &Variant, round: usize) -> RoundKey {
     let s = &v.spec;
     RoundKey {
         spec_hash: s.hash(),
-        data_seed: seeds::data_seed(round),
+        data_seed: if v.trial {
+            seeds::trial_data_seed(round)
+        } else {
+            seeds::data_seed(round)
+        },
         init_seed: seeds::init_seed(&s.name, s.train.seed, round),
         data_hash: v.data.hash.clone(),
         pairs: s.data.train_pairs,
@@ -446,6 +462,7 @@ fn write_all(
     opts: &SweepOptions,
     selected: &[Variant],
     records: &[RoundRecord],
+    searches: &[search::Outcome],
 ) -> Result<Vec<Summary>> {
     let summaries = summaries(selected, records);
     let protocol = Protocol {
@@ -463,36 +480,84 @@ fn write_all(
         .iter()
         .filter_map(|v| error_view(v, records))
         .collect();
-    report::write_reports(&opts.out, records, &summaries, &protocol, &errors)?;
+    let files = report::Files {
+        records,
+        summaries: &summaries,
+        protocol: &protocol,
+        errors: &errors,
+        searches,
+    };
+    report::write_reports(&opts.out, &files)?;
     Ok(summaries)
 }
 
-/// Runs the sweep and writes its reports into `opts.out`, telling `progress` of each round.
-pub fn sweep(opts: &SweepOptions, progress: &dyn Progress) -> Result<SweepOutcome> {
-    let start = Instant::now();
-    let selected = select_variants(opts)?;
-    let tasks = task_list(&selected);
-
-    // Opening the store creates the output directory: an unusable one fails now, not after
-    // the first round has trained.
-    let store = RoundStore::open(&store_path(&opts.out))?;
-    let (mut found, mut todo) = lookup(&tasks, &store, opts.fresh, true);
-    let costs: Vec<usize> = tasks.iter().map(|t| t.cost).collect();
-    let mine = opts.shard.map(|s| s.deal(&costs));
-    if let Some(mine) = &mine {
+/// Trains the rounds of `tasks` the store lacks (this shard's share of them, with
+/// `--shard`): each task's record where there is one, and how many rounds trained.
+fn train_tasks(
+    tasks: &[Task],
+    opts: &SweepOptions,
+    store: &Mutex<RoundStore>,
+    progress: &dyn Progress,
+) -> Result<(Vec<Option<RoundRecord>>, usize)> {
+    let (mut found, mut todo) = lookup(tasks, &lock(store), opts.fresh, true);
+    if let Some(mine) = opts.shard.map(|s| s.deal(&costs(tasks))) {
         todo.retain(|&i| mine[i]);
     }
-    let store = Mutex::new(store);
-    let trained = train_all(&tasks, todo, opts, &store, progress)?;
+    let trained = train_all(tasks, todo, opts, store, progress)?;
     let count = trained.len();
     for (i, r) in trained {
         found[i] = Some(r);
     }
-    if let Some(mine) = &mine {
+    Ok((found, count))
+}
+
+fn costs(tasks: &[Task]) -> Vec<usize> {
+    tasks.iter().map(|t| t.cost).collect()
+}
+
+/// One phase of a search in a sweep: every round of `variants`, or `None` while rounds
+/// dealt to other shards are not stored yet.
+fn search_phase(
+    variants: &[Variant],
+    opts: &SweepOptions,
+    store: &Mutex<RoundStore>,
+    progress: &dyn Progress,
+    trained: &mut usize,
+) -> Result<Option<Vec<RoundRecord>>> {
+    let tasks = task_list(variants);
+    let (mut found, count) = train_tasks(&tasks, opts, store, progress)?;
+    *trained += count;
+    if opts.shard.is_some() && found.iter().any(Option::is_none) {
+        // The other shards store into the same directory: read what they have stored.
+        let now = RoundStore::open(&store_path(&opts.out))?;
+        let (theirs, _) = lookup(&tasks, &now, false, true);
+        for (f, t) in found.iter_mut().zip(theirs) {
+            if f.is_none() {
+                *f = t;
+            }
+        }
+    }
+    Ok(found.into_iter().collect())
+}
+
+/// Runs the sweep and writes its reports into `opts.out`, telling `progress` of each round.
+/// Searches run first: their confirmed variants join the sweep.
+pub fn sweep(opts: &SweepOptions, progress: &dyn Progress) -> Result<SweepOutcome> {
+    let start = Instant::now();
+    let (mut selected, searches) = select_variants(opts)?;
+    // Opening the store creates the output directory: an unusable one fails now, not after
+    // the first round has trained.
+    let store = Mutex::new(RoundStore::open(&store_path(&opts.out))?);
+    let mut trials_trained = 0;
+    let mut phase = |v: &[Variant]| search_phase(v, opts, &store, progress, &mut trials_trained);
+    let (outcomes, waiting) = search::run_all(&searches, &mut selected, &mut phase)?;
+    let tasks = task_list(&selected);
+    let (found, count) = train_tasks(&tasks, opts, &store, progress)?;
+    if let Some(mine) = opts.shard.map(|s| s.deal(&costs(&tasks))) {
         // A shard reports nothing: the others are still writing. `lesser report` merges.
         let records: Vec<RoundRecord> = found
             .into_iter()
-            .zip(mine)
+            .zip(&mine)
             .filter_map(|(r, &m)| r.filter(|_| m))
             .collect();
         return Ok(SweepOutcome {
@@ -501,17 +566,21 @@ pub fn sweep(opts: &SweepOptions, progress: &dyn Progress) -> Result<SweepOutcom
             trained: count,
             records,
             seconds: start.elapsed().as_secs_f64(),
+            waiting,
+            trials_trained,
         });
     }
     let records: Vec<RoundRecord> = found.into_iter().flatten().collect();
     drop(tasks);
-    let summaries = write_all(opts, &selected, &records)?;
+    let summaries = write_all(opts, &selected, &records, &outcomes)?;
     Ok(SweepOutcome {
         rounds: records.len(),
         summaries,
         trained: count,
         records,
         seconds: start.elapsed().as_secs_f64(),
+        waiting,
+        trials_trained,
     })
 }
 
@@ -546,13 +615,22 @@ pub fn rebuild(opts: &SweepOptions) -> Result<Rebuilt> {
             opts.out.display()
         )));
     }
-    let selected = select_variants(opts)?;
-    let tasks = task_list(&selected);
+    let (mut selected, searches) = select_variants(opts)?;
     let store = RoundStore::open(&path)?;
+    let mut phase = |v: &[Variant]| -> Result<Option<Vec<RoundRecord>>> {
+        let (found, _) = lookup(&task_list(v), &store, false, false);
+        Ok(found.into_iter().collect())
+    };
+    let (outcomes, waiting) = search::run_all(&searches, &mut selected, &mut phase)?;
+    let tasks = task_list(&selected);
     let (found, todo) = lookup(&tasks, &store, false, false);
-    let missing = todo
+    let missing = waiting
         .iter()
-        .map(|&i| format!("{} round {}", tasks[i].variant.spec.name, tasks[i].round))
+        .map(|stem| format!("trial rounds of the search {stem}"))
+        .chain(todo.iter().map(|&i| {
+            let t = &tasks[i];
+            format!("{} round {}", t.variant.spec.name, t.round)
+        }))
         .collect();
     let records: Vec<RoundRecord> = found.into_iter().flatten().collect();
     if records.is_empty() {
@@ -560,7 +638,7 @@ pub fn rebuild(opts: &SweepOptions) -> Result<Rebuilt> {
         return Err(nothing_stored(opts, &store));
     }
     drop(tasks);
-    let summaries = write_all(opts, &selected, &records)?;
+    let summaries = write_all(opts, &selected, &records, &outcomes)?;
     Ok(Rebuilt {
         summaries,
         found: records.len(),

@@ -10,6 +10,11 @@
 //!   dropout masks (dfdx's `Cpu` seeded with `s`), the batch order ([`SHUFFLE`]) and the
 //!   epoch's re-pairing and augmentation ([`DRAWS`]).
 //!
+//! - A search's trials train on [`trial_data_seed`]`(r)`, a stream no reported round draws
+//!   from, so that the rounds that confirm a search's winners are data it never saw. Trial `t`
+//!   of a search with `seed = s` draws its point from [`search_seed`]`(s, t)`, stream
+//!   [`POINTS`]; a TPE batch `b` from `search_seed(s, b)`, stream [`TPE`].
+//!
 //! ChaCha8 gives the same numbers on every machine, and each round owns its generators, so
 //! a round's numbers depend on nothing else: not `--jobs`, the order rounds finish in, the
 //! shard that runs it, or the kernel. Changing anything here changes every round: bump the
@@ -28,6 +33,11 @@ pub const INIT: u64 = 0;
 pub const SHUFFLE: u64 = 1;
 /// The stream of a network's seed that re-pairs and augments each epoch's digits.
 pub const DRAWS: u64 = 2;
+
+/// The stream of a search seed that draws a random trial's point.
+pub const POINTS: u64 = 3;
+/// The stream of a search seed that draws a TPE batch's points.
+pub const TPE: u64 = 4;
 
 /// SplitMix64's finalizer: spreads seeds so nearby inputs give unrelated streams.
 fn mix(a: u64, b: u64) -> u64 {
@@ -49,6 +59,17 @@ fn name_hash(name: &str) -> u64 {
 /// The data seed of round `round`: the same for every variant.
 pub fn data_seed(round: usize) -> u64 {
     mix(0x6461_7461, round as u64)
+}
+
+/// The data seed of round `round` of a search trial: of its own stream, never a reported
+/// round's.
+pub fn trial_data_seed(round: usize) -> u64 {
+    mix(0x7365_6172_6368, round as u64)
+}
+
+/// The seed of trial (or TPE batch) `n` of a search with `seed`.
+pub fn search_seed(seed: u64, n: usize) -> u64 {
+    mix(mix(0x7472_6961_6c73, seed), n as u64)
 }
 
 /// The initialization seed of round `round` of the variant `name` whose spec says

@@ -9,6 +9,7 @@ use crate::compile::{DataShape, Plan, plan};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::record::check_variant_name;
+use crate::search::Searched;
 use crate::spec::{self, Override, Spec};
 
 /// Rows of a batch the evaluation runs at once (see `train::evaluate`); the memory estimate
@@ -24,6 +25,8 @@ pub struct Variant {
     pub spec: Spec,
     pub plan: Plan,
     pub data: Arc<Dataset>,
+    /// A search's trial: its rounds draw their data from the search's own seeds.
+    pub trial: bool,
 }
 
 /// Datasets read once per directory and pooling factor, shared by every variant that reads
@@ -55,6 +58,8 @@ impl Datasets {
 pub struct Loaded {
     /// Valid variants, in report order.
     pub variants: Vec<Variant>,
+    /// Specs that search: their variants are known once their trials have trained.
+    pub searches: Vec<Searched>,
     /// Files only there to be extended.
     pub abstract_files: Vec<PathBuf>,
     /// One error per bad file (or per name clash).
@@ -145,8 +150,8 @@ pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Result<Loaded> {
     };
     let mut datasets = Datasets::default();
     for f in &files {
-        match spec::load_all(f, &opts.overrides, opts.max_points) {
-            Ok(Some(specs)) => {
+        match spec::load_file(f, &opts.overrides, opts.max_points) {
+            Ok(spec::File::Variants(specs)) => {
                 for s in specs {
                     match datasets.get(&s).and_then(|d| Variant::new(s, d)) {
                         Ok(v) => loaded.variants.push(v),
@@ -154,7 +159,18 @@ pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Result<Loaded> {
                     }
                 }
             }
-            Ok(None) => loaded.abstract_files.push(f.clone()),
+            Ok(spec::File::Search(s)) => {
+                // The spec without a point is planned too: a shape error shows before any
+                // trial trains.
+                let checked = datasets
+                    .get(&s.spec)
+                    .and_then(|d| Variant::new(s.spec.clone(), d.clone()).map(|_| d));
+                match checked {
+                    Ok(data) => loaded.searches.push(Searched { spec: *s, data }),
+                    Err(e) => loaded.errors.push(e),
+                }
+            }
+            Ok(spec::File::Abstract) => loaded.abstract_files.push(f.clone()),
             Err(e) => loaded.errors.push(e),
         }
     }
@@ -163,7 +179,9 @@ pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Result<Loaded> {
         .variants
         .sort_by_key(|v| (v.spec.order.is_none(), v.spec.order));
     loaded.errors.extend(clashes(&loaded.variants));
-    loaded.errors.extend(missing_baselines(&loaded.variants));
+    loaded
+        .errors
+        .extend(missing_baselines(&loaded.variants, &loaded.searches));
     // A bad `--set` fails every spec with the same line: say it once.
     let mut seen = std::collections::HashSet::new();
     loaded.errors.retain(|e| seen.insert(e.to_string()));
@@ -181,7 +199,12 @@ impl Variant {
             classes: data.classes,
         };
         let plan = plan(&spec, shape)?;
-        Ok(Variant { spec, plan, data })
+        Ok(Variant {
+            spec,
+            plan,
+            data,
+            trial: false,
+        })
     }
 }
 
@@ -213,22 +236,23 @@ fn check_counts(spec: &Spec, data: &Dataset) -> Result<()> {
     Ok(())
 }
 
-/// Variants whose `baseline` names no variant of the sweep.
-fn missing_baselines(variants: &[Variant]) -> Vec<Error> {
+/// Variants and searches whose `baseline` names no variant of the sweep.
+fn missing_baselines(variants: &[Variant], searches: &[Searched]) -> Vec<Error> {
     let names: std::collections::HashSet<&str> =
         variants.iter().map(|v| v.spec.name.as_str()).collect();
-    variants
-        .iter()
+    let specs = variants.iter().map(|v| &v.spec);
+    specs
+        .chain(searches.iter().map(|s| &s.spec.spec))
         .filter_map(|v| {
-            let b = v.spec.baseline.as_deref()?;
-            let why = if b == v.spec.name {
+            let b = v.baseline.as_deref()?;
+            let why = if b == v.name {
                 format!("\"{b}\" is this variant itself")
             } else if !names.contains(b) {
                 format!("no variant named \"{b}\" in this sweep (add its spec to --specs)")
             } else {
                 return None;
             };
-            Some(Error::spec(&v.spec.path, "baseline", why))
+            Some(Error::spec(&v.path, "baseline", why))
         })
         .collect()
 }
@@ -252,29 +276,42 @@ fn clashes(variants: &[Variant]) -> Vec<Error> {
     errors
 }
 
-/// Every valid variant under `paths`, or all the problems at once.
-pub fn load_valid(paths: &[PathBuf], opts: &LoadOptions) -> Result<Vec<Variant>> {
+/// Every valid variant and search under `paths`, or all the problems at once.
+pub fn load_valid(paths: &[PathBuf], opts: &LoadOptions) -> Result<(Vec<Variant>, Vec<Searched>)> {
     let loaded = load(paths, opts)?;
     if loaded.errors.is_empty() {
-        Ok(loaded.variants)
+        Ok((loaded.variants, loaded.searches))
     } else {
         Err(Error::Specs(loaded.errors))
     }
 }
 
-/// The variants named by `only` (all when empty): a name selects that variant, a spec's
-/// stem all the points of its grid, and with them the variants they name as `baseline` (so
-/// that their comparisons are still made). An unknown name is an error.
-pub fn select(mut variants: Vec<Variant>, only: &[String]) -> Result<Vec<Variant>> {
+/// The variants and searches named by `only` (all when empty): a name selects that variant,
+/// a spec's stem all the points of its grid or its search, and with them the variants they
+/// name as `baseline` (so that their comparisons are still made). An unknown name is an
+/// error.
+pub fn select(
+    (mut variants, mut searches): (Vec<Variant>, Vec<Searched>),
+    only: &[String],
+) -> Result<(Vec<Variant>, Vec<Searched>)> {
     let named = |v: &Variant, n: &String| &v.spec.name == n || &v.spec.stem == n;
-    if let Some(missing) = only.iter().find(|n| !variants.iter().any(|v| named(v, n))) {
-        let known: Vec<&str> = variants.iter().map(|v| v.spec.name.as_str()).collect();
+    let searched = |s: &Searched, n: &String| &s.spec.spec.stem == n;
+    let known = |n: &String| {
+        variants.iter().any(|v| named(v, n)) || searches.iter().any(|s| searched(s, n))
+    };
+    if let Some(missing) = only.iter().find(|n| !known(n)) {
+        let known: Vec<&str> = variants
+            .iter()
+            .map(|v| v.spec.name.as_str())
+            .chain(searches.iter().map(|s| s.spec.spec.stem.as_str()))
+            .collect();
         return Err(Error::Usage(format!(
             "--only {missing}: no such variant (known: {})",
             known.join(", ")
         )));
     }
     if !only.is_empty() {
+        searches.retain(|s| only.iter().any(|n| searched(s, n)));
         let chosen: Vec<bool> = variants
             .iter()
             .map(|v| only.iter().any(|n| named(v, n)))
@@ -283,6 +320,7 @@ pub fn select(mut variants: Vec<Variant>, only: &[String]) -> Result<Vec<Variant
             .iter()
             .zip(&chosen)
             .filter_map(|(v, &c)| v.spec.baseline.clone().filter(|_| c))
+            .chain(searches.iter().filter_map(|s| s.spec.spec.baseline.clone()))
             .collect();
         let mut keep = chosen
             .into_iter()
@@ -292,7 +330,7 @@ pub fn select(mut variants: Vec<Variant>, only: &[String]) -> Result<Vec<Variant
             .into_iter();
         variants.retain(|_| keep.next().unwrap_or(false));
     }
-    Ok(variants)
+    Ok((variants, searches))
 }
 
 /// Checks `--max-memory`: a positive number of GiB.

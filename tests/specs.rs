@@ -695,7 +695,7 @@ fn shipped_specs_hash_as_their_committed_reports() {
                 (r[variant].to_string(), r[hash].to_string())
             })
             .collect();
-        let loaded = lesser::variants::load_valid(&specs, &Default::default()).unwrap();
+        let (loaded, _) = lesser::variants::load_valid(&specs, &Default::default()).unwrap();
         assert_eq!(loaded.len(), committed.len(), "{}", results.display());
         for v in loaded {
             assert_eq!(

@@ -30,7 +30,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let load = variants::LoadOptions::parse(&s.spec.set, s.spec.max_grid)?
         .counts(s.epochs, None)
         .data(s.data.as_deref(), s.pairs)?;
-    let selected = variants::select(variants::load_valid(&s.specs, &load)?, &s.only)?;
+    // A search's variants are known only once it has run: bench the others.
+    let (selected, _) = variants::select(variants::load_valid(&s.specs, &load)?, &s.only)?;
     for v in &selected {
         variants::check_memory(v, s.max_memory)?;
     }

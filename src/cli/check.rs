@@ -55,6 +55,50 @@ fn describe(out: &mut String, v: &Variant) {
     );
 }
 
+/// A search's space and what it will spend.
+fn describe_search(out: &mut String, s: &crate::search::Searched) {
+    let (search, spec) = (&s.spec.search, &s.spec.spec);
+    let _ = writeln!(
+        out,
+        "{} ({}): search of {} trials ({}), {} rounds each on the search's own data seeds",
+        spec.stem,
+        spec.path.display(),
+        search.trials,
+        match search.method {
+            crate::spec::Method::Random => "random",
+            crate::spec::Method::Tpe => "TPE",
+        },
+        search.rounds
+    );
+    for d in &search.space {
+        let _ = writeln!(out, "  {:<28} {}", d.key, d.range);
+    }
+    let rungs = search.rungs(spec.train.epochs);
+    let steps: Vec<String> = rungs
+        .iter()
+        .map(|r| format!("{} trials x {} epochs", r.trials, r.epochs))
+        .collect();
+    let rounds: usize = rungs.iter().map(|r| r.trials).sum::<usize>() * search.rounds;
+    let full = search.trials * search.rounds * spec.train.epochs;
+    let _ = writeln!(
+        out,
+        "  budget: {}; {rounds} rounds, {} epochs ({:.2} of the {full} epochs of every trial \
+         trained in full)",
+        steps.join(", then "),
+        search.budget(spec.train.epochs),
+        search.budget(spec.train.epochs) as f64 / full.max(1) as f64
+    );
+    let _ = writeln!(
+        out,
+        "  then the best {} confirmed on {} reported rounds each{}\n",
+        search.top,
+        spec.train.repeats,
+        spec.baseline
+            .as_ref()
+            .map_or(String::new(), |b| format!(", against {b}"))
+    );
+}
+
 /// Prints a table per valid variant (in report order) and one line per bad spec; fails if any
 /// is bad.
 pub fn run(args: &CheckArgs) -> Result<()> {
@@ -64,6 +108,9 @@ pub fn run(args: &CheckArgs) -> Result<()> {
     let mut out = String::new();
     for v in &loaded.variants {
         describe(&mut out, v);
+    }
+    for s in &loaded.searches {
+        describe_search(&mut out, s);
     }
     for f in &loaded.abstract_files {
         let _ = writeln!(out, "{}: abstract (only extended)\n", f.display());

@@ -15,7 +15,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let load = variants::LoadOptions::parse(&args.spec.set, args.spec.max_grid)?
         .counts(args.epochs, None)
         .data(None, args.pairs)?;
-    let all = variants::load_valid(&args.specs, &load)?;
+    let (all, _) = variants::load_valid(&args.specs, &load)?;
     let Some(v) = all.iter().find(|v| v.spec.name == args.variant) else {
         let known: Vec<&str> = all.iter().map(|v| v.spec.name.as_str()).collect();
         return Err(Error::Usage(format!(

@@ -71,7 +71,21 @@ pub fn run(args: &RunArgs) -> Result<()> {
             outcome.seconds,
             args.target.out.display()
         );
+        for stem in &outcome.waiting {
+            let _ = writeln!(
+                std::io::stderr(),
+                "search {stem}: its next step waits for trial rounds other shards train; run \
+                 the shards again once they finish"
+            );
+        }
         return Ok(());
+    }
+    if outcome.trials_trained > 0 {
+        let _ = writeln!(
+            std::io::stderr(),
+            "searches: {} trial rounds trained (search.csv has every trial)",
+            outcome.trials_trained
+        );
     }
     // The headline numbers; REPORT.md has the rest.
     let mut table = format!(

@@ -10,6 +10,7 @@ pub mod axis_figure;
 pub mod errors;
 pub mod figures;
 mod protocol;
+pub mod search;
 mod table;
 
 use std::fmt::Write as _;
@@ -80,22 +81,39 @@ pub fn curves_csv(records: &[RoundRecord]) -> String {
     s
 }
 
-/// Writes `results.csv`, `curves.csv`, `REPORT.md`, `timing.csv` and `figures/` into `out`,
-/// each file atomically. Figures of variants no longer in the sweep are removed.
-pub fn write_reports(
-    out: &Path,
-    records: &[RoundRecord],
-    summaries: &[Summary],
-    protocol: &Protocol,
-    errors: &[errors::ErrorView],
-) -> Result<()> {
-    write_atomic(&out.join("results.csv"), &results_csv(records))?;
-    write_atomic(&out.join("curves.csv"), curves_csv(records).as_bytes())?;
-    write_figures(&out.join("figures"), records, summaries)?;
-    write_error_figures(&out.join("figures").join("errors"), errors)?;
-    let md = report_md(summaries, protocol, errors);
+/// Everything a sweep's reports are made of.
+pub struct Files<'a> {
+    /// Every round, in report order.
+    pub records: &'a [RoundRecord],
+    pub summaries: &'a [Summary],
+    pub protocol: &'a Protocol,
+    pub errors: &'a [errors::ErrorView],
+    pub searches: &'a [crate::search::Outcome],
+}
+
+/// Writes `results.csv`, `curves.csv`, `REPORT.md`, `timing.csv`, `figures/` and, when the
+/// sweep searched, `search.csv` into `out`, each file atomically. Figures of variants no
+/// longer in the sweep are removed.
+pub fn write_reports(out: &Path, f: &Files) -> Result<()> {
+    write_atomic(&out.join("results.csv"), &results_csv(f.records))?;
+    write_atomic(&out.join("curves.csv"), curves_csv(f.records).as_bytes())?;
+    write_figures(&out.join("figures"), f)?;
+    write_error_figures(&out.join("figures").join("errors"), f.errors)?;
+    let md = report_md(f);
     write_atomic(&out.join("REPORT.md"), md.as_bytes())?;
-    write_atomic(&out.join("timing.csv"), timing_csv(records).as_bytes())?;
+    write_atomic(&out.join("timing.csv"), timing_csv(f.records).as_bytes())?;
+    let searched = out.join("search.csv");
+    if f.searches.is_empty() {
+        // A search taken out of the sweep leaves no stale table behind.
+        match std::fs::remove_file(&searched) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(crate::error::Error::io(&searched, e));
+            }
+            _ => {}
+        }
+    } else {
+        write_atomic(&searched, search::csv(f.searches).as_bytes())?;
+    }
     for dir in [out, &out.join("figures")] {
         crate::fs::remove_abandoned(dir);
     }
@@ -169,7 +187,8 @@ fn errors_section(s: &mut String, views: &[errors::ErrorView]) {
 
 /// `figures/summary.svg`, one `figures/<variant>.svg` per variant with curves, and one
 /// figure per numeric axis of each grid.
-fn write_figures(dir: &Path, records: &[RoundRecord], summaries: &[Summary]) -> Result<()> {
+fn write_figures(dir: &Path, f: &Files) -> Result<()> {
+    let (records, summaries) = (f.records, f.summaries);
     let mut rows = figures::rows(&summary_rows(summaries), records);
     if several_studies(summaries) {
         // Grouped by task and dataset, each row saying which.
@@ -194,6 +213,10 @@ fn write_figures(dir: &Path, records: &[RoundRecord], summaries: &[Summary]) -> 
     {
         let name = f.file_name();
         write_atomic(&dir.join(&name), axis_figure::axis_svg(&f).as_bytes())?;
+        written.push(name);
+    }
+    for (name, svg) in f.searches.iter().flat_map(search::figures) {
+        write_atomic(&dir.join(&name), svg.as_bytes())?;
         written.push(name);
     }
     for m in summaries {
@@ -579,7 +602,8 @@ fn points(v: Option<f64>) -> String {
 }
 
 /// `REPORT.md`: one row per variant, then the data and protocol.
-pub fn report_md(summaries: &[Summary], p: &Protocol, errors: &[errors::ErrorView]) -> String {
+pub fn report_md(f: &Files) -> String {
+    let (summaries, p, errors) = (f.summaries, f.protocol, f.errors);
     let mut s = String::new();
     let _ = writeln!(s, "# lesser: sweep report\n");
     let _ = writeln!(s, "{}\n", intro(p));
@@ -591,6 +615,7 @@ pub fn report_md(summaries: &[Summary], p: &Protocol, errors: &[errors::ErrorVie
         figures::SUMMARY
     );
     baseline_table(&mut s, summaries);
+    search::section(&mut s, f.searches, summaries);
     published_table(&mut s, summaries);
     grid_tables(&mut s, summaries);
     if summaries.iter().any(|m| m.has_curves) {

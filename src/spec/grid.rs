@@ -292,7 +292,7 @@ fn show(values: &[toml::Value], i: usize) -> String {
 
 /// The shortest trailing part of each key (by `.`) that no other axis shares: `lr` for
 /// `train.optimizer.lr`, `digit[0].out` when `head[0].out` is an axis too.
-fn short_names(keys: &[&str]) -> Vec<String> {
+pub(super) fn short_names(keys: &[&str]) -> Vec<String> {
     let parts: Vec<Vec<&str>> = keys.iter().map(|k| k.split('.').collect()).collect();
     let suffix = |p: &[&str], n: usize| p[p.len() - n.min(p.len())..].join(".");
     parts

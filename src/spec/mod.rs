@@ -9,6 +9,7 @@ mod data;
 mod grid;
 mod layer;
 mod resolve;
+mod search;
 mod task;
 mod tree;
 
@@ -16,6 +17,7 @@ pub use data::{Data, MAX_SAMPLES, Normalize};
 pub use grid::{DEFAULT_MAX_POINTS, GridPoint, MAX_POINTS_LIMIT, Override};
 pub use layer::LayerSpec;
 pub use resolve::{MAX_ENSEMBLE, MAX_EPOCHS, MAX_REPEATS};
+pub use search::{Dim, Halving, MAX_TRIALS, Method, Range, Rung, Search};
 pub use task::{Relation, Task, TaskKind};
 
 use std::path::{Path, PathBuf};
@@ -523,40 +525,68 @@ pub fn load(path: &Path) -> Result<Option<Spec>> {
     }
 }
 
+/// What one spec file holds.
+#[derive(Debug, Clone)]
+pub enum File {
+    /// Only there to be extended.
+    Abstract,
+    /// One variant, or one per point of its grid.
+    Variants(Vec<Spec>),
+    /// A search: its variants are made from the points it tries.
+    Search(Box<SearchSpec>),
+}
+
 /// Loads one spec file, following `extends`: one variant, or one per point of its grid, each
 /// with `overrides` applied after the point. `Ok(None)` for an `abstract` file. A grid of
-/// more than `max_points` points is refused, and so is an override of a key the grid varies.
+/// more than `max_points` points is refused, and so is an override of a key the grid varies,
+/// and a file with a search ([`load_file`] loads those).
 pub fn load_all(
     path: &Path,
     overrides: &[Override],
     max_points: usize,
 ) -> Result<Option<Vec<Spec>>> {
+    match load_file(path, overrides, max_points)? {
+        File::Abstract => Ok(None),
+        File::Variants(specs) => Ok(Some(specs)),
+        File::Search(s) => Err(s.search.error("this spec searches; load it with load_file")),
+    }
+}
+
+/// Loads one spec file, following `extends`, with `overrides` applied: what it holds.
+pub fn load_file(path: &Path, overrides: &[Override], max_points: usize) -> Result<File> {
     let (mut base, is_abstract) = tree::load_chain(path)?;
     if is_abstract {
-        return Ok(None);
+        return Ok(File::Abstract);
     }
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let grid = grid::Grid::take(&mut base, path)?;
+    let search = Search::take(&mut base, path)?;
     let recorded: Vec<String> = overrides
         .iter()
         .filter(|o| o.recorded)
         .map(|o| o.text.clone())
         .collect();
     let variant = |mut tree: Tree, name: &str, point: Option<GridPoint>| -> Result<Spec> {
-        for o in overrides {
-            tree.set(&o.key, o.value.clone(), Origin::Flag(o.flag.clone()))
-                .map_err(|why| Error::Usage(format!("{}: {why}", o.flag)))?;
-        }
+        set_all(&mut tree, overrides)?;
         let mut spec = resolve(path, name, &tree)?;
         spec.grid = point;
         spec.overrides = recorded.clone();
         Ok(spec)
     };
+    if let Some(search) = search {
+        set_all(&mut base, overrides)?;
+        if grid.is_some() {
+            return Err(search.error("a spec has a grid or a search, not both"));
+        }
+        let spec = variant(base.clone(), &stem, None)?;
+        let s = SearchSpec::new(search, spec, base, recorded, overrides)?;
+        return Ok(File::Search(Box::new(s)));
+    }
     let Some(grid) = grid else {
-        return Ok(Some(vec![variant(base, &stem, None)?]));
+        return Ok(File::Variants(vec![variant(base, &stem, None)?]));
     };
     grid.check(overrides, max_points)?;
     let mut specs = Vec::new();
@@ -574,7 +604,104 @@ pub fn load_all(
         })?;
         specs.push(spec);
     }
-    Ok(Some(specs))
+    Ok(File::Variants(specs))
+}
+
+/// Sets every override's key in `tree`.
+fn set_all(tree: &mut Tree, overrides: &[Override]) -> Result<()> {
+    for o in overrides {
+        tree.set(&o.key, o.value.clone(), Origin::Flag(o.flag.clone()))
+            .map_err(|why| Error::Usage(format!("{}: {why}", o.flag)))?;
+    }
+    Ok(())
+}
+
+/// A spec file with a `[search]`: the spec as written, and the variant at any point.
+#[derive(Debug, Clone)]
+pub struct SearchSpec {
+    pub search: Search,
+    /// The spec without a point (its name is the file stem).
+    pub spec: Spec,
+    tree: Tree,
+    recorded: Vec<String>,
+}
+
+impl SearchSpec {
+    /// Checks `search` against the spec: validation pairs held out, every key one the spec
+    /// takes at both ends of its range, none set by an override or by halving.
+    fn new(
+        search: Search,
+        spec: Spec,
+        tree: Tree,
+        recorded: Vec<String>,
+        overrides: &[Override],
+    ) -> Result<SearchSpec> {
+        if spec.train.validation <= 0.0 {
+            return Err(search.error(
+                "the objective is the validation error, and this spec holds no validation \
+                 pairs out; set train.validation (a share of the training pairs, e.g. 0.1)",
+            ));
+        }
+        let s = SearchSpec {
+            search,
+            spec,
+            tree,
+            recorded,
+        };
+        for d in &s.search.space {
+            if let Some(o) = overrides.iter().find(|o| o.key == d.key) {
+                return Err(Error::Usage(format!(
+                    "{}: {} is searched in {}; change the search instead",
+                    o.flag,
+                    d.key,
+                    s.search.file.display()
+                )));
+            }
+            if d.key == "train.epochs" && s.search.halving.is_some() {
+                return Err(s
+                    .search
+                    .dim_error(d, "halving sets the epochs; search them or halve"));
+            }
+            let (lo, hi) = d.range.domain();
+            for x in [lo, hi] {
+                let mut tree = s.tree.clone();
+                let v = d.range.value(x);
+                let origin = d.origin.clone().unwrap_or(Origin::Flag(String::new()));
+                tree.set(&d.key, v.clone(), origin)
+                    .and_then(|()| {
+                        resolve(&s.spec.path, &s.spec.name, &tree)
+                            .map_err(|e| e.to_string())
+                            .map(drop)
+                    })
+                    .map_err(|why| {
+                        s.search
+                            .dim_error(d, format!("at {}: {why}", search::show(&v)))
+                    })?;
+            }
+        }
+        Ok(s)
+    }
+
+    /// The variant at `point`, named by it, trained `epochs` epochs when given (a rung of
+    /// successive halving).
+    pub fn at(&self, point: &[toml::Value], epochs: Option<usize>) -> Result<Spec> {
+        let name = self.search.name(&self.spec.stem, point);
+        let mut tree = self.tree.clone();
+        for (d, v) in self.search.space.iter().zip(point) {
+            let origin = d.origin.clone().unwrap_or(Origin::Flag(String::new()));
+            tree.set(&d.key, v.clone(), origin)
+                .map_err(|why| self.search.dim_error(d, why))?;
+        }
+        if let Some(e) = epochs {
+            let e = toml::Value::Integer(i64::try_from(e).unwrap_or(i64::MAX));
+            let origin = Origin::Flag("search.halving".into());
+            tree.set("train.epochs", e, origin)
+                .map_err(|why| self.search.error(why))?;
+        }
+        let mut spec = resolve(&self.spec.path, &name, &tree)?;
+        spec.overrides = self.recorded.clone();
+        Ok(spec)
+    }
 }
 
 /// Compares file names naturally: case-insensitive, runs of digits by value (`v2` < `v10`).

@@ -111,7 +111,9 @@ impl Tree {
     /// key, anything else (a stack, an optimizer, a grid) is replaced whole.
     pub fn merge(&mut self, child: Tree) {
         for (key, value) in child.root {
-            let merges = key != "grid" && self.root.get(&key).is_some_and(Value::is_table);
+            let merges = key != "grid"
+                && key != "search"
+                && self.root.get(&key).is_some_and(Value::is_table);
             match value {
                 Value::Table(theirs) if merges => {
                     for k in theirs.keys() {

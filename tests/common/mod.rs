@@ -166,7 +166,7 @@ pub fn variant(path: &std::path::Path, pairs: usize) -> lesser::variants::Varian
     let load = lesser::variants::LoadOptions::default()
         .data(None, Some(pairs))
         .unwrap();
-    let mut all = lesser::variants::load_valid(&[path.to_path_buf()], &load).unwrap();
+    let (mut all, _) = lesser::variants::load_valid(&[path.to_path_buf()], &load).unwrap();
     assert_eq!(all.len(), 1);
     all.remove(0)
 }
