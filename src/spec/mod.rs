@@ -668,15 +668,15 @@ impl SearchSpec {
                 let v = d.range.value(x);
                 let origin = d.origin.clone().unwrap_or(Origin::Flag(String::new()));
                 tree.set(&d.key, v.clone(), origin)
-                    .and_then(|()| {
-                        resolve(&s.spec.path, &s.spec.name, &tree)
-                            .map_err(|e| e.to_string())
-                            .map(drop)
-                    })
-                    .map_err(|why| {
-                        s.search
-                            .dim_error(d, format!("at {}: {why}", search::show(&v)))
-                    })?;
+                    .map_err(|why| s.search.dim_error(d, why))?;
+                resolve(&s.spec.path, &s.spec.name, &tree).map_err(|e| match e {
+                    Error::Spec { path, place, msg } => Error::Spec {
+                        path,
+                        place,
+                        msg: format!("search at {}={}: {msg}", d.short, search::show(&v)),
+                    },
+                    other => other,
+                })?;
             }
         }
         Ok(s)

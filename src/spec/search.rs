@@ -140,6 +140,19 @@ impl Search {
             },
             _ => Vec::new(),
         };
+        // Where each key of the table was written, for its errors.
+        let placed: Vec<(&str, Option<Origin>)> = [
+            "space",
+            "trials",
+            "rounds",
+            "batch",
+            "objective",
+            "halving",
+            "confirm",
+        ]
+        .into_iter()
+        .map(|k| (k, tree.origin(&format!("search.{k}")).cloned()))
+        .collect();
         let Some((value, origin)) = tree.take("search") else {
             return Ok(None);
         };
@@ -148,12 +161,26 @@ impl Search {
             _ => path.to_path_buf(),
         };
         let bad = |why: String| at(&file, origin.clone(), format!("search: {why}"));
+        let bad_at = |(key, why): (&str, String)| {
+            let o = placed
+                .iter()
+                .find(|(k, _)| *k == key)
+                .and_then(|(_, o)| o.clone());
+            at(
+                &file,
+                o.or_else(|| origin.clone()),
+                format!("search.{why}"),
+            )
+        };
         let mut w = Written::deserialize(value).map_err(|e| bad(e.message().to_string()))?;
         if w.objective != "validation_error" {
-            return Err(bad(format!(
-                "objective \"{}\": the only objective is \"validation_error\" (the test \
-                 error chooses nothing)",
-                w.objective
+            return Err(bad_at((
+                "objective",
+                format!(
+                    "objective = \"{}\": the only objective is \"validation_error\" (the test error \
+                     chooses nothing)",
+                    w.objective
+                ),
             )));
         }
         let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
@@ -182,20 +209,21 @@ impl Search {
             top: w.confirm.top,
             origin: origin.clone(),
         };
-        search.check_counts().map_err(bad)?;
+        search.check_counts().map_err(bad_at)?;
         Ok(Some(search))
     }
 
-    fn check_counts(&self) -> std::result::Result<(), String> {
-        let within = |what: &str, n: usize, most: usize| {
+    /// Each count within its bounds: `(key, why)` of the first that is not.
+    fn check_counts(&self) -> std::result::Result<(), (&'static str, String)> {
+        let within = |key: &'static str, n: usize, most: usize| {
             if (1..=most).contains(&n) {
-                Ok(())
-            } else {
-                Err(format!("{what} = {n}: must be between 1 and {most}"))
+                return Ok(());
             }
+            let table = key.split('.').next().unwrap_or(key);
+            Err((table, format!("{key} = {n}: must be between 1 and {most}")))
         };
         if self.space.is_empty() {
-            return Err("space: name at least one key to search".into());
+            return Err(("space", "space: name at least one key to search".into()));
         }
         within("trials", self.trials, MAX_TRIALS)?;
         within("rounds", self.rounds, super::MAX_REPEATS)?;
@@ -203,7 +231,8 @@ impl Search {
         within("confirm.top", self.top, self.trials)?;
         if let Some(h) = self.halving {
             if h.eta < 2 {
-                return Err(format!("halving.eta = {}: must be at least 2", h.eta));
+                let why = format!("halving.eta = {}: must be at least 2", h.eta);
+                return Err(("halving", why));
             }
             within("halving.min_epochs", h.min_epochs, super::MAX_EPOCHS)?;
         }
