@@ -166,11 +166,7 @@ impl Search {
                 .iter()
                 .find(|(k, _)| *k == key)
                 .and_then(|(_, o)| o.clone());
-            at(
-                &file,
-                o.or_else(|| origin.clone()),
-                format!("search.{why}"),
-            )
+            at(&file, o.or_else(|| origin.clone()), format!("search.{why}"))
         };
         let mut w = Written::deserialize(value).map_err(|e| bad(e.message().to_string()))?;
         if w.objective != "validation_error" {
