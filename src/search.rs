@@ -168,21 +168,19 @@ pub fn run(s: &Searched, phase: &mut Phase) -> Result<Option<(Outcome, Vec<Varia
 /// The trials that reached rung `k - 1`, best first (ties to the one drawn first); those that
 /// stopped earlier after them, by how far they got.
 pub fn ranked(trials: &[Trial], k: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..trials.len()).collect();
-    let key = |i: usize| {
-        let o = &trials[i].objectives;
-        (
-            std::cmp::Reverse(o.len().min(k)),
-            o.get(o.len().min(k).wrapping_sub(1)).copied(),
-        )
+    let reached = |i: usize| trials[i].objectives.len().min(k);
+    let last = |i: usize| {
+        let at = reached(i).wrapping_sub(1);
+        trials[i]
+            .objectives
+            .get(at)
+            .copied()
+            .unwrap_or(f64::INFINITY)
     };
+    let mut order: Vec<usize> = (0..trials.len()).collect();
     order.sort_by(|&a, &b| {
-        let ((ra, oa), (rb, ob)) = (key(a), key(b));
-        ra.cmp(&rb)
-            .then(
-                oa.unwrap_or(f64::INFINITY)
-                    .total_cmp(&ob.unwrap_or(f64::INFINITY)),
-            )
+        (reached(b).cmp(&reached(a)))
+            .then(last(a).total_cmp(&last(b)))
             .then(a.cmp(&b))
     });
     order
