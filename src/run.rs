@@ -584,6 +584,21 @@ pub fn sweep(opts: &SweepOptions, progress: &dyn Progress) -> Result<SweepOutcom
     })
 }
 
+/// The searches as far as `store` holds their trial rounds, training nothing: their outcomes
+/// (their confirmed variants added to `selected`), and the stems of those it holds only part
+/// of.
+pub fn searches_stored(
+    searches: &[Searched],
+    selected: &mut Vec<Variant>,
+    store: &RoundStore,
+) -> Result<(Vec<search::Outcome>, Vec<String>)> {
+    let mut phase = |v: &[Variant]| -> Result<Option<Vec<RoundRecord>>> {
+        let (found, _) = lookup(&task_list(v), store, false, false);
+        Ok(found.into_iter().collect())
+    };
+    search::run_all(searches, selected, &mut phase)
+}
+
 /// What a rebuild found.
 #[derive(Debug, Clone)]
 pub struct Rebuilt {
@@ -617,11 +632,7 @@ pub fn rebuild(opts: &SweepOptions) -> Result<Rebuilt> {
     }
     let (mut selected, searches) = select_variants(opts)?;
     let store = RoundStore::open(&path)?;
-    let mut phase = |v: &[Variant]| -> Result<Option<Vec<RoundRecord>>> {
-        let (found, _) = lookup(&task_list(v), &store, false, false);
-        Ok(found.into_iter().collect())
-    };
-    let (outcomes, waiting) = search::run_all(&searches, &mut selected, &mut phase)?;
+    let (outcomes, waiting) = searches_stored(&searches, &mut selected, &store)?;
     let tasks = task_list(&selected);
     let (found, todo) = lookup(&tasks, &store, false, false);
     let missing = waiting

@@ -387,3 +387,35 @@ fn bad_searches_are_refused_with_file_and_line() {
         );
     }
 }
+
+#[test]
+fn a_confirmed_variant_is_evaluated_from_its_kept_weights() {
+    let d = setup("eval", "random");
+    let o = lesser(&d, &["--pairs", "200", "--out", "out", "--keep-weights"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = csv_rows(&read(d.join("out/results.csv")));
+    let row = rows
+        .iter()
+        .find(|r| r["variant"].starts_with("s["))
+        .unwrap();
+    // `eval` reads the specs' own data directory, relative to where it runs.
+    std::os::unix::fs::symlink(Path::new(DATA).parent().unwrap(), d.join("data")).unwrap();
+    let e = command(&d)
+        .args(["eval", &row["variant"], "--round", &row["round"]])
+        .args(["--pairs", "200", "--out", "out"])
+        .output()
+        .unwrap();
+    assert!(e.status.success(), "{}", stderr(&e));
+    let said = String::from_utf8_lossy(&e.stdout).into_owned();
+    // The error measured again, exactly, is the one results.csv rounds.
+    let exact: f64 = said
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split_once(" exactly"))
+        .and_then(|(x, _)| x.parse().ok())
+        .unwrap_or_else(|| panic!("{said}"));
+    assert_eq!(format!("{exact:.4}"), row["test_error"], "{said}");
+    assert!(
+        said.starts_with(&format!("{} round {}", row["variant"], row["round"])),
+        "{said}"
+    );
+}

@@ -15,7 +15,13 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let load = variants::LoadOptions::parse(&args.spec.set, args.spec.max_grid)?
         .counts(args.epochs, None)
         .data(None, args.pairs)?;
-    let (all, _) = variants::load_valid(&args.specs, &load)?;
+    let (mut all, searches) = variants::load_valid(&args.specs, &load)?;
+    let store = store_path(&args.out);
+    if !searches.is_empty() && store.is_dir() {
+        // A search's confirmed variants, as its stored trial rounds rank them.
+        let store = crate::store::RoundStore::open(&store)?;
+        crate::run::searches_stored(&searches, &mut all, &store)?;
+    }
     let Some(v) = all.iter().find(|v| v.spec.name == args.variant) else {
         let known: Vec<&str> = all.iter().map(|v| v.spec.name.as_str()).collect();
         return Err(Error::Usage(format!(
