@@ -163,7 +163,10 @@ pub fn figures(o: &Outcome) -> Vec<(String, String)> {
         .iter()
         .map(|t| o.confirmed.contains(&t.name))
         .collect();
-    let y_label = format!("validation error (%) after {first} epochs");
+    let y_label = format!(
+        "validation error (%) after {first} epoch{}",
+        if first == 1 { "" } else { "s" }
+    );
     let order: Vec<f64> = (1..=o.trials.len()).map(|i| i as f64).collect();
     let mut out = vec![(
         names[0].clone(),
