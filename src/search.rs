@@ -46,10 +46,6 @@ pub struct Outcome {
     pub trials: Vec<Trial>,
     /// The confirmed variants' names, best first.
     pub confirmed: Vec<String>,
-    /// The data seeds the trials' rounds drew from.
-    pub data_seeds: Vec<u64>,
-    /// The baseline the confirmed variants are compared with.
-    pub baseline: Option<String>,
 }
 
 impl Outcome {
@@ -159,8 +155,6 @@ pub fn run(s: &Searched, phase: &mut Phase) -> Result<Option<(Outcome, Vec<Varia
         rungs,
         confirmed: confirmed.iter().map(|v| v.spec.name.clone()).collect(),
         trials,
-        data_seeds: (0..search.rounds).map(seeds::trial_data_seed).collect(),
-        baseline: s.spec.spec.baseline.clone(),
     };
     Ok(Some((outcome, confirmed)))
 }
