@@ -313,7 +313,19 @@ fn refused(name: &str, from: &str, to: &str) -> String {
 
 #[test]
 fn bad_searches_are_refused_with_file_and_line() {
-    let cases: [(&str, &str, &str, &str); 10] = [
+    let cases: [(&str, &str, &str, &str); 12] = [
+        (
+            "bad-middle-choice",
+            "choice = [0.0, 0.1]",
+            "choice = [0.0, \"much\", 0.1]",
+            "s.toml:16:1: search at label_smoothing=much: train.label_smoothing:",
+        ),
+        (
+            "too-wide",
+            "log = [1e-4, 3e-2]",
+            "uniform = [-1e308, 1e308]",
+            "s.toml:14:1: search.space.train.optimizer.lr: uniform: the range is wider",
+        ),
         (
             "grid-too",
             "[search.space]",

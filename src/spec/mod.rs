@@ -628,7 +628,8 @@ pub struct SearchSpec {
 
 impl SearchSpec {
     /// Checks `search` against the spec: validation pairs held out, every key one the spec
-    /// takes at both ends of its range, none set by an override or by halving.
+    /// takes at both ends of its range (at every choice), none set by an override or by
+    /// halving.
     fn new(
         search: Search,
         spec: Spec,
@@ -662,10 +663,8 @@ impl SearchSpec {
                     .search
                     .dim_error(d, "halving sets the epochs; search them or halve"));
             }
-            let (lo, hi) = d.range.domain();
-            for x in [lo, hi] {
+            for v in d.range.extremes() {
                 let mut tree = s.tree.clone();
-                let v = d.range.value(x);
                 let origin = d.origin.clone().unwrap_or(Origin::Flag(String::new()));
                 tree.set(&d.key, v.clone(), origin)
                     .map_err(|why| s.search.dim_error(d, why))?;

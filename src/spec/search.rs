@@ -384,6 +384,11 @@ impl Range {
             Range::Int(a, b) => a > b,
             Range::Choice(_) => false,
         };
+        if let Range::Uniform(a, b) = range
+            && !(b - a).is_finite()
+        {
+            return Err(format!("{kind}: the range is wider than a number can hold"));
+        }
         if empty {
             return Err(format!(
                 "{kind}: the range is empty (the low bound must be below the high one)"
@@ -400,6 +405,17 @@ impl Range {
             // Half a step beyond each bound, so that both ends are drawn as often as the rest.
             Range::Int(a, b) => (a as f64 - 0.5, b as f64 + 0.5),
             Range::Choice(ref c) => (0.0, c.len() as f64),
+        }
+    }
+
+    /// The values a spec must take for the range to be usable: both ends, or every choice.
+    pub fn extremes(&self) -> Vec<Value> {
+        match self {
+            Range::Choice(c) => c.clone(),
+            _ => {
+                let (a, b) = self.domain();
+                vec![self.value(a), self.value(b)]
+            }
         }
     }
 
