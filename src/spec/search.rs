@@ -122,37 +122,11 @@ fn validation_error() -> String {
 }
 
 impl Search {
-    /// Takes the `search` table out of `tree`; checks it on its own (the keys are checked
-    /// against the spec by [`Search::check_keys`]).
+    /// Takes the `search` table out of `tree`; checks it on its own (its keys are checked
+    /// against the spec by `SearchSpec`).
     pub fn take(tree: &mut Tree, path: &Path) -> Result<Option<Search>> {
-        let keys: Vec<(String, Option<Origin>)> = match tree.root.get("search") {
-            Some(Value::Table(t)) => match t.get("space") {
-                Some(Value::Table(s)) => s
-                    .keys()
-                    .map(|k| {
-                        (
-                            k.clone(),
-                            tree.origin(&format!("search.space.{k}")).cloned(),
-                        )
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            },
-            _ => Vec::new(),
-        };
-        // Where each key of the table was written, for its errors.
-        let placed: Vec<(&str, Option<Origin>)> = [
-            "space",
-            "trials",
-            "rounds",
-            "batch",
-            "objective",
-            "halving",
-            "confirm",
-        ]
-        .into_iter()
-        .map(|k| (k, tree.origin(&format!("search.{k}")).cloned()))
-        .collect();
+        let keys = placed(tree, "search.space");
+        let placed = placed(tree, "search");
         let Some((value, origin)) = tree.take("search") else {
             return Ok(None);
         };
@@ -164,7 +138,7 @@ impl Search {
         let bad_at = |(key, why): (&str, String)| {
             let o = placed
                 .iter()
-                .find(|(k, _)| *k == key)
+                .find(|(k, _)| k == key)
                 .and_then(|(_, o)| o.clone());
             at(&file, o.or_else(|| origin.clone()), format!("search.{why}"))
         };
@@ -324,6 +298,19 @@ impl std::fmt::Display for Range {
             }
         }
     }
+}
+
+/// The keys of the table at `path` (`search` or `search.space`), each with where it was
+/// written.
+fn placed(tree: &Tree, path: &str) -> Vec<(String, Option<Origin>)> {
+    let table = path
+        .split('.')
+        .try_fold(&tree.root, |t, k| t.get(k).and_then(Value::as_table));
+    table
+        .into_iter()
+        .flat_map(|t| t.keys())
+        .map(|k| (k.clone(), tree.origin(&format!("{path}.{k}")).cloned()))
+        .collect()
 }
 
 /// A value as a point's name shows it: strings without quotes.
