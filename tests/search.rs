@@ -313,7 +313,13 @@ fn refused(name: &str, from: &str, to: &str) -> String {
 
 #[test]
 fn bad_searches_are_refused_with_file_and_line() {
-    let cases: [(&str, &str, &str, &str); 12] = [
+    let cases: [(&str, &str, &str, &str); 13] = [
+        (
+            "misspelt-key",
+            "trials = 7",
+            "trails = 7",
+            "s.toml:6:1: search.trails: unknown field `trails`",
+        ),
         (
             "bad-middle-choice",
             "choice = [0.0, 0.1]",

@@ -142,7 +142,15 @@ impl Search {
                 .and_then(|(_, o)| o.clone());
             at(&file, o.or_else(|| origin.clone()), format!("search.{why}"))
         };
-        let mut w = Written::deserialize(value).map_err(|e| bad(e.message().to_string()))?;
+        let mut w: Written = serde_path_to_error::deserialize(value).map_err(|e| {
+            // Placed at the key at fault where there is one (a missing key is the table's).
+            let key = e.path().to_string();
+            let msg = e.inner().message().lines().next().unwrap_or("").to_string();
+            match key.split('.').next().filter(|k| !k.is_empty()) {
+                Some(table) => bad_at((table, format!("{key}: {msg}"))),
+                None => bad(msg),
+            }
+        })?;
         if w.objective != "validation_error" {
             return Err(bad_at((
                 "objective",
