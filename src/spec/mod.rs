@@ -3,7 +3,8 @@
 //! A spec is one TOML tree (`tree.rs`): its `extends` chain merged onto the defaults
 //! (`defaults.toml`), a grid point and the overrides set by key path, every key remembering
 //! where it was set. One deserialization and one pass of rules (`resolve.rs`) turn the tree
-//! into a [`Spec`]. The language is documented in `specs/README.md`.
+//! into a [`Spec`]; a `[grid]` (`grid.rs`) makes one per point, a `[search]` (`search.rs`) one
+//! per point it tries. The language is documented in `specs/README.md`.
 
 mod data;
 mod grid;
@@ -17,7 +18,7 @@ pub use data::{Data, MAX_SAMPLES, Normalize};
 pub use grid::{DEFAULT_MAX_POINTS, GridPoint, MAX_POINTS_LIMIT, Override};
 pub use layer::LayerSpec;
 pub use resolve::{MAX_ENSEMBLE, MAX_EPOCHS, MAX_REPEATS};
-pub use search::{Dim, Halving, MAX_TRIALS, Method, Range, Rung, Search};
+pub use search::{Dim, Halving, MAX_TRIALS, Method, Range, Rung, Search, SearchSpec};
 pub use task::{Relation, Task, TaskKind};
 
 use std::path::{Path, PathBuf};
@@ -614,93 +615,6 @@ fn set_all(tree: &mut Tree, overrides: &[Override]) -> Result<()> {
             .map_err(|why| Error::Usage(format!("{}: {why}", o.flag)))?;
     }
     Ok(())
-}
-
-/// A spec file with a `[search]`: the spec as written, and the variant at any point.
-#[derive(Debug, Clone)]
-pub struct SearchSpec {
-    pub search: Search,
-    /// The spec without a point (its name is the file stem).
-    pub spec: Spec,
-    tree: Tree,
-    recorded: Vec<String>,
-}
-
-impl SearchSpec {
-    /// Checks `search` against the spec: validation pairs held out, every key one the spec
-    /// takes at both ends of its range (at every choice), none set by an override or by
-    /// halving.
-    fn new(
-        search: Search,
-        spec: Spec,
-        tree: Tree,
-        recorded: Vec<String>,
-        overrides: &[Override],
-    ) -> Result<SearchSpec> {
-        if spec.train.validation <= 0.0 {
-            return Err(search.error(
-                "the objective is the validation error, and this spec holds no validation \
-                 pairs out; set train.validation (a share of the training pairs, e.g. 0.1)",
-            ));
-        }
-        let s = SearchSpec {
-            search,
-            spec,
-            tree,
-            recorded,
-        };
-        for d in &s.search.space {
-            if let Some(o) = overrides.iter().find(|o| o.key == d.key) {
-                return Err(Error::Usage(format!(
-                    "{}: {} is searched in {}; change the search instead",
-                    o.flag,
-                    d.key,
-                    s.search.file.display()
-                )));
-            }
-            if d.key == "train.epochs" && s.search.halving.is_some() {
-                return Err(s
-                    .search
-                    .dim_error(d, "halving sets the epochs; search them or halve"));
-            }
-            for v in d.range.extremes() {
-                let mut tree = s.tree.clone();
-                let origin = d.origin.clone().unwrap_or(Origin::Flag(String::new()));
-                tree.set(&d.key, v.clone(), origin)
-                    .map_err(|why| s.search.dim_error(d, why))?;
-                resolve(&s.spec.path, &s.spec.name, &tree).map_err(|e| match e {
-                    Error::Spec { path, place, msg } => Error::Spec {
-                        path,
-                        place,
-                        msg: format!("search at {}={}: {msg}", d.short, search::show(&v)),
-                    },
-                    other => other,
-                })?;
-            }
-        }
-        Ok(s)
-    }
-
-    /// The variant at `point`, named by it, trained `epochs` epochs when given (a rung of
-    /// successive halving).
-    pub fn at(&self, point: &[toml::Value], epochs: Option<usize>) -> Result<Spec> {
-        let name = self.search.name(&self.spec.stem, point);
-        let mut tree = self.tree.clone();
-        for (d, v) in self.search.space.iter().zip(point) {
-            let origin = d.origin.clone().unwrap_or(Origin::Flag(String::new()));
-            tree.set(&d.key, v.clone(), origin)
-                .map_err(|why| self.search.dim_error(d, why))?;
-        }
-        if let Some(e) = epochs {
-            let e = toml::Value::Integer(i64::try_from(e).unwrap_or(i64::MAX));
-            let origin = Origin::Flag("search.halving".into());
-            tree.set("train.epochs", e, origin)
-                .map_err(|why| self.search.error(why))?;
-        }
-        let mut spec = resolve(&self.spec.path, &name, &tree)?;
-        spec.overrides = self.recorded.clone();
-        Ok(spec)
-    }
 }
 
 /// Compares file names naturally: case-insensitive, runs of digits by value (`v2` < `v10`).

@@ -1,13 +1,17 @@
 //! A spec's `[search]`: the keys to search with their ranges, how points are drawn (at random
 //! or by a tree-structured Parzen estimator), the rounds per trial, successive halving over
 //! epochs and how many of the best trials are confirmed. Points depend only on the table and
-//! its seed (and, for TPE, on the objectives of earlier batches).
+//! its seed (and, for TPE, on the objectives of earlier batches). [`SearchSpec`] is a spec
+//! file with such a table: the spec checked against its ranges, and the variant at any point.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Value;
 
+use super::Spec;
+use super::grid::Override;
+use super::resolve::resolve;
 use super::tree::{Origin, Tree, at};
 use crate::error::{Error, Result};
 use crate::seeds;
@@ -305,6 +309,93 @@ impl std::fmt::Display for Range {
                 write!(f, "{{ choice = [{}] }}", c.join(", "))
             }
         }
+    }
+}
+
+/// A spec file with a `[search]`: the spec as written, and the variant at any point.
+#[derive(Debug, Clone)]
+pub struct SearchSpec {
+    pub search: Search,
+    /// The spec without a point (its name is the file stem).
+    pub spec: Spec,
+    tree: Tree,
+    recorded: Vec<String>,
+}
+
+impl SearchSpec {
+    /// Checks `search` against the spec: validation pairs held out, every key one the spec
+    /// takes at both ends of its range (at every choice), none set by an override or by
+    /// halving.
+    pub(super) fn new(
+        search: Search,
+        spec: Spec,
+        tree: Tree,
+        recorded: Vec<String>,
+        overrides: &[Override],
+    ) -> Result<SearchSpec> {
+        if spec.train.validation <= 0.0 {
+            return Err(search.error(
+                "the objective is the validation error, and this spec holds no validation \
+                 pairs out; set train.validation (a share of the training pairs, e.g. 0.1)",
+            ));
+        }
+        let s = SearchSpec {
+            search,
+            spec,
+            tree,
+            recorded,
+        };
+        for d in &s.search.space {
+            if let Some(o) = overrides.iter().find(|o| o.key == d.key) {
+                return Err(Error::Usage(format!(
+                    "{}: {} is searched in {}; change the search instead",
+                    o.flag,
+                    d.key,
+                    s.search.file.display()
+                )));
+            }
+            if d.key == "train.epochs" && s.search.halving.is_some() {
+                return Err(s
+                    .search
+                    .dim_error(d, "halving sets the epochs; search them or halve"));
+            }
+            for v in d.range.extremes() {
+                let mut tree = s.tree.clone();
+                let origin = d.origin.clone().unwrap_or(Origin::Flag(String::new()));
+                tree.set(&d.key, v.clone(), origin)
+                    .map_err(|why| s.search.dim_error(d, why))?;
+                resolve(&s.spec.path, &s.spec.name, &tree).map_err(|e| match e {
+                    Error::Spec { path, place, msg } => Error::Spec {
+                        path,
+                        place,
+                        msg: format!("search at {}={}: {msg}", d.short, show(&v)),
+                    },
+                    other => other,
+                })?;
+            }
+        }
+        Ok(s)
+    }
+
+    /// The variant at `point`, named by it, trained `epochs` epochs when given (a rung of
+    /// successive halving).
+    pub fn at(&self, point: &[toml::Value], epochs: Option<usize>) -> Result<Spec> {
+        let name = self.search.name(&self.spec.stem, point);
+        let mut tree = self.tree.clone();
+        for (d, v) in self.search.space.iter().zip(point) {
+            let origin = d.origin.clone().unwrap_or(Origin::Flag(String::new()));
+            tree.set(&d.key, v.clone(), origin)
+                .map_err(|why| self.search.dim_error(d, why))?;
+        }
+        if let Some(e) = epochs {
+            let e = toml::Value::Integer(i64::try_from(e).unwrap_or(i64::MAX));
+            let origin = Origin::Flag("search.halving".into());
+            tree.set("train.epochs", e, origin)
+                .map_err(|why| self.search.error(why))?;
+        }
+        let mut spec = resolve(&self.spec.path, &name, &tree)?;
+        spec.overrides = self.recorded.clone();
+        Ok(spec)
     }
 }
 
