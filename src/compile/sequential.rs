@@ -61,7 +61,7 @@ fn plain<T: OpTape>(x: Act<T>, op: PlainOp, training: bool) -> Result<Act<T>> {
         PlainOp::Upsample { scale } => ops::upsample_nearest(x, scale)?,
         PlainOp::Activation(kind) => ops::activation(x, kind),
         PlainOp::Threshold { threshold, value } => ops::threshold(x, threshold, value),
-        PlainOp::Dropout { p } if training => x.dropout(p),
+        PlainOp::Dropout { p } if training => ops::dropout(x, f64::from(p)),
         PlainOp::Dropout { .. } => x,
         PlainOp::Flatten => {
             let (n, c, h, w) = *x.shape();

@@ -15,6 +15,7 @@ pub mod lanes;
 
 mod conv;
 mod conv_transpose;
+mod dropout;
 mod elementwise;
 mod linear;
 mod loss;
@@ -26,6 +27,7 @@ mod pool;
 pub use crate::kernels::Epilogue;
 pub use conv::{ChainLayer, ChainNorm, Conv2dGeometry, conv2d, conv2d_chain, conv2d_fused};
 pub use conv_transpose::{ConvTranspose2dGeometry, conv_transpose2d};
+pub use dropout::dropout;
 pub use elementwise::{Activation, activation, threshold, upsample_nearest};
 pub use linear::linear;
 pub use loss::{argmax, cross_entropy, cross_entropy_smoothed, logits_argmax};
