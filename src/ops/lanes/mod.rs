@@ -774,12 +774,22 @@ pub fn conv_backward(
 }
 
 /// Zeros what [`spread`] leaves of one group of gradient planes `gp`: the margins, and
-/// after a pool over an odd side the last row or column.
+/// after a pool over an odd side the last row or column; the channels split over the threads.
 fn zero_unspread(gp: Planes, pooled: bool, gc: &mut [MaybeUninit<f32>]) {
-    gp.zero_padding(gc);
-    if !pooled {
-        return;
-    }
+    let plane = gp.area() * LANES;
+    let pieces = par::pieces(gp.c, gc.len() * par::PER_VALUE);
+    let rows = par::Rows(gc, plane);
+    par::split(rows, (0, gp.c), pieces, &|_, c, par::Rows(gc, _)| {
+        let gp = Planes { c, ..gp };
+        gp.zero_padding(gc);
+        if pooled {
+            zero_odd_edges(gp, gc);
+        }
+    });
+}
+
+/// Zeros the last row or column of `gp`'s planes where a 2 x 2 pool left it out.
+fn zero_odd_edges(gp: Planes, gc: &mut [MaybeUninit<f32>]) {
     let zero = MaybeUninit::new(0.0);
     for c in 0..gp.c {
         if gp.h % 2 == 1 {
