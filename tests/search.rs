@@ -437,3 +437,24 @@ fn a_confirmed_variant_is_evaluated_from_its_kept_weights() {
         "{said}"
     );
 }
+
+#[test]
+fn check_states_what_a_search_will_spend() {
+    let d = setup("check", "random");
+    let o = command(&d)
+        .args(["check", "specs", "--data", DATA])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let expected = [
+        "s (specs/s.toml): search of 7 trials (random), 2 rounds each on the search's own data seeds",
+        "  model.digit[1].out           { int = [4, 24] }",
+        "  budget: 7 trials x 1 epochs, then 3 trials x 3 epochs, then 2 trials x 9 epochs; 24 \
+         rounds, 68 epochs (0.54 of the 126 epochs of every trial trained in full)",
+        "  then the best 2 confirmed on 2 reported rounds each, against base",
+    ];
+    for line in expected {
+        assert!(out.lines().any(|l| l == line), "{line}\n{out}");
+    }
+}
