@@ -3,7 +3,8 @@
 //!
 //! Modules, in the order data flows: [`data`] (IDX files, pair sets), [`ops`] (CNN operations
 //! on dfdx), [`spec`] (TOML variants), [`compile`] (specs into networks), [`train`] (one
-//! round), [`variants`] (specs loaded, planned and ordered), [`run`] (the parallel sweep),
+//! round), [`variants`] (specs loaded, planned and ordered), [`search`] (a spec's search run
+//! step by step), [`run`] (the parallel sweep),
 //! [`record`] (one round's record and its written forms), [`store`] (stored rounds),
 //! [`report`] (CSV and Markdown), [`diff`] (paired comparisons), [`cli`] (commands); [`fs`]
 //! holds the file helpers, [`kernels`] the arithmetic every op runs on, one file per

@@ -12,12 +12,12 @@ use crate::error::{Error, Result};
 use crate::record::{RoundKey, RoundRecord, Status};
 use crate::report::errors::{self, ErrorView, Wrong};
 use crate::report::{self, Protocol, Study, Summary};
-use crate::search::{self, Searched};
+use crate::search;
 use crate::seeds;
 pub use crate::shard::Shard;
 use crate::store::RoundStore;
 use crate::train::{RoundConfig, train_round};
-use crate::variants::{self, Variant};
+use crate::variants::{self, Searched, Variant};
 
 /// Everything `lesser run` can be told.
 #[derive(Debug, Clone)]

@@ -7,23 +7,14 @@
 //! test can hand it a constructed objective.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use toml::Value;
 
-use crate::data::Dataset;
 use crate::error::Result;
 use crate::record::{RoundRecord, Status};
 use crate::seeds;
-use crate::spec::{Method, Range, Rung, Search, SearchSpec};
-use crate::variants::Variant;
-
-/// A spec with a search, on its dataset.
-#[derive(Debug, Clone)]
-pub struct Searched {
-    pub spec: SearchSpec,
-    pub data: Arc<Dataset>,
-}
+use crate::spec::{Method, Range, Rung, Search};
+use crate::variants::{Searched, Variant};
 
 /// One trial: its point and its objective at each rung it reached.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,7 +9,6 @@ use crate::compile::{DataShape, Plan, plan};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::record::check_variant_name;
-use crate::search::Searched;
 use crate::spec::{self, Override, Spec};
 
 /// Rows of a batch the evaluation runs at once (see `train::evaluate`); the memory estimate
@@ -27,6 +26,14 @@ pub struct Variant {
     pub data: Arc<Dataset>,
     /// A search's trial: its rounds draw their data from the search's own seeds.
     pub trial: bool,
+}
+
+/// A spec that searches, on its dataset: its variants are made from the points it tries
+/// (`search`).
+#[derive(Debug, Clone)]
+pub struct Searched {
+    pub spec: spec::SearchSpec,
+    pub data: Arc<Dataset>,
 }
 
 /// Datasets read once per directory and pooling factor, shared by every variant that reads

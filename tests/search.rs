@@ -9,8 +9,7 @@ use std::path::Path;
 
 use common::{DATA, command, csv_rows, data, lesser, read, stderr, temp};
 use lesser::record::{RoundRecord, RoundResult, Status};
-use lesser::search::Searched;
-use lesser::variants::{LoadOptions, Variant};
+use lesser::variants::{LoadOptions, Searched, Variant};
 
 /// A tiny network with a validation split.
 const BASE: &str = r#"

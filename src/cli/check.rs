@@ -56,7 +56,7 @@ fn describe(out: &mut String, v: &Variant) {
 }
 
 /// A search's space and what it will spend.
-fn describe_search(out: &mut String, s: &crate::search::Searched) {
+fn describe_search(out: &mut String, s: &variants::Searched) {
     let (search, spec) = (&s.spec.search, &s.spec.spec);
     let _ = writeln!(
         out,
