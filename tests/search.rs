@@ -457,3 +457,35 @@ fn check_states_what_a_search_will_spend() {
         assert!(out.lines().any(|l| l == line), "{line}\n{out}");
     }
 }
+
+#[test]
+fn a_rerun_trains_nothing_and_a_wider_search_reuses_its_trials() {
+    let d = setup("reuse", "random");
+    let first = lesser(&d, &["--pairs", "200", "--out", "out"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        stderr(&first).contains("searches: 24 trial rounds trained"),
+        "{}",
+        stderr(&first)
+    );
+    let again = lesser(&d, &["--pairs", "200", "--out", "out"]);
+    assert!(
+        !stderr(&again).contains("trial rounds trained"),
+        "{}",
+        stderr(&again)
+    );
+    assert!(stderr(&again).contains("(0 trained"), "{}", stderr(&again));
+    // Two more trials: the first seven keep their points, so their first step is stored.
+    let wider = search_spec("random").replace("trials = 7", "trials = 9");
+    std::fs::write(d.join("specs/s.toml"), wider).unwrap();
+    let more = lesser(&d, &["--pairs", "200", "--out", "out"]);
+    assert!(more.status.success(), "{}", stderr(&more));
+    let trained: usize = stderr(&more)
+        .split("searches: ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", stderr(&more)));
+    // 9 trials at 1 epoch, 3 at 3 and 2 at 9, 2 rounds each, less the 7 stored at 1 epoch.
+    assert!(trained <= (9 + 3 + 2 - 7) * 2, "{trained}");
+}
