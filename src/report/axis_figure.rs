@@ -6,6 +6,7 @@
 use plotters::prelude::*;
 
 use super::Summary;
+use super::figures::{SERIES, series_legend};
 
 /// One line: the points of a grid that share every other axis's value.
 #[derive(Debug, Clone, PartialEq)]
@@ -170,23 +171,8 @@ fn axis_figure(stem: &str, points: &[&Summary], a: usize) -> Option<AxisFigure> 
 
 /// The figure as SVG.
 pub fn axis_svg(f: &AxisFigure) -> String {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (760, 420)).into_drawing_area();
-        let _ = draw(&root, f);
-        let _ = root.present();
-    }
-    svg
+    super::figures::svg((760, 420), |root| draw(root, f))
 }
-
-const COLORS: [RGBColor; 6] = [
-    RGBColor(31, 119, 180),
-    RGBColor(214, 39, 40),
-    RGBColor(44, 160, 44),
-    RGBColor(148, 103, 189),
-    RGBColor(255, 127, 14),
-    RGBColor(120, 120, 120),
-];
 
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, plotters::coord::Shift>,
@@ -251,7 +237,7 @@ fn draw<DB: DrawingBackend>(
         }
     }
     for (i, l) in f.lines.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
+        let color = SERIES[i % SERIES.len()];
         let mean: Vec<(f64, f64)> = l.points.iter().map(|p| (at(p.0), p.1)).collect();
         chart
             .draw_series(LineSeries::new(mean.clone(), color.stroke_width(2)))?
@@ -268,12 +254,5 @@ fn draw<DB: DrawingBackend>(
             )
         }))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(RGBColor(200, 200, 200))
-        .label_font(("sans-serif", 13))
-        .draw()?;
-    Ok(())
+    series_legend(&mut chart)
 }

@@ -95,13 +95,7 @@ pub fn errors_svg(v: &ErrorView) -> String {
     let rows = v.gallery.len().div_ceil(4) as i32;
     let width = (2 * (grid + 170)).max(4 * 190 + 40) as u32;
     let height = (grid + 110 + rows * 110 + 30) as u32;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
-        let _ = draw(&root, v);
-        let _ = root.present();
-    }
-    svg
+    super::figures::svg((width, height), |root| draw(root, v))
 }
 
 fn draw<DB: DrawingBackend>(

@@ -182,6 +182,46 @@ fn headroom(max: f64) -> f64 {
     (m / step).ceil() * step
 }
 
+/// An SVG of `size` pixels drawn by `draw`. A drawing step that fails leaves what was drawn
+/// before it: a figure is never worth failing a report for.
+pub fn svg(
+    size: (u32, u32),
+    draw: impl FnOnce(
+        &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    ) -> Result<(), DrawingAreaErrorKind<std::io::Error>>,
+) -> String {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        let _ = draw(&root);
+        let _ = root.present();
+    }
+    svg
+}
+
+/// Colours of a chart's series, in order.
+pub const SERIES: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(120, 120, 120),
+];
+
+/// The legend of a chart's labelled series, in its upper right corner.
+pub fn series_legend<'a, DB: DrawingBackend + 'a, X: Ranged, Y: Ranged>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(RGBColor(200, 200, 200))
+        .label_font((FONT, 13))
+        .draw()
+}
+
 /// How a legend item is drawn.
 #[derive(Clone, Copy)]
 enum Mark {
@@ -236,14 +276,9 @@ pub fn dots_svg(rows: &[Row], titles: &[&str], x_label: &str) -> String {
                 .chain(r.reference)
         })
         .fold(0.0, f64::max);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH.max(label_width + 360), height))
-            .into_drawing_area();
-        let _ = draw_dots(&root, rows, titles, x_label, label_width, headroom(max));
-        let _ = root.present();
-    }
-    svg
+    svg((WIDTH.max(label_width + 360), height), |root| {
+        draw_dots(root, rows, titles, x_label, label_width, headroom(max))
+    })
 }
 
 fn draw_dots<DB: DrawingBackend>(
@@ -330,13 +365,7 @@ fn draw_dots<DB: DrawingBackend>(
 /// A variant's learning curves: training loss on the left, training and test error on the
 /// right, each the mean over rounds with its min-max band.
 pub fn curves_svg(c: &Curves) -> String {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH + 200, 380)).into_drawing_area();
-        let _ = draw_curves(&root, c);
-        let _ = root.present();
-    }
-    svg
+    svg((WIDTH + 200, 380), |root| draw_curves(root, c))
 }
 
 fn draw_curves<DB: DrawingBackend>(

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use plotters::prelude::*;
 
+use super::figures::{SERIES, series_legend};
 use super::{Align, Summary, Table, comparison_cells, markdown, pct};
 use crate::record::csv_line;
 use crate::search::Outcome;
@@ -222,13 +223,7 @@ struct Plot {
 }
 
 fn svg(p: &Plot) -> String {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (760, 420)).into_drawing_area();
-        let _ = draw(&root, p);
-        let _ = root.present();
-    }
-    svg
+    super::figures::svg((760, 420), |root| draw(root, p))
 }
 
 fn draw<DB: DrawingBackend>(
@@ -268,8 +263,7 @@ fn draw<DB: DrawingBackend>(
         .light_line_style(RGBColor(238, 238, 238))
         .label_style(("sans-serif", 13))
         .draw()?;
-    let blue = RGBColor(31, 119, 180);
-    let red = RGBColor(214, 39, 40);
+    let (blue, red, grey) = (SERIES[0], SERIES[1], SERIES[5]);
     let dots = p.x.iter().zip(&p.y).zip(&p.confirmed);
     let plain = dots.clone().filter(|(_, c)| !**c);
     chart
@@ -298,24 +292,11 @@ fn draw<DB: DrawingBackend>(
                 })
                 .collect();
         chart
-            .draw_series(LineSeries::new(
-                line,
-                RGBColor(120, 120, 120).stroke_width(2),
-            ))?
+            .draw_series(LineSeries::new(line, grey.stroke_width(2)))?
             .label("best so far")
-            .legend(|(x, y)| {
-                PathElement::new(
-                    vec![(x, y), (x + 18, y)],
-                    RGBColor(120, 120, 120).stroke_width(3),
-                )
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], grey.stroke_width(3))
             });
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(RGBColor(200, 200, 200))
-        .label_font(("sans-serif", 13))
-        .draw()?;
-    Ok(())
+    series_legend(&mut chart)
 }
