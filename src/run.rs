@@ -133,13 +133,7 @@ fn select_variants(opts: &SweepOptions) -> Result<(Vec<Variant>, Vec<Searched>)>
                 .into(),
         ));
     }
-    let bases = searches
-        .iter()
-        .map(|s| Variant::new(s.spec.spec.clone(), s.data.clone()));
-    for v in bases {
-        variants::check_memory(&v?, opts.max_memory)?;
-    }
-    for v in &selected {
+    for v in selected.iter().chain(searches.iter().map(|s| &s.base)) {
         variants::check_memory(v, opts.max_memory)?;
     }
     Ok((selected, searches))

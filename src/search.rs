@@ -138,7 +138,7 @@ pub fn run(s: &Searched, phase: &mut Phase) -> Result<Option<(Outcome, Vec<Varia
             continue;
         }
         let spec = s.spec.at(&trials[i].point, None)?;
-        confirmed.push(Variant::new(spec, s.data.clone())?);
+        confirmed.push(Variant::new(spec, s.base.data.clone())?);
     }
     let outcome = Outcome {
         stem: s.spec.spec.stem.clone(),
@@ -187,7 +187,7 @@ fn train_rung(
         }
         let mut spec = s.spec.at(&trials[i].point, Some(epochs))?;
         spec.train.repeats = s.spec.search.rounds;
-        let mut v = Variant::new(spec, s.data.clone())?;
+        let mut v = Variant::new(spec, s.base.data.clone())?;
         v.trial = true;
         variants.push(v);
     }

@@ -33,7 +33,8 @@ pub struct Variant {
 #[derive(Debug, Clone)]
 pub struct Searched {
     pub spec: spec::SearchSpec,
-    pub data: Arc<Dataset>,
+    /// The spec without a point, planned on its data: its shapes checked before any trial.
+    pub base: Variant,
 }
 
 /// Datasets read once per directory and pooling factor, shared by every variant that reads
@@ -167,13 +168,11 @@ pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Result<Loaded> {
                 }
             }
             Ok(spec::File::Search(s)) => {
-                // The spec without a point is planned too: a shape error shows before any
-                // trial trains.
-                let checked = datasets
+                let base = datasets
                     .get(&s.spec)
-                    .and_then(|d| Variant::new(s.spec.clone(), d.clone()).map(|_| d));
-                match checked {
-                    Ok(data) => loaded.searches.push(Searched { spec: *s, data }),
+                    .and_then(|d| Variant::new(s.spec.clone(), d));
+                match base {
+                    Ok(base) => loaded.searches.push(Searched { spec: *s, base }),
                     Err(e) => loaded.errors.push(e),
                 }
             }
