@@ -42,7 +42,7 @@ pub struct Outcome {
 impl Outcome {
     /// Rounds the search trained (every rung's).
     pub fn rounds(&self) -> usize {
-        self.rungs.iter().map(|r| r.trials).sum::<usize>() * self.search.rounds
+        self.search.spent(&self.rungs).0
     }
 
     /// The best objective at the last rung.

@@ -78,15 +78,14 @@ fn describe_search(out: &mut String, s: &variants::Searched) {
         .iter()
         .map(|r| format!("{} trials x {} epochs", r.trials, r.epochs))
         .collect();
-    let rounds: usize = rungs.iter().map(|r| r.trials).sum::<usize>() * search.rounds;
+    let (rounds, epochs) = search.spent(&rungs);
     let full = search.trials * search.rounds * spec.train.epochs;
     let _ = writeln!(
         out,
-        "  budget: {}; {rounds} rounds, {} epochs ({:.2} of the {full} epochs of every trial \
-         trained in full)",
+        "  budget: {}; {rounds} rounds, {epochs} epochs ({:.2} of the {full} epochs of every \
+         trial trained in full)",
         steps.join(", then "),
-        search.budget(spec.train.epochs),
-        search.budget(spec.train.epochs) as f64 / full.max(1) as f64
+        epochs as f64 / full.max(1) as f64
     );
     let _ = writeln!(
         out,

@@ -128,15 +128,11 @@ fn budget(o: &Outcome) -> String {
         .iter()
         .map(|r| format!("{} at {} epochs", r.trials, r.epochs))
         .collect();
-    let epoch_rounds: usize = o
-        .rungs
-        .iter()
-        .map(|r| r.trials * r.epochs * o.search.rounds)
-        .sum();
+    let (rounds, epochs) = o.search.spent(&o.rungs);
     format!(
         "{} trials over {}, {method}, each trained {} rounds on the search's own data seeds \
          (never a reported round's) and ranked on its mean validation error; trials trained: \
-         {}. {} rounds in all ({epoch_rounds} epochs); the best validation error at the last \
+         {}. {rounds} rounds in all ({epochs} epochs); the best validation error at the last \
          step: {}. The best {} became variants of this sweep, trained on its reported rounds \
          and compared with their baseline on the same pairs (p adjusted with the other \
          baseline comparisons, Holm's method).",
@@ -144,7 +140,6 @@ fn budget(o: &Outcome) -> String {
         keys.join(", "),
         o.search.rounds,
         rungs.join(", then "),
-        o.rounds(),
         pct(o.best().filter(|v| v.is_finite())),
         o.confirmed.len(),
     )

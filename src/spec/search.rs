@@ -268,12 +268,11 @@ impl Search {
             .collect()
     }
 
-    /// The epoch-rounds (rounds times their epochs) the search trains.
-    pub fn budget(&self, epochs: usize) -> usize {
-        self.rungs(epochs)
-            .iter()
-            .map(|r| r.trials * r.epochs * self.rounds)
-            .sum()
+    /// What training `rungs` spends: its rounds, and their epochs summed.
+    pub fn spent(&self, rungs: &[Rung]) -> (usize, usize) {
+        let rounds = |r: &Rung| r.trials * self.rounds;
+        let all = rungs.iter().map(rounds).sum();
+        (all, rungs.iter().map(|r| rounds(r) * r.epochs).sum())
     }
 
     /// The point of trial `trial` drawn at random: the same for the same table and seed.
@@ -573,7 +572,7 @@ mod tests {
         );
         let r: Vec<(usize, usize)> = s.rungs(100).iter().map(|r| (r.epochs, r.trials)).collect();
         assert_eq!(r, [(11, 24), (33, 8), (100, 3)]);
-        assert_eq!(s.budget(100), 3 * (11 * 24 + 33 * 8 + 100 * 3));
+        assert_eq!(s.spent(&s.rungs(100)).1, 3 * (11 * 24 + 33 * 8 + 100 * 3));
         let long = search(
             Some(Halving {
                 eta: 3,
