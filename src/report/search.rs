@@ -163,28 +163,20 @@ pub fn figures(o: &Outcome) -> Vec<(String, String)> {
         "validation error (%) after {first} epoch{}",
         if first == 1 { "" } else { "s" }
     );
-    let order: Vec<f64> = (1..=o.trials.len()).map(|i| i as f64).collect();
-    let mut out = vec![(
-        names[0].clone(),
-        svg(&Plot {
-            title: format!("{}: every trial in order, with the best so far", o.stem),
-            x_label: "trial".into(),
-            y_label: y_label.clone(),
-            x: order,
-            y: y.clone(),
-            confirmed: confirmed.clone(),
-            best_so_far: true,
-            log: false,
-        }),
-    )];
+    let trials = Plot {
+        title: format!("{}: every trial in order, with the best so far", o.stem),
+        x_label: "trial".into(),
+        y_label,
+        x: (1..=o.trials.len()).map(|i| i as f64).collect(),
+        y,
+        confirmed,
+        best_so_far: true,
+        log: false,
+    };
+    let mut out = vec![(names[0].clone(), svg(&trials))];
     for (k, d) in o.search.space.iter().enumerate() {
         let log = matches!(d.range, Range::Log(..));
         let x = o.trials.iter().map(|t| d.range.position(&t.point[k]));
-        let x: Vec<f64> = if log {
-            x.map(|v| v / std::f64::consts::LN_10).collect()
-        } else {
-            x.collect()
-        };
         let x_label = match &d.range {
             Range::Log(..) => format!("{} (log scale)", d.short),
             Range::Choice(_) => format!("{} (choice number, from 0)", d.short),
@@ -193,12 +185,12 @@ pub fn figures(o: &Outcome) -> Vec<(String, String)> {
         let plot = Plot {
             title: format!("{}: validation error against {}", o.stem, d.short),
             x_label,
-            y_label: y_label.clone(),
-            x,
-            y: y.clone(),
-            confirmed: confirmed.clone(),
+            // A log axis is drawn as log10 of the values.
+            x: x.map(|v| if log { v / std::f64::consts::LN_10 } else { v })
+                .collect(),
             best_so_far: false,
             log,
+            ..trials.clone()
         };
         out.push((names[k + 1].clone(), svg(&plot)));
     }
@@ -206,6 +198,7 @@ pub fn figures(o: &Outcome) -> Vec<(String, String)> {
 }
 
 /// One scatter of trials: `x` (log10 of the value on a log axis), `y` a fraction.
+#[derive(Clone)]
 struct Plot {
     title: String,
     x_label: String,
