@@ -312,7 +312,13 @@ fn refused(name: &str, from: &str, to: &str) -> String {
 
 #[test]
 fn bad_searches_are_refused_with_file_and_line() {
-    let cases: [(&str, &str, &str, &str); 13] = [
+    let cases: [(&str, &str, &str, &str); 14] = [
+        (
+            "unnameable-choice",
+            "\"train.label_smoothing\" = { choice = [0.0, 0.1] }",
+            "\"description\" = { choice = [\"a\", \"say \\\"b\\\"\"] }",
+            "s.toml:16:1: search.space.description: variant name",
+        ),
         (
             "misspelt-key",
             "trials = 7",
@@ -488,4 +494,25 @@ fn a_rerun_trains_nothing_and_a_wider_search_reuses_its_trials() {
         .unwrap_or_else(|| panic!("{}", stderr(&more)));
     // 9 trials at 1 epoch, 3 at 3 and 2 at 9, 2 rounds each, less the 7 stored at 1 epoch.
     assert!(trained <= (9 + 3 + 2 - 7) * 2, "{trained}");
+}
+
+#[test]
+fn a_choice_of_tables_is_named_by_its_kind() {
+    let d = setup("tables", "random");
+    let spec = search_spec("random").replace(
+        "\"train.label_smoothing\" = { choice = [0.0, 0.1] }",
+        "\"train.schedule\" = { choice = [{ kind = \"cosine\" }, { kind = \"constant\" }] }",
+    );
+    std::fs::write(d.join("specs/s.toml"), spec).unwrap();
+    let o = lesser(&d, &["--pairs", "200", "--out", "out"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = csv_rows(&read(d.join("out/search.csv")));
+    assert!(
+        rows.iter().all(|r| r["variant"].contains(",schedule=c")),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["variant"].ends_with(",schedule=cosine]"))
+    );
 }

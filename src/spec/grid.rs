@@ -264,7 +264,7 @@ pub struct GridPoint {
 /// Value `i` of an axis as a point's name shows it: a string without quotes, a number as
 /// written; a table (a layer, a schedule) by its `layer` or `kind` when no other value of
 /// the axis shares it, else by its position (`#2`).
-fn show(values: &[toml::Value], i: usize) -> String {
+pub(super) fn show(values: &[toml::Value], i: usize) -> String {
     let kind = |v: &toml::Value| {
         let t = v.as_table()?;
         t.get("layer")

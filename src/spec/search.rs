@@ -290,7 +290,7 @@ impl Search {
             .space
             .iter()
             .zip(point)
-            .map(|(d, v)| format!("{}={}", d.short, show(v)))
+            .map(|(d, v)| format!("{}={}", d.short, d.show(v)))
             .collect();
         format!("{stem}[{}]", inside.join(","))
     }
@@ -359,6 +359,10 @@ impl SearchSpec {
                     .dim_error(d, "halving sets the epochs; search them or halve"));
             }
             for v in d.range.extremes() {
+                // A value a name cannot hold would stop the search at its first trial.
+                let name = format!("{}[{}={}]", s.spec.stem, d.short, d.show(&v));
+                crate::record::check_variant_name(&name)
+                    .map_err(|why| s.search.dim_error(d, why))?;
                 let mut tree = s.tree.clone();
                 let origin = d.origin.clone().unwrap_or(Origin::Flag(String::new()));
                 tree.set(&d.key, v.clone(), origin)
@@ -367,7 +371,7 @@ impl SearchSpec {
                     Error::Spec { path, place, msg } => Error::Spec {
                         path,
                         place,
-                        msg: format!("search at {}={}: {msg}", d.short, show(&v)),
+                        msg: format!("search at {}={}: {msg}", d.short, d.show(&v)),
                     },
                     other => other,
                 })?;
@@ -411,11 +415,14 @@ fn placed(tree: &Tree, path: &str) -> Vec<(String, Option<Origin>)> {
         .collect()
 }
 
-/// A value as a point's name shows it: strings without quotes.
-pub fn show(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+impl Dim {
+    /// `v` as a point's name shows it, as a grid shows its values: a string without quotes,
+    /// a table (a schedule, a layer) by its `kind` or `layer`, or else by its choice number.
+    pub fn show(&self, v: &Value) -> String {
+        match &self.range {
+            Range::Choice(c) => super::grid::show(c, c.iter().position(|w| w == v).unwrap_or(0)),
+            _ => super::grid::show(std::slice::from_ref(v), 0),
+        }
     }
 }
 
