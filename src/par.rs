@@ -39,6 +39,13 @@ impl<T: Send> Parts for Rows<'_, T> {
     }
 }
 
+/// Nothing to cut: for pieces that write through a [`Disjoint`] buffer.
+impl Parts for () {
+    fn cut(self, _: usize) -> (Self, Self) {
+        ((), ())
+    }
+}
+
 impl<A: Parts, B: Parts> Parts for (A, B) {
     fn cut(self, at: usize) -> (Self, Self) {
         let ((a0, a1), (b0, b1)) = (self.0.cut(at), self.1.cut(at));

@@ -95,6 +95,18 @@ pub struct Norm<'a> {
     pub beta: &'a [f32],
 }
 
+impl<'a> Norm<'a> {
+    /// The numbers of `channels` alone.
+    pub fn channels(&self, channels: std::ops::Range<usize>) -> Norm<'a> {
+        Norm {
+            mean: &self.mean[channels.clone()],
+            inv_std: &self.inv_std[channels.clone()],
+            gamma: &self.gamma[channels.clone()],
+            beta: &self.beta[channels],
+        }
+    }
+}
+
 /// A pooled output that passes no gradient back (ReLU cut it off): its route.
 pub(crate) const CUT: u8 = u8::MAX;
 
@@ -398,6 +410,25 @@ pub fn correlate_grad(acc: &mut [f32], input: GradInput, off: &[usize]) {
 
 /// [`correlate_grad`] with a chosen implementation, which this CPU must support.
 pub fn correlate_grad_with(kernel: Kernel, acc: &mut [f32], input: GradInput, off: &[usize]) {
+    let co = acc.len() / (off.len() * LANES).max(1);
+    let pieces = par::pieces(co, co * off.len() * round_up(input.len) * input.images);
+    correlate_grad_split(kernel, acc, input, off, pieces)
+}
+
+/// [`correlate_grad`] on this thread alone, for callers that split a larger pass over the
+/// threads: adds exactly what [`correlate_grad`] adds.
+pub(crate) fn correlate_grad_piece(acc: &mut [f32], input: GradInput, off: &[usize]) {
+    correlate_grad_split(Kernel::active(), acc, input, off, 1)
+}
+
+/// [`correlate_grad_with`] in `pieces` runs of channels.
+fn correlate_grad_split(
+    kernel: Kernel,
+    acc: &mut [f32],
+    input: GradInput,
+    off: &[usize],
+    pieces: usize,
+) {
     let GradInput {
         g,
         g_stride,
@@ -431,7 +462,6 @@ pub fn correlate_grad_with(kernel: Kernel, acc: &mut [f32], input: GradInput, of
         n,
     };
     // The channels split over the pool's threads: each channel's sums are the same.
-    let pieces = par::pieces(co, co * taps * n * images);
     let parts = par::Rows(acc, taps * LANES);
     par::split(
         parts,
@@ -498,7 +528,7 @@ pub fn scatter(dst: &mut [MaybeUninit<f32>], src: &[f32], stride: usize, m: usiz
 /// Bias, then batch norm's `norm` if given, then `epi`, over one group's convolution output
 /// `src` (`co x oh x ow` pixels) into `dst` (`co x OH x OW` pixels) and, with a pool, `route`
 /// (unless it is empty): for each pooled output, which of its window's four pixels it came
-/// from, or [`CUT`].
+/// from, or [`CUT`]. On this thread alone: the caller splits channels over the threads.
 pub(crate) fn epilogue(
     epi: Epilogue,
     src: &[f32],
@@ -508,30 +538,15 @@ pub(crate) fn epilogue(
     dst: &mut [MaybeUninit<f32>],
     route: &mut [u8],
 ) {
-    let (co, oh, ow) = dims;
-    let (src_px, dst_px) = (oh * ow * LANES, epi.side(oh) * epi.side(ow) * LANES);
-    let route_px = if route.is_empty() { 0 } else { dst_px };
-    let parts = (par::Rows(dst, dst_px), par::Rows(route, route_px));
-    let pieces = par::pieces(co, co * src_px * par::PER_VALUE);
-    par::split(parts, (0, co), pieces, &|first, count, (dst, route)| {
-        let channels = first..first + count;
-        let norm = norm.map(|n| Norm {
-            mean: &n.mean[channels.clone()],
-            inv_std: &n.inv_std[channels.clone()],
-            gamma: &n.gamma[channels.clone()],
-            beta: &n.beta[channels.clone()],
-        });
-        let (src, bias) = (&src[first * src_px..], &bias[channels.clone()]);
-        let dims = (count, oh, ow);
-        isa(Kernel::active()).epilogue(epi, src, dims, bias, norm, dst.0, route.0)
-    });
+    isa(Kernel::active()).epilogue(epi, src, dims, bias, norm, dst, route)
 }
 
 /// Writes one group's convolution-output gradient (`co x oh x ow` pixels) into `gc` (placed
 /// by `grid`) from the gradient `src` of the epilogue's output, and adds it to the bias
 /// gradient's lanes `gb`: each channel's sum over the group formed from 0 in pixel order,
 /// then added once. Every one of those pixels is written but, after a pool over an odd
-/// side, the last row or column, which no pooled value comes from.
+/// side, the last row or column, which no pooled value comes from. On this thread alone:
+/// the caller splits channels over the threads.
 ///
 /// # Panics
 /// When a buffer is too short (a bug in the caller, not bad input).
@@ -561,19 +576,7 @@ pub(crate) fn spread(
             && gc.len() >= (grid.pixel(co - 1, oh - 1, ow - 1) + 1) * LANES,
         "spread: buffer too short"
     );
-    let plane = grid.hp * grid.wp * LANES;
-    let parts = (par::Rows(gc, plane), par::Rows(gb, LANES));
-    let pieces = par::pieces(co, co * oh * ow * LANES * par::PER_VALUE);
-    par::split(parts, (0, co), pieces, &|first, count, (gc, gb)| {
-        let at = first * pixels * LANES;
-        let how = match how {
-            Spread::Route(r) => Spread::Route(&r[at..]),
-            Spread::Relu(out) => Spread::Relu(&out[at..]),
-            Spread::Plain => Spread::Plain,
-        };
-        let dims = (count, oh, ow);
-        isa(Kernel::active()).spread(&src[at..], how, dims, grid, gc.0, gb.0)
-    });
+    isa(Kernel::active()).spread(src, how, dims, grid, gc, gb)
 }
 
 /// Runs `f` compiled for the active kernel's vector width, for plain Rust loops over lanes

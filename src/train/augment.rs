@@ -7,6 +7,7 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::par;
 use crate::spec::Augment;
 
 /// An image's `(height, width)`.
@@ -131,15 +132,34 @@ pub fn displacement(rms: f64, sigma: f64, (h, w): Side, rng: &mut ChaCha8Rng) ->
 }
 
 /// `images` (raw values, image after image, each `side`) with every image transformed by
-/// its own draw.
+/// its own draw. The draws come from `rng` image by image; the transforms, each of one image,
+/// split over the threads.
 pub fn augment(images: &[f32], side: Side, a: &Augment, rng: &mut ChaCha8Rng) -> Vec<f32> {
-    let mut out = Vec::with_capacity(images.len());
-    for image in images.chunks_exact(side.0 * side.1) {
-        let affine = Affine::draw(a, rng);
-        let field = (a.elastic > 0.0)
-            .then(|| displacement(f64::from(a.elastic), f64::from(a.elastic_sigma), side, rng));
-        out.extend(affine.apply_displaced(image, side, field.as_deref()));
-    }
+    let area = side.0 * side.1;
+    let draws: Vec<(Affine, Option<Vec<[f64; 2]>>)> = (0..images.len() / area.max(1))
+        .map(|_| {
+            let affine = Affine::draw(a, rng);
+            let field = (a.elastic > 0.0)
+                .then(|| displacement(f64::from(a.elastic), f64::from(a.elastic_sigma), side, rng));
+            (affine, field)
+        })
+        .collect();
+    let mut out = vec![0.0; draws.len() * area];
+    // A pixel's bilinear sample costs a few times a value's copy.
+    let pieces = par::pieces(draws.len(), out.len() * 4 * par::PER_VALUE);
+    let parts = par::Rows(&mut out, area);
+    par::split(
+        parts,
+        (0, draws.len()),
+        pieces,
+        &|first, _, par::Rows(out, _)| {
+            for (i, dst) in (first..).zip(out.chunks_exact_mut(area)) {
+                let (affine, field) = &draws[i];
+                let image = &images[i * area..][..area];
+                dst.copy_from_slice(&affine.apply_displaced(image, side, field.as_deref()));
+            }
+        },
+    );
     out
 }
 

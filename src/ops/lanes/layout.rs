@@ -7,6 +7,7 @@ use std::ops::{Deref, DerefMut};
 
 use super::spare;
 use crate::kernels::{Grid, LANES, as_uninit, gather_strided, scatter};
+use crate::par;
 
 /// Zero-initialized `f32`s starting on a 64-byte boundary (when the allocator allows), so
 /// that a pixel of 16 lanes is one cache line. Its buffer comes from, and goes back to, this
@@ -20,13 +21,6 @@ pub(super) struct Aligned {
 }
 
 impl Aligned {
-    pub(super) fn zeros(len: usize) -> Self {
-        let mut buf = spare::take(len + LANES);
-        buf.fill(MaybeUninit::new(0.0));
-        let start = Self::start(&buf);
-        Aligned { buf, start, len }
-    }
-
     /// Where the aligned values begin in a buffer of `len + LANES`.
     fn start<T>(buf: &[T]) -> usize {
         let start = buf.as_ptr().align_offset(64);
@@ -65,6 +59,11 @@ impl Fresh {
     pub(super) fn part_mut(&mut self, at: usize, len: usize) -> &mut [MaybeUninit<f32>] {
         assert!(at + len <= self.len, "Fresh: part out of bounds");
         &mut self.buf[self.start + at..][..len]
+    }
+
+    /// Every value, for pieces of work on other threads to write their own parts of.
+    pub(super) fn disjoint(&mut self) -> par::Disjoint<'_, MaybeUninit<f32>> {
+        par::Disjoint::new(&mut self.buf[self.start..][..self.len])
     }
 
     /// `len` values from `at`, to read.
@@ -227,14 +226,27 @@ impl Planes {
     /// Group `g` of the NCHW batch `x` (`n` images) into `dst` (one group; missing images
     /// become zeros, padding is left as it is: without padding, every value is written).
     pub(super) fn enter(&self, x: &[f32], n: usize, g: usize, dst: &mut [MaybeUninit<f32>]) {
+        self.enter_channels(x, n, g, 0..self.c, dst)
+    }
+
+    /// [`enter`](Self::enter) for `channels` alone, into `dst` holding those.
+    pub(super) fn enter_channels(
+        &self,
+        x: &[f32],
+        n: usize,
+        g: usize,
+        channels: std::ops::Range<usize>,
+        dst: &mut [MaybeUninit<f32>],
+    ) {
         let (m, image) = (in_group(n, g), self.image());
         let x = &x[g * LANES * image..];
         // Unpadded, a plane is one run of pixels; padded, a row.
         let (runs, len) = self.runs();
-        for c in 0..self.c {
+        let first = channels.start;
+        for c in channels {
             for r in 0..runs {
                 let src = &x[(c * self.h) * self.w + r * len..];
-                let at = self.pixel(c, r, 0) * LANES;
+                let at = self.pixel(c - first, r, 0) * LANES;
                 gather(&mut dst[at..at + len * LANES], src, image, m);
             }
         }
@@ -252,11 +264,10 @@ impl Planes {
         }
     }
 
-    /// The images of group `g` (of a batch of `n`) from `src` (one group) into the NCHW
-    /// batch `x`, padding dropped: every value of those images is written.
-    pub(super) fn leave(&self, src: &[f32], n: usize, g: usize, x: &mut [MaybeUninit<f32>]) {
-        let (m, image) = (in_group(n, g), self.image());
-        let x = &mut x[g * LANES * image..];
+    /// The `m` images of one group from `src` into `x`, their place in an NCHW batch,
+    /// padding dropped: every value of those images is written.
+    pub(super) fn leave(&self, src: &[f32], m: usize, x: &mut [MaybeUninit<f32>]) {
+        let image = self.image();
         let (runs, len) = self.runs();
         for c in 0..self.c {
             for r in 0..runs {
@@ -268,8 +279,8 @@ impl Planes {
     }
 }
 
-/// `n` images of `p` from [`Planes::leave`], group by group: the batch, each value written
-/// once and never zeroed first.
+/// `n` images of `p` from [`Planes::leave`], group by group, `group(g, x)` writing group
+/// `g`'s images `x`: the batch, each value written once and never zeroed first.
 pub(super) fn leave_all(
     n: usize,
     p: Planes,
@@ -277,10 +288,33 @@ pub(super) fn leave_all(
 ) -> Vec<f32> {
     let len = n * p.image();
     let mut out = Vec::with_capacity(len);
-    for g in 0..groups(n) {
-        group(g, &mut out.spare_capacity_mut()[..len]);
+    for (g, x) in out.spare_capacity_mut()[..len]
+        .chunks_mut(LANES * p.image())
+        .enumerate()
+    {
+        group(g, x);
     }
     // SAFETY: the groups' `leave` wrote all `len` values (every image of the batch).
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// [`leave_all`] with the groups split over the threads: `piece(first, groups, x)` writes
+/// the images `x` of `groups` groups from group `first` on.
+pub(super) fn leave_split<F>(n: usize, p: Planes, pieces: usize, piece: F) -> Vec<f32>
+where
+    F: Fn(usize, usize, &mut [MaybeUninit<f32>]) + Sync,
+{
+    let len = n * p.image();
+    let mut out = Vec::with_capacity(len);
+    let parts = par::Rows(&mut out.spare_capacity_mut()[..len], LANES * p.image());
+    par::split(
+        parts,
+        (0, groups(n)),
+        pieces,
+        &|first, count, par::Rows(x, _)| piece(first, count, x),
+    );
+    // SAFETY: the pieces' `leave` wrote all `len` values (every image of the batch).
     unsafe { out.set_len(len) };
     out
 }

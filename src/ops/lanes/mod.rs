@@ -26,14 +26,15 @@ mod spare;
 pub(crate) use layout::{transpose, transpose_packed};
 
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 use super::im2col::Window;
 use crate::kernels::{
-    Epilogue, GradInput, LANES, Norm, Spread, as_uninit, correlate_grad, correlate_uninit,
-    epilogue, reduce_lanes, spread,
+    Epilogue, GradInput, LANES, Norm, Spread, correlate_grad_piece, correlate_uninit, epilogue,
+    reduce_lanes, spread,
 };
 use crate::par;
-use layout::{Aligned, Fresh, Planes, groups, leave_all};
+use layout::{Aligned, Fresh, Planes, groups, in_group, leave_all, leave_split};
 
 /// Batch normalization after a convolution of a chain, before its epilogue's ReLU and pool.
 #[derive(Clone, Copy, Debug)]
@@ -185,6 +186,18 @@ fn segments(layers: &[ConvLayer]) -> Vec<std::ops::Range<usize>> {
     out
 }
 
+/// How many groups segment `seg` runs each pass over at once. A lone batch-normalized layer
+/// takes every group: one split of the threads a pass rather than one a group. A longer
+/// segment goes group by group, so that a group's outputs stay in cache from one layer to
+/// the next.
+fn block(seg: &Range<usize>, layers: &[ConvLayer], groups: usize) -> usize {
+    if seg.len() == 1 && layers[seg.start].batch_norm() {
+        groups
+    } else {
+        1
+    }
+}
+
 /// Buffers of `n` groups or of one, and which part group `g` uses.
 #[derive(Clone, Copy, Debug)]
 struct Span {
@@ -199,6 +212,21 @@ impl Span {
     fn slot(&self, g: usize) -> usize {
         if self.all { g } else { 0 }
     }
+    /// Whether groups `gs` each have a slot of their own.
+    fn holds(&self, gs: &Range<usize>) -> bool {
+        self.all || gs.len() <= 1
+    }
+    /// The slots groups `gs` reach: one past the last one's.
+    fn end(&self, gs: &Range<usize>) -> usize {
+        self.slot(gs.end.max(1) - 1) + 1
+    }
+}
+
+/// Groups `0..n` in runs of `size` (the last may be shorter).
+fn blocks(n: usize, size: usize) -> impl Iterator<Item = Range<usize>> {
+    (0..n)
+        .step_by(size.max(1))
+        .map(move |s| s..(s + size).min(n))
 }
 
 /// The forward pass's buffers, filled layer by layer and group by group.
@@ -288,13 +316,12 @@ impl<'a, 'l> Forward<'a, 'l> {
         }
     }
 
-    /// The slot of layer `i`'s raw output for group `g`.
-    fn raw_slot(&self, i: usize, g: usize) -> usize {
+    /// Where layer `i`'s raw output keeps each group.
+    fn raw_span(&self, i: usize) -> Span {
         let l = &self.layers[i];
-        if l.batch_norm() || (self.all && l.norm.is_some()) {
-            g
-        } else {
-            0
+        Span {
+            all: l.batch_norm() || (self.all && l.norm.is_some()),
+            groups: self.groups,
         }
     }
 
@@ -306,46 +333,65 @@ impl<'a, 'l> Forward<'a, 'l> {
         xp.enter(self.x, self.batch, g, dst);
     }
 
-    /// Layer `i`'s convolution of group `g`, then its epilogue unless it waits for the
-    /// batch's statistics.
-    fn conv(&mut self, i: usize, g: usize) {
-        let (l, cv, span) = (&self.layers[i], self.layers[i].conv(), self.span());
-        let src: &[f32] = if i == 0 || cv.input.pad > 0 {
-            // SAFETY: `enter` or the layer before's `finish` wrote this group's input.
-            unsafe { self.ins[i].part(span.slot(g) * cv.input.group(), cv.input.group()) }
-        } else {
-            let prev = self.layers[i - 1].out_planes().group();
-            // SAFETY: the layer before's `finish` wrote this group's output.
-            unsafe { self.outs[i - 1].part(span.slot(g) * prev, prev) }
-        };
-        let at = self.raw_slot(i, g) * cv.out_len();
-        let raw = self.raws[i].part_mut(at, cv.out_len());
-        let (wp, off) = (cv.input.wp(), &self.offs[i]);
-        let (len, stride) = (cv.ow * LANES, cv.oh * cv.ow * LANES);
-        // The channels split over the threads, each piece every row: pieces large enough
-        // to be worth handing to another thread.
-        let pieces = par::pieces(cv.co, l.w.len() * stride);
-        par::split(
-            par::Rows(raw, stride),
-            (0, cv.co),
-            pieces,
-            &|first, count, raw| {
-                let w = &l.w[first * off.len()..][..count * off.len()];
-                for y in 0..cv.oh {
-                    let row = &mut raw.0[y * cv.ow * LANES..];
-                    correlate_uninit(row, stride, len, &src[y * wp * LANES..], off, w);
-                }
-            },
+    /// Layer `i`'s convolution of groups `gs`, then its epilogue unless it waits for the
+    /// batch's statistics. The channels split over the threads once for all of `gs`, each
+    /// piece every row of every group: pieces large enough to be worth handing over.
+    fn conv(&mut self, i: usize, gs: Range<usize>) {
+        let (l, cv) = (&self.layers[i], self.layers[i].conv());
+        let (span, raw_span) = (self.span(), self.raw_span(i));
+        assert!(
+            raw_span.holds(&gs) && span.holds(&gs),
+            "groups share a slot"
         );
+        let (src, src_group) = if i == 0 || cv.input.pad > 0 {
+            (&self.ins[i], cv.input.group())
+        } else {
+            (&self.outs[i - 1], self.layers[i - 1].out_planes().group())
+        };
+        let (wp, off, out_len) = (cv.input.wp(), &self.offs[i], cv.out_len());
+        let (len, stride) = (cv.ow * LANES, cv.oh * cv.ow * LANES);
+        let raw = self.raws[i].disjoint();
+        assert!(
+            raw_span.end(&gs) * out_len <= raw.len(),
+            "conv: raw output too short"
+        );
+        let pieces = par::pieces(cv.co, gs.len() * l.w.len() * stride);
+        par::split((), (0, cv.co), pieces, &|first, count, ()| {
+            let w = &l.w[first * off.len()..][..count * off.len()];
+            for g in gs.clone() {
+                // SAFETY: `enter` or the layer before's `finish` wrote this group's input.
+                let src = unsafe { src.part(span.slot(g) * src_group, src_group) };
+                let at = raw_span.slot(g) * out_len + first * stride;
+                // SAFETY: within the buffer (checked above), and these channels of this
+                // group are this piece's alone.
+                let raw = unsafe { raw.slice(at, count * stride) };
+                for y in 0..cv.oh {
+                    correlate_uninit(
+                        &mut raw[y * len..],
+                        stride,
+                        len,
+                        &src[y * wp * LANES..],
+                        off,
+                        w,
+                    );
+                }
+            }
+        });
         if !l.batch_norm() {
-            self.finish(i, g);
+            self.finish(i, gs);
         }
     }
 
-    /// Layer `i`'s epilogue on group `g`, and the padded copy of its output that the next
-    /// layer reads, if that one is padded.
-    fn finish(&mut self, i: usize, g: usize) {
-        let (l, cv, span) = (&self.layers[i], self.layers[i].conv(), self.span());
+    /// Layer `i`'s epilogue on groups `gs`, and the padded copy of its output that the next
+    /// layer reads, if that one is padded: the channels split over the threads once for all
+    /// of `gs`.
+    fn finish(&mut self, i: usize, gs: Range<usize>) {
+        let (l, cv) = (&self.layers[i], self.layers[i].conv());
+        let (span, raw_span) = (self.span(), self.raw_span(i));
+        assert!(
+            raw_span.holds(&gs) && span.holds(&gs),
+            "groups share a slot"
+        );
         let norm = match (&l.norm, &self.stats[i]) {
             (Some(LaneNorm::Batch { gamma, beta, .. }), Some(st)) => Some(Norm {
                 mean: &st.mean,
@@ -356,26 +402,37 @@ impl<'a, 'l> Forward<'a, 'l> {
             (Some(LaneNorm::Fixed(n)), _) => Some(*n),
             _ => None,
         };
-        let out_p = l.out_planes();
-        // SAFETY: `conv` wrote this group's raw output (every row of every channel).
-        let raw = unsafe { self.raws[i].part(self.raw_slot(i, g) * cv.out_len(), cv.out_len()) };
-        let dst = self.outs[i].part_mut(span.slot(g) * out_p.group(), out_p.group());
-        let route = if self.routes[i].is_empty() {
-            &mut [][..]
-        } else {
-            &mut self.routes[i][g * out_p.group()..][..out_p.group()]
+        let (out_p, out_len) = (l.out_planes(), cv.out_len());
+        let first_raw = raw_span.slot(gs.start) * out_len;
+        // SAFETY: `conv` wrote these groups' raw output (every row of every channel).
+        let raw = unsafe { self.raws[i].part(first_raw, raw_span.end(&gs) * out_len - first_raw) };
+        let next = self.layers.get(i + 1).map(|n| n.conv().input);
+        let job = Finish {
+            layer: l,
+            norm,
+            raw,
+            raw_at: |g| raw_span.slot(g) * out_len - first_raw,
+            span,
+            outs: self.outs[i].disjoint(),
+            routes: par::Disjoint::new(&mut self.routes[i]),
+            padded: next
+                .filter(|n| n.pad > 0)
+                .map(|n| (n, self.ins[i + 1].disjoint())),
         };
-        epilogue(l.epi, raw, (cv.co, cv.oh, cv.ow), l.bias, norm, dst, route);
-        let Some(next) = self.layers.get(i + 1).map(|n| n.conv().input) else {
-            return;
-        };
-        if next.pad > 0 {
-            // SAFETY: the epilogue just wrote this group's output.
-            let src = unsafe { self.outs[i].part(span.slot(g) * out_p.group(), out_p.group()) };
-            let dst = self.ins[i + 1].part_mut(span.slot(g) * next.group(), next.group());
-            next.zero_padding(dst);
-            next.pad_from(src, dst);
-        }
+        let end = span.end(&gs);
+        let fits = |p: Planes, d: usize| end * p.group() <= d;
+        assert!(fits(out_p, job.outs.len()), "finish: output too short");
+        assert!(job.routes.is_empty() || gs.end * out_p.group() <= job.routes.len());
+        assert!(
+            job.padded
+                .as_ref()
+                .is_none_or(|(n, ins)| fits(*n, ins.len()))
+        );
+        let pieces = par::pieces(cv.co, gs.len() * out_len * par::PER_VALUE);
+        par::split((), (0, cv.co), pieces, &|first, count, ()| {
+            gs.clone()
+                .for_each(|g| job.channels(g, first..first + count))
+        });
     }
 
     /// Layer `i`'s batch statistics over every group of its raw output.
@@ -391,14 +448,63 @@ impl<'a, 'l> Forward<'a, 'l> {
         self.stats[i] = Some(norm::batch_stats(raw, dims, l.bias, self.batch, eps));
     }
 
-    /// The last layer's output of group `g` into the NCHW output `y`.
+    /// The last layer's output of group `g` into its images `y` of the NCHW output.
     fn leave(&self, g: usize, y: &mut [MaybeUninit<f32>]) {
         let last = self.layers.len() - 1;
         let out_p = self.layers[last].out_planes();
         // SAFETY: the last layer's `finish` wrote this group's output.
         let src =
             unsafe { self.outs[last].part(self.span().slot(g) * out_p.group(), out_p.group()) };
-        out_p.leave(src, self.batch, g, y);
+        out_p.leave(src, in_group(self.batch, g), y);
+    }
+}
+
+/// What the pieces of [`Forward::finish`] share: the buffers they write through
+/// [`par::Disjoint`], each piece its own channels of each group.
+struct Finish<'a, 'b, F> {
+    layer: &'a ConvLayer<'a>,
+    norm: Option<Norm<'a>>,
+    /// The raw output of the groups being finished, and where group `g`'s begins in it.
+    raw: &'a [f32],
+    raw_at: F,
+    span: Span,
+    outs: par::Disjoint<'b, MaybeUninit<f32>>,
+    routes: par::Disjoint<'b, u8>,
+    /// The next layer's padded input planes and buffer, if it is padded.
+    padded: Option<(Planes, par::Disjoint<'b, MaybeUninit<f32>>)>,
+}
+
+impl<F: Fn(usize) -> usize> Finish<'_, '_, F> {
+    /// The epilogue of `ch` of group `g`, and their padded copy.
+    fn channels(&self, g: usize, ch: Range<usize>) {
+        let (l, cv) = (self.layer, self.layer.conv());
+        let out_p = l.out_planes();
+        let (src_px, dst_px, count) = (cv.oh * cv.ow * LANES, out_p.area() * LANES, ch.len());
+        let src = &self.raw[(self.raw_at)(g) + ch.start * src_px..][..count * src_px];
+        let at = self.span.slot(g) * out_p.group() + ch.start * dst_px;
+        // SAFETY: within the buffer (checked by `finish`), and these channels of this group
+        // are this piece's alone; the same for the two below.
+        let dst = unsafe { self.outs.slice(at, count * dst_px) };
+        let route = match self.routes.is_empty() {
+            true => &mut [][..],
+            // SAFETY: as above.
+            false => unsafe {
+                self.routes
+                    .slice(g * out_p.group() + ch.start * dst_px, count * dst_px)
+            },
+        };
+        let norm = self.norm.map(|n| n.channels(ch.clone()));
+        let dims = (count, cv.oh, cv.ow);
+        epilogue(l.epi, src, dims, &l.bias[ch.clone()], norm, dst, route);
+        if let Some((next, ins)) = &self.padded {
+            let (part, plane) = (Planes { c: count, ..*next }, next.area() * LANES);
+            let at = self.span.slot(g) * next.group() + ch.start * plane;
+            // SAFETY: as above.
+            let dst_next = unsafe { ins.slice(at, count * plane) };
+            part.zero_padding(dst_next);
+            // SAFETY: the epilogue just wrote every value of `dst`.
+            part.pad_from(unsafe { dst.assume_init_ref() }, dst_next);
+        }
     }
 }
 
@@ -419,31 +525,34 @@ pub fn conv_forward(
     for_backward: bool,
 ) -> (Vec<f32>, Saved) {
     check_chain(layers);
-    let all = for_backward || layers.iter().any(ConvLayer::batch_norm);
-    let mut f = Forward::new(x, batch, layers, all);
-    let last_p = layers[layers.len() - 1].out_planes();
-    let y = if all {
-        for seg in segments(layers) {
-            let end = seg.end - 1;
-            for g in 0..f.groups {
-                if seg.start == 0 {
-                    f.enter(g);
-                }
-                seg.clone().for_each(|i| f.conv(i, g));
+    if !for_backward && !layers.iter().any(ConvLayer::batch_norm) {
+        let y = forward_kept_nothing(x, batch, layers);
+        let stats = vec![None; layers.len()];
+        return (
+            y,
+            Saved {
+                stats,
+                ..Saved::default()
+            },
+        );
+    }
+    let mut f = Forward::new(x, batch, layers, true);
+    for seg in segments(layers) {
+        let end = seg.end - 1;
+        for gs in blocks(f.groups, block(&seg, layers, f.groups)) {
+            if seg.start == 0 {
+                gs.clone().for_each(|g| f.enter(g));
             }
-            if layers[end].batch_norm() {
-                f.batch_stats(end);
-                (0..f.groups).for_each(|g| f.finish(end, g));
-            }
+            seg.clone().for_each(|i| f.conv(i, gs.clone()));
         }
-        leave_all(batch, last_p, |g, y| f.leave(g, y))
-    } else {
-        leave_all(batch, last_p, |g, y| {
-            f.enter(g);
-            (0..layers.len()).for_each(|i| f.conv(i, g));
-            f.leave(g, y);
-        })
-    };
+        if layers[end].batch_norm() {
+            f.batch_stats(end);
+            f.finish(end, 0..f.groups);
+        }
+    }
+    let y = leave_all(batch, layers[layers.len() - 1].out_planes(), |g, y| {
+        f.leave(g, y)
+    });
     let stats = std::mem::take(&mut f.stats);
     if !for_backward {
         return (
@@ -478,6 +587,80 @@ pub fn conv_forward(
     )
 }
 
+/// [`conv_forward`] keeping nothing (no batch statistics, no backward pass): each group of
+/// images goes through every layer in buffers of one group, entered once and left once.
+/// Groups are independent here, so they split over the threads, each piece with buffers of
+/// its own: one split for the whole pass.
+fn forward_kept_nothing(x: &[f32], batch: usize, layers: &[ConvLayer]) -> Vec<f32> {
+    let n_groups = groups(batch);
+    let work: usize = layers
+        .iter()
+        .map(|l| {
+            let cv = l.conv();
+            l.w.len() * cv.oh * cv.ow * LANES
+        })
+        .sum();
+    let pieces = par::pieces(n_groups, n_groups * work);
+    let last_p = layers[layers.len() - 1].out_planes();
+    leave_split(batch, last_p, pieces, |first, count, y| {
+        let mut f = Forward::new(x, batch, layers, false);
+        let per_group = LANES * last_p.image();
+        for (g, y) in (first..first + count).zip(y.chunks_mut(per_group)) {
+            f.enter(g);
+            (0..layers.len()).for_each(|i| f.conv(i, g..g + 1));
+            f.leave(g, y);
+        }
+    })
+}
+
+/// Where a layer's output gradient comes from in the backward pass.
+#[derive(Clone, Copy)]
+enum GradOut<'a> {
+    /// The last layer's: the chain's output gradient (NCHW, a batch of `.1`), entered into
+    /// the lane layout.
+    Gy(&'a [f32], usize),
+    /// The next layer's input gradient, its groups where the span puts them.
+    Next(&'a Fresh, Span),
+}
+
+impl GradOut<'_> {
+    fn holds(&self, gs: &Range<usize>) -> bool {
+        match self {
+            GradOut::Gy(..) => true,
+            GradOut::Next(_, span) => span.holds(gs),
+        }
+    }
+
+    /// Whether it is entered into a buffer of the caller's.
+    fn entered(&self) -> bool {
+        matches!(self, GradOut::Gy(..))
+    }
+
+    /// The gradient of `channels` of group `g` of output planes `p`, entered into `buf` (of
+    /// those channels) if it must be.
+    fn channels<'b>(
+        &'b self,
+        p: Planes,
+        g: usize,
+        channels: Range<usize>,
+        buf: &'b mut Fresh,
+    ) -> &'b [f32] {
+        let len = channels.len() * p.area() * LANES;
+        match *self {
+            GradOut::Gy(gy, batch) => {
+                p.enter_channels(gy, batch, g, channels, buf.part_mut(0, len));
+                // SAFETY: without padding, `enter` writes every value.
+                unsafe { buf.part(0, len) }
+            }
+            GradOut::Next(gx, span) => {
+                let at = span.slot(g) * p.group() + channels.start * p.area() * LANES;
+                // SAFETY: the next layer's `grads` wrote this group's input gradient.
+                unsafe { gx.part(at, len) }
+            }
+        }
+    }
+}
+
 /// One layer's `(weight grad, bias grad)`, and its norm's `(gamma grad, beta grad)`.
 pub type LayerGrads = (Vec<f32>, Vec<f32>, Option<(Vec<f32>, Vec<f32>)>);
 
@@ -490,13 +673,14 @@ struct Backward<'a, 'l> {
     groups: usize,
     convs: Vec<Conv>,
     offs: Vec<Vec<usize>>,
-    /// One group of the last layer's output gradient.
-    gyl: Aligned,
+    /// Per layer, whether its passes run over every group at once ([`block`]).
+    blocked: Vec<bool>,
     /// Per layer, its convolution-output gradient (margins never written, so zero): every
     /// group's for a layer with a norm, else one group's.
     gcs: Vec<Fresh>,
     /// Per layer, its input gradient, unpadded (the layer before's output gradient): every
-    /// group's when the layer before has a batch norm, else one group's.
+    /// group's when the layer before has a batch norm or the layer's passes take every
+    /// group, else one group's.
     gxs: Vec<Fresh>,
     rows_g: Vec<Option<InputGradTaps>>,
     gbs: Vec<Vec<f32>>,
@@ -518,6 +702,11 @@ impl<'a, 'l> Backward<'a, 'l> {
         let convs: Vec<Conv> = layers.iter().map(ConvLayer::conv).collect();
         let n_groups = groups(batch);
         let wants = |i: usize| i > 0 || input_grad;
+        let mut blocked = vec![false; layers.len()];
+        for seg in segments(layers) {
+            let all = block(&seg, layers, n_groups) > 1;
+            blocked[seg].fill(all);
+        }
         Backward {
             saved,
             layers,
@@ -525,7 +714,6 @@ impl<'a, 'l> Backward<'a, 'l> {
             batch,
             groups: n_groups,
             offs: convs.iter().map(|cv| cv.input.taps(cv.k)).collect(),
-            gyl: Aligned::zeros(layers[layers.len() - 1].out_planes().group()),
             gcs: layers
                 .iter()
                 .zip(&convs)
@@ -538,7 +726,7 @@ impl<'a, 'l> Backward<'a, 'l> {
                 .iter()
                 .enumerate()
                 .map(|(i, cv)| {
-                    let all = i > 0 && layers[i - 1].batch_norm();
+                    let all = (i > 0 && layers[i - 1].batch_norm()) || blocked[i];
                     let n = if all { n_groups } else { 1 };
                     let compact = cv.input.c * cv.input.h * cv.input.w * LANES;
                     Fresh::new(if wants(i) { n * compact } else { 0 })
@@ -557,6 +745,7 @@ impl<'a, 'l> Backward<'a, 'l> {
                 .iter()
                 .map(|l| vec![false; if l.norm.is_some() { n_groups } else { 1 }])
                 .collect(),
+            blocked,
             convs,
         }
     }
@@ -570,41 +759,35 @@ impl<'a, 'l> Backward<'a, 'l> {
 
     fn gx_span(&self, i: usize) -> Span {
         Span {
-            all: i > 0 && self.layers[i - 1].batch_norm(),
+            all: (i > 0 && self.layers[i - 1].batch_norm()) || self.blocked[i],
             groups: self.groups,
         }
     }
 
-    /// Layer `i`'s output gradient for group `g` spread through its epilogue (into `gcs`;
-    /// the bias gradient too, unless a norm comes between).
-    fn spread(&mut self, i: usize, g: usize) {
+    /// Layer `i`'s output gradient for groups `gs` spread through its epilogue (into `gcs`;
+    /// the bias gradient too, unless a norm comes between): the channels split over the
+    /// threads once for all of `gs`, each group's sums added in group order.
+    fn spread(&mut self, i: usize, gs: Range<usize>) {
         let (l, cv) = (&self.layers[i], self.convs[i]);
-        let out_p = l.out_planes();
-        let last = self.layers.len() - 1;
-        let g_out: &[f32] = if i == last {
-            out_p.enter(self.gy, self.batch, g, as_uninit(&mut self.gyl));
-            &self.gyl
+        let (out_p, gp) = (l.out_planes(), cv.grad_planes());
+        let gc_span = self.gc_span(i);
+        let from = if i + 1 == self.layers.len() {
+            GradOut::Gy(self.gy, self.batch)
         } else {
-            let at = self.gx_span(i + 1).slot(g) * out_p.group();
-            // SAFETY: the next layer's `grads` wrote this group's input gradient.
-            unsafe { self.gxs[i + 1].part(at, out_p.group()) }
+            GradOut::Next(&self.gxs[i + 1], self.gx_span(i + 1))
         };
-        let at = g * out_p.group();
-        let how = if l.epi.max_pool2 {
-            Spread::Route(&self.saved.routes[i][at..][..out_p.group()])
-        } else if l.epi.relu {
-            Spread::Relu(&self.saved.outs[i][at..][..out_p.group()])
-        } else {
-            Spread::Plain
-        };
-        let gp = cv.grad_planes();
-        let slot = self.gc_span(i).slot(g);
-        let gc = self.gcs[i].part_mut(slot * gp.group(), gp.group());
+        assert!(gc_span.holds(&gs) && from.holds(&gs), "groups share a slot");
+        let (dst_px, plane) = (out_p.area() * LANES, gp.area() * LANES);
         // What spread leaves stays zero from one group to the next in a slot.
-        if !self.gc_zeroed[i][slot] {
-            zero_unspread(gp, l.epi.max_pool2, gc);
-            self.gc_zeroed[i][slot] = true;
-        }
+        let zero: Vec<bool> = gs
+            .clone()
+            .map(|g| !self.gc_zeroed[i][gc_span.slot(g)])
+            .collect();
+        let gc = self.gcs[i].disjoint();
+        assert!(
+            gc_span.end(&gs) * gp.group() <= gc.len(),
+            "spread: gradient too short"
+        );
         // With a norm, the sum here is not the bias gradient; it is made after the norm's.
         let mut scratch = Vec::new();
         let gb = if l.norm.is_some() {
@@ -613,7 +796,39 @@ impl<'a, 'l> Backward<'a, 'l> {
         } else {
             &mut self.gbs[i]
         };
-        spread(g_out, how, (cv.co, cv.oh, cv.ow), gp.grid(), gc, gb);
+        let saved = self.saved;
+        let pieces = par::pieces(cv.co, gs.len() * cv.out_len() * par::PER_VALUE);
+        par::split(
+            par::Rows(gb, LANES),
+            (0, cv.co),
+            pieces,
+            &|first, count, gb| {
+                let mut entered = Fresh::new(if from.entered() { count * dst_px } else { 0 });
+                for (g, zero) in gs.clone().zip(&zero) {
+                    let g_out = from.channels(out_p, g, first..first + count, &mut entered);
+                    let at = g * out_p.group() + first * dst_px;
+                    let how = if l.epi.max_pool2 {
+                        Spread::Route(&saved.routes[i][at..][..count * dst_px])
+                    } else if l.epi.relu {
+                        Spread::Relu(&saved.outs[i][at..][..count * dst_px])
+                    } else {
+                        Spread::Plain
+                    };
+                    let at = gc_span.slot(g) * gp.group() + first * plane;
+                    // SAFETY: within the buffer (checked above), and these channels of this
+                    // group are this piece's alone.
+                    let gc = unsafe { gc.slice(at, count * plane) };
+                    let part_gp = Planes { c: count, ..gp };
+                    if *zero {
+                        zero_unspread(part_gp, l.epi.max_pool2, gc);
+                    }
+                    spread(g_out, how, (count, cv.oh, cv.ow), part_gp.grid(), gc, gb.0);
+                }
+            },
+        );
+        for g in gs {
+            self.gc_zeroed[i][gc_span.slot(g)] = true;
+        }
     }
 
     /// The norm's backward pass over groups `gs` of layer `i`'s spread gradient.
@@ -656,57 +871,74 @@ impl<'a, 'l> Backward<'a, 'l> {
         }
     }
 
-    /// Layer `i`'s weight gradient from group `g`, and its input gradient if wanted.
-    fn grads(&mut self, i: usize, g: usize, input_grad: bool) {
+    /// Layer `i`'s weight gradient from groups `gs`, and its input gradient if wanted: the
+    /// output channels, then the input channels, split over the threads once for all of
+    /// `gs`, each channel's sums added in group order.
+    fn grads(&mut self, i: usize, gs: Range<usize>, input_grad: bool) {
         let cv = self.convs[i];
         let gp = cv.grad_planes();
         let (gwp, margin) = (gp.wp(), (gp.pad * gp.wp() + gp.pad) * LANES);
-        let at = self.gc_span(i).slot(g) * gp.group();
-        // SAFETY: `spread` (and the norm after it) wrote this group's gradient.
-        let gc = unsafe { self.gcs[i].part(at, gp.group()) };
+        let gc_span = self.gc_span(i);
+        assert!(gc_span.holds(&gs), "groups share a slot");
+        let first_gc = gc_span.slot(gs.start) * gp.group();
+        // SAFETY: `spread` (and the norm after it) wrote these groups' gradients.
+        let gc = unsafe { self.gcs[i].part(first_gc, gc_span.end(&gs) * gp.group() - first_gc) };
+        let gc_of = |g: usize| &gc[gc_span.slot(g) * gp.group() - first_gc..][..gp.group()];
         let (xp, x_wp) = (cv.input, cv.input.wp());
         let x: &[f32] = if i == 0 || xp.pad > 0 {
-            &self.saved.ins[i][g * xp.group()..]
+            &self.saved.ins[i]
         } else {
-            &self.saved.outs[i - 1][g * xp.group()..]
+            &self.saved.outs[i - 1]
         };
-        let input = GradInput {
-            g: &gc[margin..],
-            g_stride: gp.area() * LANES,
-            g_image: gwp * LANES,
-            src: x,
-            src_image: x_wp * LANES,
-            images: cv.oh,
-            len: cv.ow * LANES,
-        };
-        correlate_grad(&mut self.accs[i], input, &self.offs[i]);
-        if !input_grad {
-            return;
-        }
-        let Some(rows_g) = &self.rows_g[i] else {
+        let (off, taps) = (&self.offs[i], self.offs[i].len());
+        let pieces = par::pieces(
+            cv.co,
+            gs.len() * self.layers[i].w.len() * cv.oh * cv.ow * LANES,
+        );
+        let accs = par::Rows(&mut self.accs[i], taps * LANES);
+        par::split(accs, (0, cv.co), pieces, &|first, _, acc| {
+            for g in gs.clone() {
+                let input = GradInput {
+                    g: &gc_of(g)[margin + first * gp.area() * LANES..],
+                    g_stride: gp.area() * LANES,
+                    g_image: gwp * LANES,
+                    src: &x[g * xp.group()..],
+                    src_image: x_wp * LANES,
+                    images: cv.oh,
+                    len: cv.ow * LANES,
+                };
+                correlate_grad_piece(acc.0, input, off);
+            }
+        });
+        let Some(rows_g) = self.rows_g[i].as_ref().filter(|_| input_grad) else {
             return;
         };
         // Only the rows and columns inside the padding: the rest would be dropped.
         let plane = xp.h * xp.w * LANES;
         let span = self.gx_span(i);
-        // Every value written: every row of every channel.
-        let gx = self.gxs[i].part_mut(span.slot(g) * xp.c * plane, xp.c * plane);
-        // The input channels split over the threads, as in the forward pass.
-        let pieces = par::pieces(xp.c, rows_g.taps() * plane);
-        par::split(
-            par::Rows(gx, plane),
-            (0, xp.c),
-            pieces,
-            &|first, count, gx| {
+        assert!(span.holds(&gs), "groups share a slot");
+        let gx = self.gxs[i].disjoint();
+        assert!(
+            span.end(&gs) * xp.c * plane <= gx.len(),
+            "grads: input gradient too short"
+        );
+        let pieces = par::pieces(xp.c, gs.len() * rows_g.taps() * plane);
+        par::split((), (0, xp.c), pieces, &|first, count, ()| {
+            for g in gs.clone() {
+                let gc = gc_of(g);
+                // SAFETY: within the buffer (checked above), and these channels of this
+                // group are this piece's alone. Every value is written: every row of every
+                // channel.
+                let gx = unsafe { gx.slice((span.slot(g) * xp.c + first) * plane, count * plane) };
                 for y in 0..xp.h {
                     let (off_g, w_g) = rows_g.row(y + xp.pad);
                     let w_g = &w_g[first * off_g.len()..][..count * off_g.len()];
-                    let row = &mut gx.0[y * xp.w * LANES..];
+                    let row = &mut gx[y * xp.w * LANES..];
                     let src = &gc[((y + xp.pad) * gwp + xp.pad) * LANES..];
                     correlate_uninit(row, plane, xp.w * LANES, src, off_g, w_g);
                 }
-            },
-        );
+            }
+        });
     }
 }
 
@@ -735,29 +967,33 @@ pub fn conv_backward(
         let end = seg.end - 1;
         let waits = layers[end].batch_norm();
         if waits {
-            (0..n_groups).for_each(|g| b.spread(end, g));
+            b.spread(end, 0..n_groups);
             b.norm(end, 0..n_groups);
         }
-        // Group `g` back through the segment.
-        let group = |b: &mut Backward, g: usize| {
+        // Groups `gs` back through the segment.
+        let back = |b: &mut Backward, gs: Range<usize>| {
             for i in seg.clone().rev() {
                 if !(waits && i == end) {
-                    b.spread(i, g);
-                    b.norm(i, g..g + 1);
+                    b.spread(i, gs.clone());
+                    b.norm(i, gs.clone());
                 }
-                b.grads(i, g, wants(i));
+                b.grads(i, gs.clone(), wants(i));
             }
         };
+        let size = if b.blocked[end] { n_groups } else { 1 };
         if seg.start == 0 && input_grad {
             let out = leave_all(batch, first_p, |g, dst| {
-                group(&mut b, g);
+                if g % size == 0 {
+                    back(&mut b, g..(g + size).min(n_groups));
+                }
+                let at = b.gx_span(0).slot(g) * first_p.group();
                 // SAFETY: the first layer's `grads` wrote this group's input gradient.
-                let gx = unsafe { b.gxs[0].part(0, first_p.group()) };
-                first_p.leave(gx, batch, g, dst);
+                let gx = unsafe { b.gxs[0].part(at, first_p.group()) };
+                first_p.leave(gx, in_group(batch, g), dst);
             });
             gx = Some(out);
         } else {
-            (0..n_groups).for_each(|g| group(&mut b, g));
+            blocks(n_groups, size).for_each(|gs| back(&mut b, gs));
         }
     }
     let grads = b
@@ -774,18 +1010,12 @@ pub fn conv_backward(
 }
 
 /// Zeros what [`spread`] leaves of one group of gradient planes `gp`: the margins, and
-/// after a pool over an odd side the last row or column; the channels split over the threads.
+/// after a pool over an odd side the last row or column.
 fn zero_unspread(gp: Planes, pooled: bool, gc: &mut [MaybeUninit<f32>]) {
-    let plane = gp.area() * LANES;
-    let pieces = par::pieces(gp.c, gc.len() * par::PER_VALUE);
-    let rows = par::Rows(gc, plane);
-    par::split(rows, (0, gp.c), pieces, &|_, c, par::Rows(gc, _)| {
-        let gp = Planes { c, ..gp };
-        gp.zero_padding(gc);
-        if pooled {
-            zero_odd_edges(gp, gc);
-        }
-    });
+    gp.zero_padding(gc);
+    if pooled {
+        zero_odd_edges(gp, gc);
+    }
 }
 
 /// Zeros the last row or column of `gp`'s planes where a 2 x 2 pool left it out.
