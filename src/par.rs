@@ -73,6 +73,29 @@ pub fn split<P: Parts>(
     );
 }
 
+/// The runs of channels that the outputs `first..first + count` of a [`split`] cover when
+/// its outputs are `(group, channel)` pairs, `co` channels a group, group after group:
+/// `(group, channels, at)`, the group counted from the split's first and `at` the run's
+/// first output counted from `first`. Splitting groups of channels this way gives each
+/// thread whole groups where it can, so that passes over the same groups one after another
+/// find most of their inputs where the same thread wrote them.
+pub fn runs(
+    first: usize,
+    count: usize,
+    co: usize,
+) -> impl Iterator<Item = (usize, std::ops::Range<usize>, usize)> {
+    let (end, mut at) = (first + count, first);
+    std::iter::from_fn(move || {
+        (at < end && co > 0).then(|| {
+            let (g, c) = (at / co, at % co);
+            let len = (co - c).min(end - at);
+            let run = (g, c..c + len, at - first);
+            at += len;
+            run
+        })
+    })
+}
+
 /// A buffer whose disjoint places pieces of work write at once, each through slices of its
 /// own: for outputs that interleave (a channel's rows in every group of a batch), which
 /// [`Rows`] cannot cut apart.
@@ -124,6 +147,31 @@ impl<'a, T> Disjoint<'a, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The runs of a split over groups of channels cover every `(group, channel)` pair once.
+    #[test]
+    fn runs_cover_every_group_and_channel_once() {
+        for pieces in [1, 2, 3, 7] {
+            let (groups, co) = (5, 3);
+            let seen = std::sync::Mutex::new(vec![0; groups * co]);
+            split((), (0, groups * co), pieces, &|first, count, ()| {
+                let mut next = 0;
+                for (g, ch, at) in runs(first, count, co) {
+                    assert_eq!(at, next, "runs follow each other");
+                    next += ch.len();
+                    for c in ch {
+                        seen.lock().unwrap()[g * co + c] += 1;
+                    }
+                }
+                assert_eq!(next, count, "runs cover the piece");
+            });
+            assert_eq!(
+                seen.into_inner().unwrap(),
+                vec![1; groups * co],
+                "{pieces} pieces"
+            );
+        }
+    }
 
     /// Every output is visited once, in its own part, for any number of pieces.
     #[test]

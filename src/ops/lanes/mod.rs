@@ -355,16 +355,18 @@ impl<'a, 'l> Forward<'a, 'l> {
             raw_span.end(&gs) * out_len <= raw.len(),
             "conv: raw output too short"
         );
-        let pieces = par::pieces(cv.co, gs.len() * l.w.len() * stride);
-        par::split((), (0, cv.co), pieces, &|first, count, ()| {
-            let w = &l.w[first * off.len()..][..count * off.len()];
-            for g in gs.clone() {
+        let items = gs.len() * cv.co;
+        let pieces = par::pieces(items, gs.len() * l.w.len() * stride);
+        par::split((), (0, items), pieces, &|first, count, ()| {
+            for (g, ch, _) in par::runs(first, count, cv.co) {
+                let g = gs.start + g;
+                let w = &l.w[ch.start * off.len()..][..ch.len() * off.len()];
                 // SAFETY: `enter` or the layer before's `finish` wrote this group's input.
                 let src = unsafe { src.part(span.slot(g) * src_group, src_group) };
-                let at = raw_span.slot(g) * out_len + first * stride;
+                let at = raw_span.slot(g) * out_len + ch.start * stride;
                 // SAFETY: within the buffer (checked above), and these channels of this
                 // group are this piece's alone.
-                let raw = unsafe { raw.slice(at, count * stride) };
+                let raw = unsafe { raw.slice(at, ch.len() * stride) };
                 for y in 0..cv.oh {
                     correlate_uninit(
                         &mut raw[y * len..],
@@ -428,10 +430,12 @@ impl<'a, 'l> Forward<'a, 'l> {
                 .as_ref()
                 .is_none_or(|(n, ins)| fits(*n, ins.len()))
         );
-        let pieces = par::pieces(cv.co, gs.len() * out_len * par::PER_VALUE);
-        par::split((), (0, cv.co), pieces, &|first, count, ()| {
-            gs.clone()
-                .for_each(|g| job.channels(g, first..first + count))
+        let items = gs.len() * cv.co;
+        let pieces = par::pieces(items, gs.len() * out_len * par::PER_VALUE);
+        par::split((), (0, items), pieces, &|first, count, ()| {
+            for (g, ch, _) in par::runs(first, count, cv.co) {
+                job.channels(gs.start + g, ch);
+            }
         });
     }
 
@@ -788,44 +792,51 @@ impl<'a, 'l> Backward<'a, 'l> {
             gc_span.end(&gs) * gp.group() <= gc.len(),
             "spread: gradient too short"
         );
-        // With a norm, the sum here is not the bias gradient; it is made after the norm's.
-        let mut scratch = Vec::new();
-        let gb = if l.norm.is_some() {
-            scratch.resize(cv.co * LANES, 0.0);
-            &mut scratch
-        } else {
-            &mut self.gbs[i]
-        };
+        // Each group's bias sums, added to the bias gradient in group order below (with a
+        // norm, they are not the bias gradient: it is made after the norm's).
+        let items = gs.len() * cv.co;
+        let mut sums = vec![0.0; items * LANES];
         let saved = self.saved;
-        let pieces = par::pieces(cv.co, gs.len() * cv.out_len() * par::PER_VALUE);
+        let pieces = par::pieces(items, gs.len() * cv.out_len() * par::PER_VALUE);
         par::split(
-            par::Rows(gb, LANES),
-            (0, cv.co),
+            par::Rows(&mut sums, LANES),
+            (0, items),
             pieces,
-            &|first, count, gb| {
-                let mut entered = Fresh::new(if from.entered() { count * dst_px } else { 0 });
-                for (g, zero) in gs.clone().zip(&zero) {
-                    let g_out = from.channels(out_p, g, first..first + count, &mut entered);
-                    let at = g * out_p.group() + first * dst_px;
+            &|first, count, sums| {
+                let mut entered = Fresh::new(if from.entered() {
+                    count.min(cv.co) * dst_px
+                } else {
+                    0
+                });
+                for (k, ch, at) in par::runs(first, count, cv.co) {
+                    let (g, n) = (gs.start + k, ch.len());
+                    let g_out = from.channels(out_p, g, ch.clone(), &mut entered);
+                    let at_out = g * out_p.group() + ch.start * dst_px;
                     let how = if l.epi.max_pool2 {
-                        Spread::Route(&saved.routes[i][at..][..count * dst_px])
+                        Spread::Route(&saved.routes[i][at_out..][..n * dst_px])
                     } else if l.epi.relu {
-                        Spread::Relu(&saved.outs[i][at..][..count * dst_px])
+                        Spread::Relu(&saved.outs[i][at_out..][..n * dst_px])
                     } else {
                         Spread::Plain
                     };
-                    let at = gc_span.slot(g) * gp.group() + first * plane;
+                    let at_gc = gc_span.slot(g) * gp.group() + ch.start * plane;
                     // SAFETY: within the buffer (checked above), and these channels of this
                     // group are this piece's alone.
-                    let gc = unsafe { gc.slice(at, count * plane) };
-                    let part_gp = Planes { c: count, ..gp };
-                    if *zero {
-                        zero_unspread(part_gp, l.epi.max_pool2, gc);
+                    let gc = unsafe { gc.slice(at_gc, n * plane) };
+                    let part = Planes { c: n, ..gp };
+                    if zero[k] {
+                        zero_unspread(part, l.epi.max_pool2, gc);
                     }
-                    spread(g_out, how, (count, cv.oh, cv.ow), part_gp.grid(), gc, gb.0);
+                    let gb = &mut sums.0[at * LANES..][..n * LANES];
+                    spread(g_out, how, (n, cv.oh, cv.ow), part.grid(), gc, gb);
                 }
             },
         );
+        if l.norm.is_none() {
+            for group in sums.chunks_exact(cv.co * LANES) {
+                self.gbs[i].iter_mut().zip(group).for_each(|(b, s)| *b += s);
+            }
+        }
         for g in gs {
             self.gc_zeroed[i][gc_span.slot(g)] = true;
         }
@@ -922,17 +933,20 @@ impl<'a, 'l> Backward<'a, 'l> {
             span.end(&gs) * xp.c * plane <= gx.len(),
             "grads: input gradient too short"
         );
-        let pieces = par::pieces(xp.c, gs.len() * rows_g.taps() * plane);
-        par::split((), (0, xp.c), pieces, &|first, count, ()| {
-            for g in gs.clone() {
+        let items = gs.len() * xp.c;
+        let pieces = par::pieces(items, gs.len() * rows_g.taps() * plane);
+        par::split((), (0, items), pieces, &|first, count, ()| {
+            for (g, ch, _) in par::runs(first, count, xp.c) {
+                let g = gs.start + g;
                 let gc = gc_of(g);
+                let at = (span.slot(g) * xp.c + ch.start) * plane;
                 // SAFETY: within the buffer (checked above), and these channels of this
                 // group are this piece's alone. Every value is written: every row of every
                 // channel.
-                let gx = unsafe { gx.slice((span.slot(g) * xp.c + first) * plane, count * plane) };
+                let gx = unsafe { gx.slice(at, ch.len() * plane) };
                 for y in 0..xp.h {
                     let (off_g, w_g) = rows_g.row(y + xp.pad);
-                    let w_g = &w_g[first * off_g.len()..][..count * off_g.len()];
+                    let w_g = &w_g[ch.start * off_g.len()..][..ch.len() * off_g.len()];
                     let row = &mut gx[y * xp.w * LANES..];
                     let src = &gc[((y + xp.pad) * gwp + xp.pad) * LANES..];
                     correlate_uninit(row, plane, xp.w * LANES, src, off_g, w_g);
