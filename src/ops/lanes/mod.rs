@@ -1,23 +1,25 @@
 //! Stride-1 convolution on the image-per-lane layout.
 //!
-//! A batch is cut into groups of [`LANES`] images, and each group is stored
-//! `C x H x W x LANES`: one pixel of the 16 images side by side (missing images of the last
-//! group are zeros). A stride-1 convolution is then, output row by output row, the 1-D
-//! correlation of [`correlate`](crate::kernels::correlate) with tap offsets in whole pixels: every vector the kernels
-//! load is one pixel of 16 images, aligned to a cache line, and every position they compute
-//! is an output (no padding columns, no rounding of an image to whole vectors). The weight
-//! gradient is [`correlate_grad`] with output rows as its "images", the input gradient the
-//! forward correlation of the output gradient with the kernel flipped. The layout is entered
-//! and left by one transposing pass each way, once for a whole chain of convolutions: each
-//! one's output, in this layout, is the next one's input (copied into padding when the next
-//! is padded).
+//! A batch is cut into groups of [`LANES`] images, and each group is stored `C x H x W x
+//! LANES`: one pixel of the 16 images side by side (missing images of the last group are
+//! zeros). A stride-1 convolution is then, output row by output row, the 1-D correlation of
+//! [`correlate`](crate::kernels::correlate) with tap offsets in whole pixels: every vector
+//! the kernels load is one pixel of 16 images, aligned to a cache line, and every position
+//! they compute is an output (no padding columns, no rounding of an image to whole
+//! vectors). The weight gradient is [`correlate_grad`](crate::kernels::correlate_grad) with
+//! output rows as its "images", the input gradient the forward correlation of the output
+//! gradient with the kernel flipped. The layout is entered and left by one transposing pass
+//! each way, once for a whole chain of convolutions: each one's output, in this layout, is
+//! the next one's input (copied into padding when the next is padded).
 //!
 //! A batch norm after a convolution runs inside the chain ([`LaneNorm`]). With the batch's
 //! statistics, the chain is cut after each such layer (`segments`): a segment runs group by
 //! group up to that layer's convolution, the statistics are summed over every group
-//! (`norm.rs`), and then the layer's epilogue normalizes. The backward pass mirrors it.
-//! Buffers come from a per-thread pool (`spare.rs`) and are written without zeroing where
-//! every value is written (`Fresh`).
+//! (`norm.rs`), and then the layer's epilogue normalizes. The backward pass mirrors it. A
+//! segment of one such layer runs each pass over every group at once, its `(group,
+//! channel)` pairs split over the threads ([`par::runs`]); evaluation, which keeps nothing,
+//! splits its groups. Buffers come from a per-thread pool (`spare.rs`) and are written
+//! without zeroing where every value is written (`Fresh`).
 
 mod layout;
 mod norm;
@@ -325,6 +327,14 @@ impl<'a, 'l> Forward<'a, 'l> {
         }
     }
 
+    /// Where layer `i`'s buffers keep each group (`(span, raw_span)`), checked to give each
+    /// of groups `gs` a slot of its own.
+    fn spans(&self, i: usize, gs: &Range<usize>) -> (Span, Span) {
+        let (span, raw_span) = (self.span(), self.raw_span(i));
+        assert!(raw_span.holds(gs) && span.holds(gs), "groups share a slot");
+        (span, raw_span)
+    }
+
     /// Group `g` of the input into the first layer's input planes.
     fn enter(&mut self, g: usize) {
         let (xp, slot) = (self.layers[0].conv().input, self.span().slot(g));
@@ -334,15 +344,12 @@ impl<'a, 'l> Forward<'a, 'l> {
     }
 
     /// Layer `i`'s convolution of groups `gs`, then its epilogue unless it waits for the
-    /// batch's statistics. The channels split over the threads once for all of `gs`, each
-    /// piece every row of every group: pieces large enough to be worth handing over.
+    /// batch's statistics. Its `(group, channel)` pairs split over the threads once for all
+    /// of `gs`, each piece every row of its channels: pieces large enough to be worth handing
+    /// over.
     fn conv(&mut self, i: usize, gs: Range<usize>) {
         let (l, cv) = (&self.layers[i], self.layers[i].conv());
-        let (span, raw_span) = (self.span(), self.raw_span(i));
-        assert!(
-            raw_span.holds(&gs) && span.holds(&gs),
-            "groups share a slot"
-        );
+        let (span, raw_span) = self.spans(i, &gs);
         let (src, src_group) = if i == 0 || cv.input.pad > 0 {
             (&self.ins[i], cv.input.group())
         } else {
@@ -385,15 +392,11 @@ impl<'a, 'l> Forward<'a, 'l> {
     }
 
     /// Layer `i`'s epilogue on groups `gs`, and the padded copy of its output that the next
-    /// layer reads, if that one is padded: the channels split over the threads once for all
-    /// of `gs`.
+    /// layer reads, if that one is padded: its `(group, channel)` pairs split over the
+    /// threads once for all of `gs`.
     fn finish(&mut self, i: usize, gs: Range<usize>) {
         let (l, cv) = (&self.layers[i], self.layers[i].conv());
-        let (span, raw_span) = (self.span(), self.raw_span(i));
-        assert!(
-            raw_span.holds(&gs) && span.holds(&gs),
-            "groups share a slot"
-        );
+        let (span, raw_span) = self.spans(i, &gs);
         let norm = match (&l.norm, &self.stats[i]) {
             (Some(LaneNorm::Batch { gamma, beta, .. }), Some(st)) => Some(Norm {
                 mean: &st.mean,
@@ -769,8 +772,8 @@ impl<'a, 'l> Backward<'a, 'l> {
     }
 
     /// Layer `i`'s output gradient for groups `gs` spread through its epilogue (into `gcs`;
-    /// the bias gradient too, unless a norm comes between): the channels split over the
-    /// threads once for all of `gs`, each group's sums added in group order.
+    /// the bias gradient too, unless a norm comes between): its `(group, channel)` pairs
+    /// split over the threads once for all of `gs`, each group's sums added in group order.
     fn spread(&mut self, i: usize, gs: Range<usize>) {
         let (l, cv) = (&self.layers[i], self.convs[i]);
         let (out_p, gp) = (l.out_planes(), cv.grad_planes());
@@ -882,9 +885,10 @@ impl<'a, 'l> Backward<'a, 'l> {
         }
     }
 
-    /// Layer `i`'s weight gradient from groups `gs`, and its input gradient if wanted: the
-    /// output channels, then the input channels, split over the threads once for all of
-    /// `gs`, each channel's sums added in group order.
+    /// Layer `i`'s weight gradient from groups `gs`, and its input gradient if wanted, each
+    /// split over the threads once for all of `gs`: the weight gradient by output channel,
+    /// each channel's sums added in group order; the input gradient by `(group, input
+    /// channel)` pair.
     fn grads(&mut self, i: usize, gs: Range<usize>, input_grad: bool) {
         let cv = self.convs[i];
         let gp = cv.grad_planes();
