@@ -9,9 +9,9 @@ use super::spare;
 use crate::kernels::{Grid, LANES, as_uninit, gather_strided, scatter};
 use crate::par;
 
-/// Zero-initialized `f32`s starting on a 64-byte boundary (when the allocator allows), so
-/// that a pixel of 16 lanes is one cache line. Its buffer comes from, and goes back to, this
-/// thread's [`spare`] buffers.
+/// `f32`s, every one written, starting on a 64-byte boundary (when the allocator allows), so
+/// that a pixel of 16 lanes is one cache line: a [`Fresh`] buffer once it is written. Its
+/// buffer goes back to this thread's [`spare`] buffers.
 #[derive(Debug, Default)]
 pub(super) struct Aligned {
     /// Every value initialized.
