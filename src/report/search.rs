@@ -253,22 +253,16 @@ fn draw<DB: DrawingBackend>(
         .draw()?;
     let (blue, red, grey) = (SERIES[0], SERIES[1], SERIES[5]);
     let dots = p.x.iter().zip(&p.y).zip(&p.confirmed);
-    let plain = dots.clone().filter(|(_, c)| !**c);
-    chart
-        .draw_series(
-            plain
-                .filter_map(|((&x, y), _)| Some(Circle::new((x, 100.0 * (*y)?), 3, blue.filled()))),
-        )?
-        .label("trial")
-        .legend(move |(x, y)| Circle::new((x + 9, y), 3, blue.filled()));
-    let picked = dots.filter(|(_, c)| **c);
-    chart
-        .draw_series(
-            picked
-                .filter_map(|((&x, y), _)| Some(Circle::new((x, 100.0 * (*y)?), 5, red.filled()))),
-        )?
-        .label("confirmed")
-        .legend(move |(x, y)| Circle::new((x + 9, y), 5, red.filled()));
+    for (confirmed, r, colour, label) in [(false, 3, blue, "trial"), (true, 5, red, "confirmed")] {
+        let these = dots.clone().filter(move |(_, c)| **c == confirmed);
+        let circles = these.filter_map(move |((&x, y), _)| {
+            Some(Circle::new((x, 100.0 * (*y)?), r, colour.filled()))
+        });
+        chart
+            .draw_series(circles)?
+            .label(label)
+            .legend(move |(x, y)| Circle::new((x + 9, y), r, colour.filled()));
+    }
     if p.best_so_far {
         let mut best = f64::INFINITY;
         let line: Vec<(f64, f64)> =
