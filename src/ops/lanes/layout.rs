@@ -61,6 +61,11 @@ impl Fresh {
         &mut self.buf[self.start + at..][..len]
     }
 
+    /// How many values it holds.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
     /// Every value, for pieces of work on other threads to write their own parts of.
     pub(super) fn disjoint(&mut self) -> par::Disjoint<'_, MaybeUninit<f32>> {
         par::Disjoint::new(&mut self.buf[self.start..][..self.len])

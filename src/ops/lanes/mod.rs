@@ -638,23 +638,22 @@ impl GradOut<'_> {
         }
     }
 
-    /// Whether it is entered into a buffer of the caller's.
-    fn entered(&self) -> bool {
-        matches!(self, GradOut::Gy(..))
-    }
-
-    /// The gradient of `channels` of group `g` of output planes `p`, entered into `buf` (of
-    /// those channels) if it must be.
+    /// The gradient of `channels` of group `g` of output planes `p`, entered into `buf` (made
+    /// when first needed, and again when too short) if it must be.
     fn channels<'b>(
         &'b self,
         p: Planes,
         g: usize,
         channels: Range<usize>,
-        buf: &'b mut Fresh,
+        buf: &'b mut Option<Fresh>,
     ) -> &'b [f32] {
         let len = channels.len() * p.area() * LANES;
         match *self {
             GradOut::Gy(gy, batch) => {
+                if buf.as_ref().is_none_or(|b| b.len() < len) {
+                    *buf = Some(Fresh::new(len));
+                }
+                let buf = buf.as_mut().expect("made just above");
                 p.enter_channels(gy, batch, g, channels, buf.part_mut(0, len));
                 // SAFETY: without padding, `enter` writes every value.
                 unsafe { buf.part(0, len) }
@@ -806,11 +805,7 @@ impl<'a, 'l> Backward<'a, 'l> {
             (0, items),
             pieces,
             &|first, count, sums| {
-                let mut entered = Fresh::new(if from.entered() {
-                    count.min(cv.co) * dst_px
-                } else {
-                    0
-                });
+                let mut entered = None;
                 for (k, ch, at) in par::runs(first, count, cv.co) {
                     let (g, n) = (gs.start + k, ch.len());
                     let g_out = from.channels(out_p, g, ch.clone(), &mut entered);
